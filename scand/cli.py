@@ -1,0 +1,181 @@
+"""``scand serve`` and ``scand check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Callable
+
+import structlog
+import trio
+
+import scand
+from scand import config as configmod
+from scand import logs
+from scand.config import Config, ConfigError
+from scand.engines.base import EngineError, load_engine
+from scand.pool.pool import Pool
+from scand.server import Server, SocketPathError, bind_unix
+from scand.service import Service
+
+# sysexits.h: EX_CONFIG, for a config or signature set scand cannot start with.
+EX_CONFIG = 78
+
+DESCRIPTION = """\
+scand is a virus-scanning daemon for mail servers. Mail filters (Exim's
+av_scanner = sophie:..., amavisd-new, MIMEDefang, qmail and Postfix hooks) ask
+it over a Unix socket, in the Sophie protocol, whether a file or a spool
+directory is clean, and get a one-line verdict: "0" clean, "1:<name>"
+infected, "-1:<reason>" not scanned (the MTA then defers and retries).
+scand never answers "0" for anything it did not fully scan."""
+
+EPILOG = """\
+files:
+  /var/run/sophie          default socket when /var/run is writable; otherwise
+                           $XDG_RUNTIME_DIR/scand/sophie or /tmp/scand-<uid>/sophie
+  examples/scand.toml      every config key, commented, with its default
+
+signals:
+  SIGTERM, SIGINT          stop accepting, finish scans in progress within
+                           server.shutdown_grace seconds, remove the socket, exit 0
+  SIGHUP                   reload config and signatures (same as the RELOAD line);
+                           a broken signature file keeps the old set and is logged
+
+exit status:
+  0   stopped cleanly;  2   bad command line;
+  78  bad config, bad signature file or unusable socket path (message names it)
+
+examples:
+  scand serve                                     built-in engine, default socket
+  scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
+  scand check-config /etc/scand/scand.toml
+  printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="scand", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
+    )
+    parser.add_argument("--version", action="version", version=f"scand {scand.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the daemon in the foreground",
+        formatter_class=fmt,
+        description=textwrap.dedent("""\
+            Run the daemon in the foreground (for systemd, daemontools or runit).
+            Workers are started and their engines loaded before the socket
+            accepts. Logs are JSON lines on stderr (readable text on a terminal),
+            one line per request. Flags override the config file."""),
+        epilog=EPILOG,
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML config file (see examples/)")
+    serve.add_argument("--socket", metavar="PATH", help="Unix socket path (server.socket)")
+    serve.add_argument(
+        "--engine", metavar="NAME", help="scanner engine: builtin (default) or chaos (tests)"
+    )
+    serve.add_argument(
+        "--signatures", metavar="DIR", help="signature directory: .hdb/.hsb files"
+    )
+    serve.add_argument(
+        "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
+    )
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and its signature set, then exit",
+        formatter_class=fmt,
+        description="Parse FILE, check every key and value, and load the signature\n"
+        "set it names. Exits 0 and prints a summary, or exits 78 naming the bad key.",
+    )
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
+    """A function that (re)builds the config: file first, then command-line flags."""
+
+    def load() -> Config:
+        config = configmod.load(args.config) if args.config else Config()
+        config = configmod.override(config, "server", socket=args.socket)
+        config = configmod.override(
+            config, "engine", name=args.engine, signatures=args.signatures
+        )
+        return configmod.override(config, "pool", workers=args.workers)
+
+    return load
+
+
+async def serve(config: Config, loader: Callable[[], Config]) -> None:
+    """Start pool, service and listener in that order; drain on SIGTERM."""
+    log = structlog.get_logger("scand")
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            pool = Pool(config)
+            await nursery.start(pool.run)
+            service = Service(config, pool, loader)
+            await nursery.start(service.run)
+            listener = await bind_unix(config)
+            server = Server(service, listener, config.socket_path)
+            await nursery.start(server.run)
+            log.info("ready", socket=config.socket_path, version=service.version(),
+                     workers=config.worker_count, pid=os.getpid())
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("sighup")
+                    service.request_reload()
+                    continue
+                log.info("stopping", signal=signal.Signals(signum).name)
+                break
+            await server.drain(service.config.server.shutdown_grace)
+            nursery.cancel_scope.cancel()
+    log.info("stopped", requests=service.stats.requests)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    loader = make_loader(args)
+    try:
+        config = loader()
+    except ConfigError as exc:
+        print(f"scand: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    logs.configure(config.log.level, config.log.format)
+    try:
+        trio.run(serve, config, loader)
+    except (EngineError, SocketPathError, OSError) as exc:
+        structlog.get_logger("scand").error("startup_failed", error=str(exc))
+        print(f"scand: cannot start: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = configmod.load(args.file)
+        engine = load_engine(config)
+    except (ConfigError, EngineError) as exc:
+        print(f"scand: {args.file}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    info = engine.info()
+    print(f"{args.file}: OK (engine {info.name}, {info.signatures}, "
+          f"socket {config.socket_path}, {config.worker_count} workers)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return cmd_serve(args)
+    if args.command == "check-config":
+        return cmd_check_config(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

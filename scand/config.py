@@ -1,0 +1,226 @@
+"""Configuration: TOML into frozen dataclasses, loudly.
+
+Every key is declared once, as a dataclass field, with its default. Unknown
+sections, unknown keys and values of the wrong type or range are errors that
+name the key (``pool.workers: must be >= 1, got 0``). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scand.engines.base import REGISTRY
+
+MiB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value. The message names the key."""
+
+
+def default_socket_path() -> str:
+    """``/var/run/sophie`` when its directory is writable, else a per-user path.
+
+    The per-user path is ``$XDG_RUNTIME_DIR/scand/sophie`` when that variable is
+    set, else ``/tmp/scand-<uid>/sophie``.
+    """
+    if os.access("/var/run", os.W_OK):
+        return "/var/run/sophie"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "scand" if runtime else Path(f"/tmp/scand-{os.getuid()}")
+    return str(base / "sophie")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    socket: str = ""  # "" = default_socket_path()
+    socket_mode: int = 0o660
+    socket_group: str = ""  # name or number; "" = the daemon's own group
+    idle_timeout: float = 300.0
+    request_timeout: float = 30.0
+    shutdown_grace: float = 30.0
+    max_stream_bytes: int = 25 * MiB
+    allowed_roots: tuple[str, ...] = ()  # empty = every absolute path is allowed
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str = "builtin"
+    signatures: str = ""  # directory of .hdb/.hsb files; "" = built-in EICAR only
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_file_size: int = 64 * MiB
+    max_files: int = 10_000
+    max_depth: int = 32
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    workers: int = 0  # 0 = number of CPUs
+    queue_size: int = 64
+    queue_wait: float = 10.0
+    scan_timeout: float = 60.0
+    memory_cap_mb: int = 512
+    recycle_rss_mb: int = 128
+    hard_rss_mb: int = 512
+    max_jobs: int = 5000
+    max_jobs_jitter: int = 500
+    min_lifetime: float = 10.0
+    cancel_grace: float = 0.5
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto | json | console
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def socket_path(self) -> str:
+        return self.server.socket or default_socket_path()
+
+    @property
+    def worker_count(self) -> int:
+        return self.pool.workers or (os.cpu_count() or 1)
+
+
+# Extra checks beyond the type, keyed "section.key"; each returns an error or None.
+def _at_least(n: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= n else f"must be >= {n}, got {v}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
+
+
+def _absolute_paths(v: tuple[str, ...]) -> str | None:
+    bad = [p for p in v if not p.startswith("/")]
+    return f"must be absolute paths, got {bad[0]!r}" if bad else None
+
+
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "server.socket_mode": lambda v: None if 0 <= v <= 0o777 else f"not a file mode: {v:o}",
+    "server.idle_timeout": _at_least(0.1),
+    "server.request_timeout": _at_least(0.1),
+    "server.shutdown_grace": _at_least(0),
+    "server.max_stream_bytes": _at_least(1),
+    "server.allowed_roots": _absolute_paths,
+    "engine.name": lambda v: None if v in REGISTRY else (
+        f"unknown engine {v!r} (known: {', '.join(REGISTRY)})"
+    ),
+    "limits.max_file_size": _at_least(1),
+    "limits.max_files": _at_least(1),
+    "limits.max_depth": _at_least(1),
+    "pool.workers": _at_least(0),
+    "pool.queue_size": _at_least(0),
+    "pool.queue_wait": _at_least(0),
+    "pool.scan_timeout": _at_least(0.1),
+    "pool.memory_cap_mb": _at_least(32),
+    "pool.recycle_rss_mb": _at_least(1),
+    "pool.hard_rss_mb": _at_least(1),
+    "pool.max_jobs": _at_least(1),
+    "pool.max_jobs_jitter": _at_least(0),
+    "pool.min_lifetime": _at_least(0),
+    "pool.cancel_grace": _at_least(0),
+    "log.level": _one_of("debug", "info", "warning", "error"),
+    "log.format": _one_of("auto", "json", "console"),
+}
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Check ``value`` against the field's type hint; allow int for float, "0660" modes."""
+    if key == "server.socket_mode" and isinstance(value, str):
+        try:
+            return int(value, 8)
+        except ValueError:
+            raise ConfigError(f"{key}: not an octal mode: {value!r}") from None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(hint) is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{key}: must be a list of {item.__name__}, got {value!r}")
+        return tuple(value)
+    if isinstance(hint, type) and (not isinstance(value, hint) or isinstance(value, bool) != (
+        hint is bool
+    )):
+        raise ConfigError(f"{key}: must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build_section(name: str, cls: type[Any], raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: must be a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        full = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(f"{full}: unknown key (known: {', '.join(sorted(fields))})")
+        values[key] = _coerce(full, hints[key], value)
+        check = _CHECKS.get(full)
+        problem = check(values[key]) if check else None
+        if problem:
+            raise ConfigError(f"{full}: {problem}")
+    return cls(**values)
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from parsed TOML, naming the first bad key."""
+    hints = typing.get_type_hints(Config)
+    sections: dict[str, Any] = {}
+    for name, raw in data.items():
+        if name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(Config))
+            raise ConfigError(f"{name}: unknown section (known: {known})")
+        sections[name] = _build_section(name, hints[name], raw)
+    return Config(**sections)
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return from_mapping(data)
+
+
+def override(config: Config, section: str, **changes: Any) -> Config:
+    """Return ``config`` with some keys of one section replaced (for CLI flags)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return config
+    current = getattr(config, section)
+    raw = {**dataclasses.asdict(current), **changes}
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+    return dataclasses.replace(config, **{section: _build_section(section, type(current), raw)})
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """Plain data (for the worker command line and STATS)."""
+    return dataclasses.asdict(config)
+
+
+__all__ = ["Config", "ConfigError", "MiB", "as_dict", "load", "override"]

@@ -1,0 +1,1 @@
+"""Scanner engines behind one small interface (see :mod:`scand.engines.base`)."""

@@ -1,0 +1,103 @@
+"""The engine interface and registry.
+
+An engine turns bytes (or a file it may read itself) into a verdict. It lives
+in a worker process, knows nothing of the pool, the policy or the protocol, and
+is looked up by name with a lazy import so that a worker only imports the
+engine it runs. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from scand.events import Verdict
+
+if TYPE_CHECKING:
+    from scand.config import Config
+
+
+class EngineError(Exception):
+    """An engine could not be set up (bad signatures, unreachable backend)."""
+
+
+class SignatureError(EngineError):
+    """A signature file is malformed. The message names the file and the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What ``VERSION`` and ``STATS`` report about a loaded engine."""
+
+    name: str
+    signatures: str  # signature-set version or count, one token, no spaces
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One regular file, already opened and checked by the caller.
+
+    ``fd`` is a read-only descriptor (position 0); ``path`` is for messages and
+    for engines that scan by path; ``size`` comes from fstat.
+    """
+
+    path: str
+    fd: int
+    size: int
+
+
+class Engine(abc.ABC):
+    """A loaded scanner. Construct with :meth:`from_config`."""
+
+    name: str = "?"
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: Config) -> Engine:
+        """Load signatures / connect; raise :class:`EngineError` on failure."""
+
+    @abc.abstractmethod
+    def scan_bytes(self, data: bytes, name: str) -> Verdict:
+        """Scan one object held in memory."""
+
+    def scan_file(self, target: Target, data: bytes) -> Verdict:
+        """Scan one opened file whose content is ``data``.
+
+        Engines that can scan by path or descriptor override this and may
+        ignore ``data``.
+        """
+        return self.scan_bytes(data, target.path)
+
+    @abc.abstractmethod
+    def info(self) -> EngineInfo:
+        """Name and signature-set version for ``VERSION``/``STATS``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; called when the worker exits."""
+
+
+# Name -> "module:Class"; imported on first use so workers load only what they run.
+REGISTRY: dict[str, str] = {
+    "builtin": "scand.engines.builtin:BuiltinEngine",
+    "chaos": "scand.engines.chaos:ChaosEngine",
+}
+
+
+def engine_class(name: str) -> type[Engine]:
+    """Resolve an engine name to its class, importing its module lazily."""
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise EngineError(f"unknown engine {name!r} (known: {', '.join(REGISTRY)})") from None
+    module_name, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    assert isinstance(cls, type) and issubclass(cls, Engine)
+    return cls
+
+
+def load_engine(config: Config) -> Engine:
+    """Build the engine the config names."""
+    return engine_class(config.engine.name).from_config(config)

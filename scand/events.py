@@ -1,0 +1,121 @@
+"""Value types shared by every layer: protocol events and scan verdicts.
+
+Everything here is a small frozen dataclass, compared by value in tests.
+Stdlib only: the protocol module, the worker child and the clients' tests all
+import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Reason(enum.StrEnum):
+    """The stable, machine-readable words of a ``-1:<reason>`` reply (PROTOCOL.md §3)."""
+
+    NOT_FOUND = "not-found"
+    NOT_ALLOWED = "not-allowed"
+    UNREADABLE = "unreadable"
+    TOO_LARGE = "too-large"
+    TOO_DEEP = "too-deep"
+    TOO_MANY_FILES = "too-many-files"
+    ENCRYPTED = "encrypted"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    WORKER_CRASHED = "worker-crashed"
+    ENGINE_UNAVAILABLE = "engine-unavailable"
+    BUSY = "busy"
+    SHUTTING_DOWN = "shutting-down"
+    PROTOCOL = "protocol"
+    INTERNAL = "internal"
+
+
+# --- verdicts -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Clean:
+    """Every byte was scanned and nothing was found."""
+
+
+@dataclass(frozen=True, slots=True)
+class Infected:
+    """A signature or policy rule matched; ``name`` is what the client sees."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unchecked:
+    """The object was not fully scanned. Never serialized as clean."""
+
+    reason: Reason
+    detail: str = ""
+
+
+Verdict = Clean | Infected | Unchecked
+
+CLEAN = Clean()
+
+
+def verdict_label(verdict: Verdict) -> str:
+    """A short label for logs and statistics: ``clean``, ``infected`` or the reason word."""
+    if isinstance(verdict, Clean):
+        return "clean"
+    if isinstance(verdict, Infected):
+        return "infected"
+    return str(verdict.reason)
+
+
+def combine(verdicts: list[Verdict]) -> Verdict:
+    """Fold per-file verdicts into one, as PROTOCOL.md §3 rules for directories.
+
+    The first infection wins; otherwise the first unchecked reason; only an
+    all-clean list (or an empty one: an empty directory) is clean.
+    """
+    unchecked: Unchecked | None = None
+    for v in verdicts:
+        if isinstance(v, Infected):
+            return v
+        if isinstance(v, Unchecked) and unchecked is None:
+            unchecked = v
+    return unchecked if unchecked is not None else CLEAN
+
+
+# --- protocol events (client -> daemon) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPath:
+    """A Sophie request: one absolute path."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStream:
+    """``STREAM <n>`` and its ``n`` raw bytes."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One of scand's own control lines (``PING``, ``VERSION``, ``STATS``, ``RELOAD``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadRequest:
+    """A request that gets ``-1:<reason>``. ``fatal`` means: reply, then close."""
+
+    reason: Reason
+    detail: str
+    fatal: bool = False
+
+
+Event = ScanPath | ScanStream | Command | BadRequest
+
+COMMANDS = frozenset({"PING", "VERSION", "STATS", "RELOAD"})

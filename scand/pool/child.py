@@ -1,0 +1,165 @@
+"""The worker process: load an engine once, then scan jobs one at a time.
+
+Started by the daemon as ``python -m scand.pool.child``. It speaks length-
+prefixed pickles (:mod:`scand.pool.wire`) on stdin/stdout; everything else a
+library prints goes to stderr, so a stray ``print`` cannot corrupt a reply.
+
+This module must never import trio (a test proves it): a worker is a plain,
+synchronous process that the daemon can kill at any moment.
+
+The hard memory cap is enforced here with RLIMIT_AS, set afresh before each
+job to "current address space + cap", so it bounds what one request may
+allocate. An allocation past it raises MemoryError, answered ``-1:memory``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pickle
+import resource
+import signal
+import sys
+import time
+import traceback
+
+from scand.config import Config
+from scand.engines.base import EngineError, load_engine
+from scand.events import Reason, Unchecked, Verdict
+from scand.pool.wire import HEADER, Done, FrameError, Job, Ready, pack
+from scand.scanning import Scanner, ScanOutcome
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_PR_SET_PDEATHSIG = 1
+
+
+def memory() -> tuple[int, int]:
+    """(address space, resident set) of this process, in bytes."""
+    with open("/proc/self/statm") as fh:
+        size, resident = fh.read().split()[:2]
+    return int(size) * _PAGE, int(resident) * _PAGE
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_message(fd: int) -> object | None:
+    """The next framed message from ``fd``, or None at end of input."""
+    head = _read_exact(fd, HEADER.size)
+    if head is None:
+        return None
+    (n,) = HEADER.unpack(head)
+    body = _read_exact(fd, n)
+    if body is None:
+        raise FrameError("truncated frame")
+    message: object = pickle.loads(body)
+    return message
+
+
+def write_message(fd: int, message: object) -> None:
+    data = memoryview(pack(message))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def log(event: str, **fields: object) -> None:
+    """One JSON line on stderr (the daemon's log stream)."""
+    line = {"event": event, "pid": os.getpid(), "ts": round(time.time(), 3), **fields}
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+
+
+class CappedJob:
+    """Context manager: RLIMIT_AS = current address space + cap, restored after."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.saved = resource.getrlimit(resource.RLIMIT_AS)
+
+    def __enter__(self) -> None:
+        vms, _ = memory()
+        hard = self.saved[1]
+        soft = vms + self.cap
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+    def __exit__(self, *exc: object) -> None:
+        resource.setrlimit(resource.RLIMIT_AS, self.saved)
+
+
+def run_job(scanner: Scanner, job: Job, cap: int) -> ScanOutcome:
+    """Scan one job under the memory cap; every failure becomes an Unchecked verdict."""
+    try:
+        with CappedJob(cap):
+            if job.data is not None:
+                return scanner.scan_stream(job.data)
+            assert job.path is not None
+            return scanner.scan_path(job.path)
+    except MemoryError:
+        return ScanOutcome(Unchecked(Reason.MEMORY, f"cap {cap // (1024 * 1024)} MiB"))
+    except RecursionError:
+        return ScanOutcome(Unchecked(Reason.TOO_DEEP, "recursion limit"))
+    except Exception as exc:  # an engine bug must cost one request, not the worker
+        log("scan_error", path=job.path, error=repr(exc), tb=traceback.format_exc(limit=5))
+        return ScanOutcome(Unchecked(Reason.INTERNAL, type(exc).__name__))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us if the daemon dies, so no worker outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def main() -> int:
+    # Replies go to a private copy of stdout; fd 1 becomes stderr for stray prints.
+    out = os.dup(1)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    _die_with_parent()
+    config = read_message(0)
+    if not isinstance(config, Config):
+        return 2
+    try:
+        engine = load_engine(config)
+    except EngineError as exc:
+        write_message(out, Ready(os.getpid(), memory()[1], error=str(exc)))
+        return 1
+    info = engine.info()
+    scanner = Scanner(engine, config)
+    cap = config.pool.memory_cap_mb * 1024 * 1024
+    write_message(
+        out,
+        Ready(
+            os.getpid(),
+            memory()[1],
+            engine=info.name,
+            signatures=info.signatures,
+            detail=info.detail,
+            modules=tuple(m for m in ("trio", "structlog") if m in sys.modules),
+        ),
+    )
+    while True:
+        job = read_message(0)
+        if job is None:
+            break
+        assert isinstance(job, Job)
+        outcome = run_job(scanner, job, cap)
+        verdict: Verdict = outcome.verdict
+        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, memory()[1]))
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

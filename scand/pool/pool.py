@@ -1,0 +1,291 @@
+"""scand's worker pool: a bounded queue in front of N warm worker processes.
+
+Controls, combined from the best servers (DESIGN.md §2):
+
+* hard per-request memory cap (RLIMIT_AS in the worker) -> ``-1:memory``;
+* soft recycle after a job when *current* RSS grew past ``recycle_rss_mb``
+  above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
+  before ``min_lifetime`` unless a hard limit (``hard_rss_mb``, the memory cap)
+  was hit;
+* a warm replacement: the new worker is started and has loaded its engine
+  before the old one leaves, and only one soft retirement runs at a time;
+* a wall-clock deadline per scan: past it the worker is killed and replaced;
+* a dead worker costs exactly its own request (``-1:worker-crashed``);
+* a cancelled scan (client gone) gets ``cancel_grace`` to finish, then its
+  worker is killed and replaced.
+
+trio-parallel was considered (DESIGN.md §2) but it has no prewarming, no warm
+replacement and no per-worker statistics, so this is the same shape by hand.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import structlog
+import trio
+
+from scand.config import Config
+from scand.engines.base import EngineError
+from scand.events import Reason, Unchecked, Verdict
+from scand.pool.process import WorkerGone, WorkerProcess
+from scand.pool.wire import Done, Job, Ready
+
+log = structlog.get_logger("scand.pool")
+
+RECYCLE_REASONS = ("rss", "jobs", "memory", "timeout", "crash", "cancel", "reload")
+# After a failed replacement spawn, wait this long before the next try.
+RESPAWN_BACKOFF = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a scan came back with."""
+
+    verdict: Verdict
+    bytes: int = 0
+    files: int = 0
+    worker: int = 0  # pid, 0 when no worker ran it
+
+
+class Pool:
+    """Run :meth:`run` in a nursery (``await nursery.start(pool.run)``), then :meth:`scan`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.generation = 0
+        self.workers: list[WorkerProcess] = []
+        self._idle: collections.deque[WorkerProcess] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._waiting = 0
+        self._retiring = 0
+        self._ids = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self.recycles: collections.Counter[str] = collections.Counter()
+        self.info: Ready | None = None
+        self.last_spawn_ms = 0.0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start and warm every worker, report ready, then supervise until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                async with trio.open_nursery() as starters:
+                    for _ in range(self.config.worker_count):
+                        starters.start_soon(self._add_new_worker, self.config)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as stoppers:
+                    for worker in list(self.workers):
+                        stoppers.start_soon(worker.kill)
+
+    async def _add_new_worker(self, config: Config) -> WorkerProcess:
+        t0 = trio.current_time()
+        worker = await WorkerProcess.spawn(config, self.generation)
+        self.last_spawn_ms = (trio.current_time() - t0) * 1000
+        self.info = worker.ready
+        self.workers.append(worker)
+        self._make_idle(worker)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._watch, worker)
+        return worker
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        """Notice a worker that dies while idle, and replace it before a job finds it."""
+        await worker.proc.wait()
+        if worker.exiting or worker.busy:
+            return  # stopped on purpose, or the scan in progress reports the crash
+        log.warning("worker_died_idle", pid=worker.pid, returncode=worker.proc.returncode)
+        await self._discard(worker, "crash")
+
+    # -- the request path -------------------------------------------------------
+
+    async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Result:
+        """Scan a path or a stream on some worker. Overload and failures become Unchecked."""
+        pool = self.config.pool
+        if not self._idle and self._waiting >= pool.queue_size:
+            return Result(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
+        self._waiting += 1
+        try:
+            with trio.move_on_after(pool.queue_wait):
+                while not self._idle:
+                    await self._lot.park()
+            if not self._idle:
+                return Result(Unchecked(Reason.BUSY, f"no worker within {pool.queue_wait:g}s"))
+            worker = self._idle.popleft()
+        finally:
+            self._waiting -= 1
+        return await self._run_on(worker, Job(next(self._ids), path, data))
+
+    async def _run_on(self, worker: WorkerProcess, job: Job) -> Result:
+        worker.busy = True
+        sent = False
+        try:
+            with trio.move_on_after(self.config.pool.scan_timeout) as deadline:
+                await worker.send(job)
+                sent = True
+                done = await worker.receive_done()
+            if deadline.cancelled_caught:
+                self._background(self._discard, worker, "timeout")
+                limit = self.config.pool.scan_timeout
+                return Result(Unchecked(Reason.TIMEOUT, f"scan over {limit:g}s"), worker=worker.pid)
+        except WorkerGone:
+            self._background(self._discard, worker, "crash")
+            return Result(Unchecked(Reason.WORKER_CRASHED), worker=worker.pid)
+        except trio.Cancelled:
+            # The client is gone. Let the worker finish within the grace, or kill it.
+            self._background(self._salvage, worker, sent)
+            raise
+        self._after_job(worker, done)
+        return Result(done.verdict, done.bytes, done.files, worker.pid)
+
+    async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
+        if sent:
+            with trio.move_on_after(self.config.pool.cancel_grace):
+                try:
+                    done = await worker.receive_done()
+                except WorkerGone:
+                    pass
+                else:
+                    self._after_job(worker, done)
+                    return
+        await self._discard(worker, "cancel")
+
+    def _after_job(self, worker: WorkerProcess, done: Done) -> None:
+        """Book-keeping after a job; pick the worker for retirement if it has earned it."""
+        pool = self.config.pool
+        worker.jobs += 1
+        worker.rss = done.rss
+        grown = (done.rss - worker.baseline_rss) / (1024 * 1024)
+        hard = ""
+        if isinstance(done.verdict, Unchecked) and done.verdict.reason == Reason.MEMORY:
+            hard = "memory"
+        elif grown > pool.hard_rss_mb:
+            hard = "rss"
+        soft = ""
+        if worker.age >= pool.min_lifetime:
+            if grown > pool.recycle_rss_mb:
+                soft = "rss"
+            elif worker.jobs >= worker.max_jobs:
+                soft = "jobs"
+        # Staggered: one soft retirement at a time; hard limits do not wait.
+        reason = hard or (soft if self._retiring == 0 else "")
+        if reason and not worker.retiring:
+            worker.retiring = reason
+            self._retiring += 1
+            self._background(self._replace, worker)
+        self._release(worker)
+
+    def _release(self, worker: WorkerProcess) -> None:
+        worker.busy = False
+        if worker.replaced:
+            self._background(self._remove, worker)
+        else:
+            self._make_idle(worker)
+
+    def _make_idle(self, worker: WorkerProcess) -> None:
+        self._idle.append(worker)
+        self._lot.unpark()
+
+    # -- replacement ---------------------------------------------------------------
+
+    async def _replace(self, old: WorkerProcess, config: Config | None = None) -> None:
+        """Warm a successor first, then retire ``old`` (now if idle, else when it frees)."""
+        try:
+            while True:
+                try:
+                    await self._add_new_worker(config or self.config)
+                    break
+                except EngineError as exc:
+                    log.error("worker_spawn_failed", error=str(exc), replacing=old.pid)
+                    await trio.sleep(RESPAWN_BACKOFF)
+        finally:
+            self._retiring -= 1
+        self.recycles[old.retiring] += 1
+        log.info("worker_recycled", pid=old.pid, reason=old.retiring, jobs=old.jobs,
+                 rss_mb=round(old.rss / 2**20, 1), age_s=round(old.age, 1))
+        old.replaced = True
+        if not old.busy:
+            await self._remove(old)
+
+    async def _remove(self, worker: WorkerProcess) -> None:
+        self._forget(worker)
+        await worker.stop()
+
+    async def _discard(self, worker: WorkerProcess, reason: str) -> None:
+        """A broken or stuck worker: kill it now, then start a fresh one."""
+        self._forget(worker)
+        self.recycles[reason] += 1
+        log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs)
+        await worker.kill()
+        while True:
+            try:
+                await self._add_new_worker(self.config)
+                return
+            except EngineError as exc:
+                log.error("worker_spawn_failed", error=str(exc), replacing=worker.pid)
+                await trio.sleep(RESPAWN_BACKOFF)
+
+    def _forget(self, worker: WorkerProcess) -> None:
+        worker.exiting = True
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+
+    def _background(self, fn: Any, *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    # -- reload ------------------------------------------------------------------------
+
+    async def reload(self, config: Config) -> None:
+        """Roll every worker over to ``config``; raise EngineError and keep the old set
+        if a worker cannot load it. In-flight scans finish on their old worker."""
+        self.generation += 1
+        try:
+            first = await WorkerProcess.spawn(config, self.generation)
+        except EngineError:
+            self.generation -= 1
+            raise
+        await first.kill()  # proof that the new set loads; the roll below starts fresh ones
+        self.config = config
+        for old in [w for w in self.workers if w.generation < self.generation]:
+            if old.retiring or old.exiting:
+                continue
+            old.retiring = "reload"
+            self._retiring += 1
+            await self._replace(old, config)
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        workers = []
+        for w in self.workers:
+            try:
+                rss = psutil.Process(w.pid).memory_info().rss
+            except psutil.Error:
+                rss = w.rss
+            state = "busy" if w.busy else "idle"
+            workers.append({"pid": w.pid, "rss": rss, "jobs": w.jobs, "age": round(w.age, 1),
+                            "state": state, "retiring": w.retiring or None,
+                            "generation": w.generation})
+        return {
+            "size": self.config.worker_count,
+            "live": len(self.workers),
+            "idle": len(self._idle),
+            "busy": sum(1 for w in self.workers if w.busy),
+            "queue": self._waiting,
+            "rss_total": sum(w["rss"] for w in workers),
+            "recycles": {r: self.recycles.get(r, 0) for r in RECYCLE_REASONS},
+            "last_spawn_ms": round(self.last_spawn_ms, 1),
+            "workers": workers,
+        }

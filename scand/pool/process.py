@@ -1,0 +1,161 @@
+"""One worker process, seen from the daemon: spawn, talk, kill.
+
+Kill escalation is explicit (SIGTERM, a short wait, SIGKILL) and every kill
+is followed by a shielded wait, so no worker is left a zombie even when the
+caller is being cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+import scand
+from scand.config import Config
+from scand.engines.base import EngineError
+from scand.pool.wire import Decoder, Done, Job, Ready, pack
+
+# How long a worker may take to load its engine before it counts as broken.
+# Generous: a large hash set takes a while to parse on a busy 2-core host.
+START_TIMEOUT = 60.0
+# After SIGTERM, how long a worker gets before SIGKILL (it holds no state worth saving).
+TERM_GRACE = 0.5
+# After closing its stdin, how long a retiring worker gets to exit on its own.
+STOP_GRACE = 2.0
+READ_SIZE = 1 << 16
+
+
+class WorkerGone(Exception):
+    """The worker's pipe closed: it died or was killed."""
+
+
+def _child_env() -> dict[str, str]:
+    """The daemon's environment, with scand importable even from a source tree."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(scand.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """A live worker and the daemon's bookkeeping about it."""
+
+    proc: trio.Process
+    generation: int
+    max_jobs: int
+    started: float = field(default_factory=time.monotonic)
+    pid: int = 0
+    baseline_rss: int = 0
+    rss: int = 0
+    jobs: int = 0
+    busy: bool = False
+    retiring: str = ""  # recycle reason once a replacement is being made
+    replaced: bool = False  # its replacement is warm: stop it when it is next free
+    exiting: bool = False  # the pool is stopping it on purpose
+    decoder: Decoder = field(default_factory=Decoder)
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    @classmethod
+    async def spawn(
+        cls, config: Config, generation: int, *, timeout: float = START_TIMEOUT
+    ) -> WorkerProcess:
+        """Start a worker, hand it the config, and wait until its engine is loaded."""
+        jitter = config.pool.max_jobs_jitter
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "scand.pool.child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+        )
+        worker = cls(proc, generation, config.pool.max_jobs + random.randint(0, jitter))
+        worker.pid = proc.pid
+        try:
+            with trio.fail_after(timeout):
+                await worker.send(config)
+                ready = await worker.receive()
+        except (WorkerGone, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            await worker.kill()
+            raise EngineError(f"worker {proc.pid} did not start: {exc!r}") from exc
+        except BaseException:
+            await worker.kill()
+            raise
+        if not isinstance(ready, Ready) or ready.error:
+            await worker.kill()
+            raise EngineError(getattr(ready, "error", "") or f"unexpected {ready!r}")
+        worker.baseline_rss = worker.rss = ready.rss
+        worker.ready = ready
+        return worker
+
+    ready: Ready | None = None
+
+    async def send(self, message: Config | Job) -> None:
+        assert self.proc.stdin is not None
+        try:
+            await self.proc.stdin.send_all(pack(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
+
+    async def receive(self) -> object:
+        """The next message; partial reads survive cancellation in ``decoder``."""
+        assert self.proc.stdout is not None
+        while True:
+            message = self.decoder.next()
+            if message is not None:
+                return message
+            try:
+                data = await self.proc.stdout.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
+            if not data:
+                raise WorkerGone(f"worker {self.pid}: exited")
+            self.decoder.feed(data)
+
+    async def receive_done(self) -> Done:
+        message = await self.receive()
+        if not isinstance(message, Done):
+            raise WorkerGone(f"worker {self.pid}: protocol error ({type(message).__name__})")
+        return message
+
+    async def kill(self) -> None:
+        """SIGTERM, then SIGKILL, then reap. Shielded: always finishes."""
+        self.exiting = True
+        with trio.CancelScope(shield=True):
+            if self.proc.returncode is None:
+                self._signal(signal.SIGTERM)
+                with trio.move_on_after(TERM_GRACE):
+                    await self.proc.wait()
+            if self.proc.returncode is None:
+                self._signal(signal.SIGKILL)
+                await self.proc.wait()
+            await self._close_pipes()
+
+    async def stop(self) -> None:
+        """Retire gracefully: close its input so it exits after any current job."""
+        self.exiting = True
+        with trio.CancelScope(shield=True):
+            await self._close_pipes(stdin_only=True)
+            with trio.move_on_after(STOP_GRACE):
+                await self.proc.wait()
+        await self.kill()
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            self.proc.send_signal(signum)
+
+    async def _close_pipes(self, *, stdin_only: bool = False) -> None:
+        streams = [self.proc.stdin] if stdin_only else [self.proc.stdin, self.proc.stdout]
+        for stream in streams:
+            if stream is not None:
+                await stream.aclose()

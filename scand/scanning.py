@@ -1,0 +1,195 @@
+"""One request, inside a worker: resolve the path, walk it, scan every file.
+
+Runs in the worker process (no trio). Filesystem checks live here rather than
+in the daemon so that the trio process never blocks on a slow disk, and so
+that the checks happen in the same process that opens the file.
+
+Rules (PROTOCOL.md §2-3):
+* only absolute paths; the real path (symlinks and ``..`` resolved) must lie
+  under an allowed root when roots are configured;
+* files are opened with ``O_NOFOLLOW | O_NONBLOCK`` and re-checked by
+  (device, inode) after opening, so a symlink swapped in after the check
+  cannot redirect the read, and a FIFO cannot block the worker;
+* anything that is not a regular file or a directory is refused;
+* directories are walked recursively; the first infection wins, otherwise any
+  file not fully scanned makes the whole answer unchecked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scand.config import Config
+from scand.engines.base import Engine, Target
+from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
+
+# Read size for regular files: big enough that a 25 MB mail is a handful of syscalls.
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass
+class ScanOutcome:
+    """A verdict plus what it cost, for the canonical log line and STATS."""
+
+    verdict: Verdict
+    bytes: int = 0
+    files: int = 0
+
+
+def within_roots(real: str, roots: tuple[str, ...]) -> bool:
+    """True when ``real`` is one of ``roots`` or below one. No roots = allow all."""
+    if not roots:
+        return True
+    for root in roots:
+        root = root.rstrip("/") or "/"
+        if real == root or real.startswith(root if root == "/" else root + "/"):
+            return True
+    return False
+
+
+def _os_unchecked(exc: OSError, path: str) -> Unchecked:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return Unchecked(Reason.NOT_FOUND, path)
+    if exc.errno == errno.ELOOP:
+        return Unchecked(Reason.NOT_ALLOWED, f"{path}: symlink")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Unchecked(Reason.UNREADABLE, path)
+    return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+
+
+class Scanner:
+    """Scans paths and streams with one engine under one config's limits."""
+
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self.engine = engine
+        self.config = config
+        self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+
+    # -- entry points --------------------------------------------------------
+
+    def scan_path(self, path: str) -> ScanOutcome:
+        """Scan a file or a directory tree named by an absolute path."""
+        if not path.startswith("/"):
+            return ScanOutcome(Unchecked(Reason.PROTOCOL, "relative path"))
+        real = os.path.realpath(path)
+        if not within_roots(real, self.roots):
+            return ScanOutcome(Unchecked(Reason.NOT_ALLOWED, path))
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            return ScanOutcome(_os_unchecked(exc, path))
+        outcome = ScanOutcome(CLEAN)
+        if stat.S_ISDIR(st.st_mode):
+            self._scan_tree(real, outcome)
+        else:
+            outcome.verdict = self._scan_one(real, st, outcome)
+        return outcome
+
+    def scan_stream(self, data: bytes) -> ScanOutcome:
+        """Scan bytes a client sent with ``STREAM <n>``."""
+        return ScanOutcome(self.engine.scan_bytes(data, "stream"), bytes=len(data), files=1)
+
+    # -- internals -----------------------------------------------------------
+
+    def _scan_tree(self, top: str, outcome: ScanOutcome) -> None:
+        first_unchecked: Unchecked | None = None
+        for item in self._walk(top):
+            if isinstance(item, Unchecked):
+                verdict: Verdict = item
+            else:
+                verdict = self._scan_one(*item, outcome)
+            if isinstance(verdict, Infected):
+                outcome.verdict = verdict
+                return
+            if isinstance(verdict, Unchecked):
+                first_unchecked = first_unchecked or verdict
+                if verdict.reason in (Reason.TOO_MANY_FILES, Reason.TOO_DEEP):
+                    break
+        outcome.verdict = first_unchecked or CLEAN
+
+    def _walk(self, top: str) -> Iterator[tuple[str, os.stat_result] | Unchecked]:
+        """Yield (real path, stat) for each file under ``top``, or an Unchecked finding."""
+        limits = self.config.limits
+        seen_dirs: set[tuple[int, int]] = set()
+        stack: list[tuple[str, int]] = [(top, 0)]
+        files = 0
+        while stack:
+            directory, depth = stack.pop()
+            if depth > limits.max_depth:
+                yield Unchecked(Reason.TOO_DEEP, f"{directory}: depth>{limits.max_depth}")
+                return
+            try:
+                st = os.stat(directory)
+                names = sorted(os.listdir(directory), reverse=True)
+            except OSError as exc:
+                yield _os_unchecked(exc, directory)
+                continue
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue  # a symlink loop back into the tree: already covered
+            seen_dirs.add((st.st_dev, st.st_ino))
+            for name in names:
+                path = os.path.join(directory, name)
+                real = os.path.realpath(path)
+                if not within_roots(real, self.roots):
+                    yield Unchecked(Reason.NOT_ALLOWED, f"{path}: outside allowed roots")
+                    continue
+                try:
+                    est = os.stat(real)
+                except OSError as exc:
+                    yield _os_unchecked(exc, path)
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    stack.append((real, depth + 1))
+                    continue
+                files += 1
+                if files > limits.max_files:
+                    yield Unchecked(Reason.TOO_MANY_FILES, f">{limits.max_files}")
+                    return
+                yield real, est
+
+    def _scan_one(self, real: str, st: os.stat_result, outcome: ScanOutcome) -> Verdict:
+        """Open, verify and scan one file."""
+        if not stat.S_ISREG(st.st_mode):
+            return Unchecked(Reason.NOT_ALLOWED, f"{real}: not a regular file")
+        limit = self.config.limits.max_file_size
+        if st.st_size > limit:
+            return Unchecked(Reason.TOO_LARGE, f"{st.st_size}>{limit}")
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            return _os_unchecked(exc, real)
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(
+                fst.st_mode
+            ):
+                return Unchecked(Reason.NOT_ALLOWED, f"{real}: changed while being checked")
+            data = self._read_all(fd, limit)
+            if data is None:
+                return Unchecked(Reason.TOO_LARGE, f">{limit}")
+            outcome.bytes += len(data)
+            outcome.files += 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            return self.engine.scan_file(Target(real, fd, len(data)), data)
+        except OSError as exc:
+            return _os_unchecked(exc, real)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_all(fd: int, limit: int) -> bytes | None:
+        """Read a whole file, or None if it grew past ``limit`` while being read."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > limit:
+                return None
+            chunks.append(chunk)

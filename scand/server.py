@@ -1,0 +1,245 @@
+"""trio glue: the Unix listener and one task per connection. It only moves bytes.
+
+Per connection, a reader task keeps feeding the sans-IO parser (bounded
+read-ahead) and watches for the client vanishing; the main task answers
+requests strictly in order, one ``send()`` per reply. A client that closes
+while its scan runs cancels the scan and gets nothing written; a client that
+only half-closes (``shutdown(SHUT_WR)``) still gets its pending replies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import os
+import select
+import socket as stdsocket
+import stat
+
+import structlog
+import trio
+
+from scand.config import Config
+from scand.events import BadRequest, Reason
+from scand.protocol import NEED_DATA, Closed, Connection, format_unchecked
+from scand.service import Service
+
+log = structlog.get_logger("scand.server")
+
+# Pipelined bytes buffered ahead of the request being answered. Past this the
+# reader stops reading (back-pressure), except to finish a STREAM body.
+READ_AHEAD = 64 * 1024
+RECV_SIZE = 64 * 1024
+# How often a connection whose read-ahead is full checks whether its peer hung up.
+HUP_POLL = 0.1
+BACKLOG = 512
+
+
+class SocketPathError(RuntimeError):
+    """The socket path cannot be used (exists and is not a socket, or is in use)."""
+
+
+def _resolve_group(group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketPathError(f"server.socket_group: no such group {group!r}") from None
+
+
+def prepare_socket_path(path: str) -> None:
+    """Remove a stale socket; refuse a live one or anything that is not a socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise SocketPathError(f"{path}: cannot probe: {exc.strerror}") from exc
+        os.unlink(path)  # stale: nobody is listening
+        log.info("stale_socket_removed", path=path)
+    else:
+        raise SocketPathError(f"{path}: another daemon is listening there")
+    finally:
+        probe.close()
+
+
+async def bind_unix(config: Config) -> trio.socket.SocketType:
+    """Create, bind and chmod/chgrp the listening socket (mode set before listen)."""
+    path = config.socket_path
+    prepare_socket_path(path)
+    sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # never expose the socket wider than asked, even briefly
+    try:
+        await sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, config.server.socket_mode)
+    if config.server.socket_group:
+        os.chown(path, -1, _resolve_group(config.server.socket_group))
+    sock.listen(BACKLOG)
+    return sock
+
+
+def peer_gone(sock: trio.socket.SocketType) -> bool:
+    """True if the peer fully closed; False if it only shut down its write side."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLHUP)
+    return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+
+class ClientConnection:
+    """One accepted client."""
+
+    def __init__(self, sock: trio.socket.SocketType, service: Service) -> None:
+        self.sock = sock
+        self.service = service
+        cfg = service.config
+        self.proto = Connection(max_stream=cfg.server.max_stream_bytes)
+        self._wake = trio.Event()
+        self._eof = False
+        self._waiting = False  # the main task needs bytes to make progress
+        self.draining = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader, nursery.cancel_scope)
+                await self._answer_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.sock.close()
+
+    async def _reader(self, scope: trio.CancelScope) -> None:
+        while True:
+            if self.proto.buffered >= READ_AHEAD and not self._waiting:
+                await trio.sleep(HUP_POLL)
+                if peer_gone(self.sock):
+                    scope.cancel()
+                    return
+                continue
+            try:
+                data = await self.sock.recv(RECV_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                if peer_gone(self.sock):
+                    scope.cancel()  # gone: cancel the running scan, write nothing
+                    return
+                self._eof = True
+            self.proto.receive_data(data)
+            self.wake()
+            if not data:
+                return
+
+    async def _wait_for_bytes(self) -> bool:
+        """Wait for more input; on timeout answer if mid-request. False = close."""
+        cfg = self.service.config.server
+        mid = self.proto.mid_request
+        timeout = cfg.request_timeout if mid else cfg.idle_timeout
+        self._waiting = True
+        try:
+            with trio.move_on_after(timeout):
+                await self._wake.wait()
+                self._wake = trio.Event()
+                return not (self.draining and not self.proto.mid_request)
+        finally:
+            self._waiting = False
+        if mid:
+            await self._send(format_unchecked(Reason.TIMEOUT, "request not completed in time"))
+        return False
+
+    async def _answer_loop(self) -> None:
+        while True:
+            event = self.proto.next_event()
+            if event is NEED_DATA:
+                if self.draining or not await self._wait_for_bytes():
+                    return
+                continue
+            if isinstance(event, Closed):
+                return
+            reply = await self.service.handle(event)
+            await self._send(reply)
+            if isinstance(event, BadRequest) and event.fatal:
+                return
+
+    async def _send(self, reply: bytes) -> None:
+        """One reply, one send() (PROTOCOL.md §3); the rest only if the kernel split it."""
+        try:
+            sent = await self.sock.send(reply)
+            while sent < len(reply):
+                sent += await self.sock.send(reply[sent:])
+        except OSError:
+            pass  # the client left; it gets nothing, as the protocol says
+
+
+class Server:
+    """Accept loop plus graceful drain."""
+
+    def __init__(self, service: Service, listener: trio.socket.SocketType, path: str) -> None:
+        self.service = service
+        self.listener = listener
+        self.path = path
+        self.connections: set[ClientConnection] = set()
+        self._accepting = trio.CancelScope()
+        self._all_done = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            with self._accepting:
+                while True:
+                    try:
+                        conn_sock, _ = await self.listener.accept()
+                    except OSError as exc:
+                        # EMFILE/ENFILE/ENOBUFS: back off instead of spinning or dying.
+                        log.warning("accept_failed", error=exc.strerror)
+                        await trio.sleep(0.1)
+                        continue
+                    conn = ClientConnection(conn_sock, self.service)
+                    nursery.start_soon(self._serve_one, conn)
+
+    async def _serve_one(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            if not self.connections:
+                self._all_done.set()
+
+    def stop_accepting(self) -> None:
+        """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT."""
+        self._accepting.cancel()
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; let requests in progress finish within ``grace``; close the rest."""
+        self.stop_accepting()
+        self.service.draining = True
+        for conn in list(self.connections):
+            conn.draining = True
+            conn.wake()
+        if self.connections:
+            with trio.move_on_after(grace):
+                await self._all_done.wait()
+        if self.connections:
+            log.warning("drain_timeout", connections=len(self.connections))
+        self._nursery.cancel_scope.cancel()
+
+
+__all__ = ["ClientConnection", "Server", "SocketPathError", "bind_unix"]

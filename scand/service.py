@@ -1,0 +1,154 @@
+"""One request end to end: event in, reply bytes out, one log line.
+
+The server hands every parsed event here. Scans go to the pool; control lines
+are answered from the service's own state. Every request ends in exactly one
+canonical log line (``scan_finished``, ``command`` or ``request_rejected``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import structlog
+import trio
+
+import scand
+from scand.config import Config, ConfigError
+from scand.engines.base import EngineError
+from scand.events import (
+    BadRequest,
+    Command,
+    Event,
+    Infected,
+    Reason,
+    ScanPath,
+    ScanStream,
+    Unchecked,
+    verdict_label,
+)
+from scand.pool.pool import Pool, Result
+from scand.protocol import format_bad_request, format_line, format_verdict
+from scand.stats import Stats
+
+log = structlog.get_logger("scand")
+
+
+class Service:
+    """Holds the live config, the pool and the counters."""
+
+    def __init__(
+        self, config: Config, pool: Pool, reload_config: Callable[[], Config] | None = None
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.stats = Stats()
+        self.draining = False
+        self._reload_config = reload_config or (lambda: self.config)
+        self._reload_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the nursery that background reloads run in."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- requests ----------------------------------------------------------------
+
+    async def handle(self, event: Event) -> bytes:
+        """The complete reply line for one request."""
+        if isinstance(event, BadRequest):
+            log.info("request_rejected", reason=str(event.reason), detail=event.detail)
+            self.stats.record(Unchecked(event.reason), 0.0, 0)
+            return format_bad_request(event)
+        if isinstance(event, Command):
+            return self._command(event.name)
+        if self.draining:
+            return format_verdict(Unchecked(Reason.SHUTTING_DOWN))
+        return await self._scan(event)
+
+    async def _scan(self, event: ScanPath | ScanStream) -> bytes:
+        t0 = trio.current_time()
+        if isinstance(event, ScanPath):
+            what = event.path
+            result = await self.pool.scan(path=event.path)
+        else:
+            what = f"STREAM {len(event.data)}"
+            result = await self.pool.scan(data=event.data)
+        elapsed = trio.current_time() - t0
+        self._log_scan(what, result, elapsed)
+        self.stats.record(result.verdict, elapsed, result.bytes)
+        return format_verdict(result.verdict)
+
+    def _log_scan(self, what: str, result: Result, elapsed: float) -> None:
+        verdict = result.verdict
+        fields: dict[str, object] = {
+            "path": what,
+            "verdict": verdict_label(verdict),
+            "bytes": result.bytes,
+            "files": result.files,
+            "ms": round(elapsed * 1000, 2),
+            "worker": result.worker,
+        }
+        if isinstance(verdict, Unchecked):
+            fields["detail"] = verdict.detail
+        elif isinstance(verdict, Infected):
+            fields["virus"] = verdict.name
+        log.info("scan_finished", **fields)
+
+    # -- control lines -------------------------------------------------------------
+
+    def _command(self, name: str) -> bytes:
+        self.stats.commands += 1
+        log.info("command", command=name)
+        if name == "PING":
+            return format_line("PONG")
+        if name == "VERSION":
+            return format_line(self.version())
+        if name == "STATS":
+            return format_line(json.dumps(self.stats_dict(), separators=(",", ":")))
+        if name == "RELOAD":
+            self.request_reload()
+            return format_line("RELOADING")
+        raise AssertionError(f"unhandled command {name}")  # pragma: no cover
+
+    def version(self) -> str:
+        info = self.pool.info
+        engine = info.engine if info else self.config.engine.name
+        sigs = info.signatures if info else "unknown"
+        return f"scand {scand.__version__} {engine} {sigs}"
+
+    def stats_dict(self) -> dict[str, object]:
+        info = self.pool.info
+        return {
+            **self.stats.snapshot(),
+            "version": scand.__version__,
+            "engine": {
+                "name": info.engine if info else self.config.engine.name,
+                "signatures": info.signatures if info else None,
+                "detail": info.detail if info else None,
+            },
+            "pool": self.pool.stats(),
+        }
+
+    # -- reload --------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Start a reload in the background (RELOAD and SIGHUP)."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self.reload)
+
+    async def reload(self) -> bool:
+        """Re-read config and signatures; on any error keep the old set and log why."""
+        async with self._reload_lock:
+            try:
+                new = self._reload_config()
+                await self.pool.reload(new)
+            except (ConfigError, EngineError) as exc:
+                log.error("reload_failed", error=str(exc), kept=self.version())
+                return False
+            self.config = new
+            log.info("reload_done", version=self.version())
+            return True
