@@ -146,11 +146,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(config.log.level, config.log.format)
     try:
         trio.run(serve, config, loader)
-    except (EngineError, SocketPathError, OSError) as exc:
-        structlog.get_logger("scand").error("startup_failed", error=str(exc))
-        print(f"scand: cannot start: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        cause = _startup_error(exc)
+        if cause is None:
+            raise
+        structlog.get_logger("scand").error("startup_failed", error=str(cause))
+        print(f"scand: cannot start: {cause}", file=sys.stderr)
         return EX_CONFIG
     return 0
+
+
+def _startup_error(exc: BaseException) -> Exception | None:
+    """The config-like error inside trio's exception groups, if that is what stopped us."""
+    if isinstance(exc, (EngineError, SocketPathError, OSError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _startup_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

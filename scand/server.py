@@ -34,6 +34,8 @@ RECV_SIZE = 64 * 1024
 # How often a connection whose read-ahead is full checks whether its peer hung up.
 HUP_POLL = 0.1
 BACKLOG = 512
+# How often a draining server checks whether its last connection has finished.
+DRAIN_POLL = 0.05
 
 
 class SocketPathError(RuntimeError):
@@ -193,7 +195,6 @@ class Server:
         self.path = path
         self.connections: set[ClientConnection] = set()
         self._accepting = trio.CancelScope()
-        self._all_done = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -217,8 +218,6 @@ class Server:
             await conn.run()
         finally:
             self.connections.discard(conn)
-            if not self.connections:
-                self._all_done.set()
 
     def stop_accepting(self) -> None:
         """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT."""
@@ -234,9 +233,9 @@ class Server:
         for conn in list(self.connections):
             conn.draining = True
             conn.wake()
-        if self.connections:
-            with trio.move_on_after(grace):
-                await self._all_done.wait()
+        with trio.move_on_after(grace):
+            while self.connections:
+                await trio.sleep(DRAIN_POLL)
         if self.connections:
             log.warning("drain_timeout", connections=len(self.connections))
         self._nursery.cancel_scope.cancel()

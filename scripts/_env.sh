@@ -1,0 +1,35 @@
+# Shared set-up for scripts/serve and scripts/test: a project virtualenv in .venv.
+# Sourced, not run. Re-running is cheap: pip skips what is already installed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SCAND_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+need_python() {
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "scand needs Python >= 3.11 (found: $("$PY" --version 2>&1))" >&2
+    exit 1
+  fi
+}
+
+make_venv() {  # $1 = pip extras, e.g. "[test]" or ""
+  need_python
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV" || { apt_install python3-venv && "$PY" -m venv "$VENV"; }
+  fi
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
+}
+
+apt_install() {  # install Debian packages that are missing (needs root or sudo)
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,188 @@
+"""Shared fixtures: a real scand daemon on a real Unix socket, pid-tracked.
+
+``scand_daemon`` starts ``python -m scand.cli serve`` and waits until it
+answers PING; teardown sends SIGTERM, waits, and kills by pid whatever the
+daemon left behind (never by name).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Built from halves: this file must not itself be an EICAR test file.
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+class SophieClient:
+    """A minimal test client: raw bytes out, reply lines back."""
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        """The next reply line, LF included; b"" if the daemon closed first."""
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                rest, self.buf = self.buf, b""
+                return rest
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\n")
+        return head + b"\n"
+
+    def ask(self, request: bytes) -> bytes:
+        self.send(request)
+        return self.line()
+
+    def closed_by_peer(self, wait: float = 3.0) -> bool:
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except (TimeoutError, OSError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    socket: str
+    workdir: Path
+    log_path: Path
+    children: set[int] = field(default_factory=set)
+
+    def client(self, timeout: float = 10.0) -> SophieClient:
+        return SophieClient(self.socket, timeout)
+
+    def ask(self, request: bytes, timeout: float = 10.0) -> bytes:
+        c = self.client(timeout)
+        try:
+            return c.ask(request)
+        finally:
+            c.close()
+
+    def stats(self) -> dict[str, object]:
+        import json
+
+        reply = self.ask(b"STATS\n")
+        data: dict[str, object] = json.loads(reply)
+        return data
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def track_children(self) -> None:
+        try:
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                self.children.add(child.pid)
+        except psutil.Error:
+            pass
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        self.track_children()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pid in self.children:  # leftovers, by pid only
+            try:
+                p = psutil.Process(pid)
+                p.kill()
+                p.wait(5)
+            except psutil.Error:
+                pass
+        return self.proc.returncode
+
+
+def wait_for_ping(path: str, proc: subprocess.Popen[bytes], log_path: Path, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scand exited {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            c = SophieClient(path, 2.0)
+            try:
+                if c.ask(b"PING\n") == b"PONG\n":
+                    return
+            finally:
+                c.close()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"scand did not answer PING in {limit}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary directory: Unix socket paths must stay under 108 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="scand-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+DaemonFactory = Callable[..., Daemon]
+
+
+@pytest.fixture
+def scand_daemon(short_tmp: Path) -> Iterator[DaemonFactory]:
+    """Factory: ``scand_daemon("--engine", "chaos", config="...toml text...")``."""
+    started: list[Daemon] = []
+
+    def start(*args: str, config: str | None = None, workers: int = 2,
+              ready_timeout: float = 30.0) -> Daemon:
+        n = len(started)
+        sock = str(short_tmp / f"s{n}")
+        cmd = [sys.executable, "-m", "scand.cli", "serve", "--socket", sock,
+               "--workers", str(workers), *args]
+        if config is not None:
+            cfg = short_tmp / f"scand{n}.toml"
+            cfg.write_text(config)
+            cmd += ["--config", str(cfg)]
+        log_path = short_tmp / f"scand{n}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=short_tmp)
+        daemon = Daemon(proc, sock, short_tmp, log_path)
+        started.append(daemon)
+        wait_for_ping(sock, proc, log_path, ready_timeout)
+        daemon.track_children()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(scand_daemon: DaemonFactory) -> Daemon:
+    """A default daemon on the built-in engine with two workers."""
+    return scand_daemon()
