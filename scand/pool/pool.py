@@ -120,10 +120,18 @@ class Pool:
                     await self._lot.park()
             if not self._idle:
                 return Result(Unchecked(Reason.BUSY, f"no worker within {pool.queue_wait:g}s"))
-            worker = self._idle.popleft()
+            worker = self._take_idle()
         finally:
             self._waiting -= 1
         return await self._run_on(worker, Job(next(self._ids), path, data))
+
+    def _take_idle(self) -> WorkerProcess:
+        """A free worker, preferring ones not waiting for their replacement."""
+        for worker in self._idle:
+            if not worker.retiring:
+                self._idle.remove(worker)
+                return worker
+        return self._idle.popleft()
 
     async def _run_on(self, worker: WorkerProcess, job: Job) -> Result:
         worker.busy = True
@@ -176,10 +184,15 @@ class Pool:
                 soft = "rss"
             elif worker.jobs >= worker.max_jobs:
                 soft = "jobs"
-        # Staggered: one soft retirement at a time; hard limits do not wait.
-        reason = hard or (soft if self._retiring == 0 else "")
-        if reason and not worker.retiring:
-            worker.retiring = reason
+        if hard:
+            # Past a hard limit the worker leaves service now, even before its
+            # replacement is warm: it must not grow any further.
+            worker.busy = False
+            self._background(self._discard, worker, hard, True)
+            return
+        # Staggered: one soft retirement at a time.
+        if soft and self._retiring == 0 and not worker.retiring:
+            worker.retiring = soft
             self._retiring += 1
             self._background(self._replace, worker)
         self._release(worker)
@@ -209,6 +222,8 @@ class Pool:
                     await trio.sleep(RESPAWN_BACKOFF)
         finally:
             self._retiring -= 1
+        if old.exiting:
+            return  # it broke a hard limit meanwhile and was counted then
         self.recycles[old.retiring] += 1
         log.info("worker_recycled", pid=old.pid, reason=old.retiring, jobs=old.jobs,
                  rss_mb=round(old.rss / 2**20, 1), age_s=round(old.age, 1))
@@ -220,12 +235,17 @@ class Pool:
         self._forget(worker)
         await worker.stop()
 
-    async def _discard(self, worker: WorkerProcess, reason: str) -> None:
-        """A broken or stuck worker: kill it now, then start a fresh one."""
+    async def _discard(self, worker: WorkerProcess, reason: str, graceful: bool = False) -> None:
+        """Take a worker out of service now (killed, or stopped if ``graceful``) and
+        start a fresh one, unless a warm replacement is already on its way."""
+        replacement_pending = bool(worker.retiring) and not worker.replaced
         self._forget(worker)
         self.recycles[reason] += 1
-        log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs)
-        await worker.kill()
+        log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs,
+                    rss_mb=round(worker.rss / 2**20, 1))
+        await (worker.stop() if graceful else worker.kill())
+        if replacement_pending:
+            return
         while True:
             try:
                 await self._add_new_worker(self.config)
