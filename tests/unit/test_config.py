@@ -63,7 +63,7 @@ def test_not_toml_and_missing(tmp_path: Path) -> None:
 def test_override_validates() -> None:
     cfg = configmod.override(Config(), "pool", workers=2, queue_size=None)
     assert cfg.pool.workers == 2 and cfg.pool.queue_size == Config().pool.queue_size
-    with pytest.raises(ConfigError, match="pool.workers"):
+    with pytest.raises(ConfigError, match=r"pool\.workers"):
         configmod.override(Config(), "pool", workers=-3)
 
 
