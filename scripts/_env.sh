@@ -17,7 +17,7 @@ make_venv() {  # $1 = pip extras, e.g. "[test]" or ""
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV" || { apt_install python3-venv && "$PY" -m venv "$VENV"; }
   fi
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1" 2> >(grep -v "^WARNING: Location" >&2)
 }
 
 apt_install() {  # install Debian packages that are missing (needs root or sudo)
