@@ -17,6 +17,7 @@ from scand import config as configmod
 from scand import logs
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
+from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
 from scand.server import Server, SocketPathError, bind_unix
 from scand.service import Service
@@ -115,9 +116,14 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
     log = structlog.get_logger("scand")
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
+            managed = None
+            if config.engine.name == "clamd" and not config.clamd.sockets:
+                managed = ManagedClamd(config)
+                await nursery.start(managed.run)
+                config = managed.worker_config(config)
             pool = Pool(config)
             await nursery.start(pool.run)
-            service = Service(config, pool, loader)
+            service = Service(config, pool, loader, managed)
             await nursery.start(service.run)
             listener = await bind_unix(config)
             server = Server(service, listener, config.socket_path)

@@ -79,6 +79,30 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ClamdConfig:
+    # External clamd sockets: "/path" (Unix) or "host:port" (TCP). Empty = managed:
+    # scand starts and supervises its own clamd on the signature directory.
+    sockets: tuple[str, ...] = ()
+    transfer: str = "stream"  # stream (INSTREAM) | path (SCAN) | fildes (FILDES, Unix only)
+    chunk_size: int = 1 * MiB
+    timeout: float = 30.0  # one true deadline per clamd request
+    retries: int = 2  # extra sockets tried after a connection failure
+    # managed mode only:
+    binary: str = "clamd"
+    run_dir: str = ""  # "" = <socket dir>/scand-clamd
+    max_file_size_mb: int = 64
+    max_scan_size_mb: int = 256
+    stream_max_length_mb: int = 64
+    max_recursion: int = 17
+    max_files: int = 10_000
+    max_threads: int = 8
+    start_timeout: float = 120.0
+    rss_limit_mb: int = 0  # 0 = never; else switch to a fresh clamd past this growth
+    rss_check_interval: float = 5.0
+    min_switch_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -90,6 +114,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    clamd: ClamdConfig = field(default_factory=ClamdConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -139,6 +164,23 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pool.max_jobs_jitter": _at_least(0),
     "pool.min_lifetime": _at_least(0),
     "pool.cancel_grace": _at_least(0),
+    "clamd.sockets": lambda v: next(
+        (f"not a Unix path or host:port: {s!r}" for s in v
+         if not (s.startswith("/") or s.rpartition(":")[2].isdigit())), None),
+    "clamd.transfer": _one_of("stream", "path", "fildes"),
+    "clamd.chunk_size": _at_least(1024),
+    "clamd.timeout": _at_least(0.1),
+    "clamd.retries": _at_least(0),
+    "clamd.max_file_size_mb": _at_least(1),
+    "clamd.max_scan_size_mb": _at_least(1),
+    "clamd.stream_max_length_mb": _at_least(1),
+    "clamd.max_recursion": _at_least(1),
+    "clamd.max_files": _at_least(1),
+    "clamd.max_threads": _at_least(1),
+    "clamd.start_timeout": _at_least(1),
+    "clamd.rss_limit_mb": _at_least(0),
+    "clamd.rss_check_interval": _at_least(0.1),
+    "clamd.min_switch_interval": _at_least(0),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

@@ -27,9 +27,6 @@ from scand.config import Config
 from scand.engines.base import Engine, Target
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
 
-# Read size for regular files: big enough that a 25 MB mail is a handful of syscalls.
-READ_CHUNK = 1024 * 1024
-
 
 @dataclass
 class ScanOutcome:
@@ -168,28 +165,10 @@ class Scanner:
                 fst.st_mode
             ):
                 return Unchecked(Reason.NOT_ALLOWED, f"{real}: changed while being checked")
-            data = self._read_all(fd, limit)
-            if data is None:
-                return Unchecked(Reason.TOO_LARGE, f">{limit}")
-            outcome.bytes += len(data)
+            outcome.bytes += fst.st_size
             outcome.files += 1
-            os.lseek(fd, 0, os.SEEK_SET)
-            return self.engine.scan_file(Target(real, fd, len(data)), data)
+            return self.engine.scan_file(Target(real, fd, fst.st_size, limit))
         except OSError as exc:
             return _os_unchecked(exc, real)
         finally:
             os.close(fd)
-
-    @staticmethod
-    def _read_all(fd: int, limit: int) -> bytes | None:
-        """Read a whole file, or None if it grew past ``limit`` while being read."""
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = os.read(fd, READ_CHUNK)
-            if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > limit:
-                return None
-            chunks.append(chunk)

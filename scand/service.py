@@ -27,6 +27,7 @@ from scand.events import (
     Unchecked,
     verdict_label,
 )
+from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool, Result
 from scand.protocol import format_bad_request, format_line, format_verdict
 from scand.stats import Stats
@@ -38,12 +39,17 @@ class Service:
     """Holds the live config, the pool and the counters."""
 
     def __init__(
-        self, config: Config, pool: Pool, reload_config: Callable[[], Config] | None = None
+        self,
+        config: Config,
+        pool: Pool,
+        reload_config: Callable[[], Config] | None = None,
+        managed: ManagedClamd | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
         self.stats = Stats()
         self.draining = False
+        self.managed = managed
         self._reload_config = reload_config or (lambda: self.config)
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -118,6 +124,8 @@ class Service:
         info = self.pool.info
         engine = info.engine if info else self.config.engine.name
         sigs = info.signatures if info else "unknown"
+        if self.managed is not None:
+            sigs = f"sigs={self.managed.signatures}"
         return f"scand {scand.__version__} {engine} {sigs}"
 
     def stats_dict(self) -> dict[str, object]:
@@ -131,6 +139,7 @@ class Service:
                 "detail": info.detail if info else None,
             },
             "pool": self.pool.stats(),
+            **({"clamd": self.managed.stats()} if self.managed is not None else {}),
         }
 
     # -- reload --------------------------------------------------------------------
@@ -145,6 +154,9 @@ class Service:
         async with self._reload_lock:
             try:
                 new = self._reload_config()
+                if self.managed is not None:
+                    await self.managed.switch("reload", new)
+                    new = self.managed.worker_config(new)
                 await self.pool.reload(new)
             except (ConfigError, EngineError) as exc:
                 log.error("reload_failed", error=str(exc), kept=self.version())

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scand.events import Verdict
+from scand.events import Reason, Unchecked, Verdict
 
 if TYPE_CHECKING:
     from scand.config import Config
@@ -36,17 +37,38 @@ class EngineInfo:
     detail: str = ""
 
 
+# Read size for regular files: big enough that a 25 MB mail is a handful of syscalls.
+READ_CHUNK = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One regular file, already opened and checked by the caller.
 
-    ``fd`` is a read-only descriptor (position 0); ``path`` is for messages and
-    for engines that scan by path; ``size`` comes from fstat.
+    ``fd`` is a read-only descriptor at position 0, opened without following a
+    final symlink; ``path`` is its resolved path (for messages, and for engines
+    that scan by path); ``size`` comes from fstat; ``limit`` is the most bytes
+    an engine may read.
     """
 
     path: str
     fd: int
     size: int
+    limit: int
+
+
+def read_fd(fd: int, limit: int) -> bytes | None:
+    """Read a whole file from ``fd``, or None if it holds more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
 
 
 class Engine(abc.ABC):
@@ -63,12 +85,14 @@ class Engine(abc.ABC):
     def scan_bytes(self, data: bytes, name: str) -> Verdict:
         """Scan one object held in memory."""
 
-    def scan_file(self, target: Target, data: bytes) -> Verdict:
-        """Scan one opened file whose content is ``data``.
+    def scan_file(self, target: Target) -> Verdict:
+        """Scan one opened file. By default: read it (bounded) and scan the bytes.
 
-        Engines that can scan by path or descriptor override this and may
-        ignore ``data``.
+        Engines that can scan by path or by descriptor override this.
         """
+        data = read_fd(target.fd, target.limit)
+        if data is None:
+            return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
         return self.scan_bytes(data, target.path)
 
     @abc.abstractmethod
@@ -83,6 +107,7 @@ class Engine(abc.ABC):
 REGISTRY: dict[str, str] = {
     "builtin": "scand.engines.builtin:BuiltinEngine",
     "chaos": "scand.engines.chaos:ChaosEngine",
+    "clamd": "scand.engines.clamd:ClamdEngine",
 }
 
 
