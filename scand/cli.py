@@ -19,7 +19,7 @@ from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
-from scand.server import Server, SocketPathError, bind_unix
+from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
 # sysexits.h: EX_CONFIG, for a config or signature set scand cannot start with.
@@ -125,8 +125,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             await nursery.start(pool.run)
             service = Service(config, pool, loader, managed)
             await nursery.start(service.run)
-            listener = await bind_unix(config)
-            server = Server(service, listener, config.socket_path)
+            nofile, max_conns = fd_budget(config)
+            log.info("fd_budget", nofile=nofile, max_connections=max_conns,
+                     configured=config.server.max_connections)
+            listener = bind_unix(config)
+            server = Server(service, listener, config.socket_path, max_conns)
             await nursery.start(server.run)
             log.info("ready", socket=config.socket_path, version=service.version(),
                      workers=config.worker_count, pid=os.getpid())

@@ -47,6 +47,7 @@ class ServerConfig:
     request_timeout: float = 30.0
     shutdown_grace: float = 30.0
     max_stream_bytes: int = 25 * MiB
+    max_connections: int = 256
     allowed_roots: tuple[str, ...] = ()  # empty = every absolute path is allowed
 
 
@@ -146,6 +147,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.request_timeout": _at_least(0.1),
     "server.shutdown_grace": _at_least(0),
     "server.max_stream_bytes": _at_least(1),
+    "server.max_connections": _at_least(1),
     "server.allowed_roots": _absolute_paths,
     "engine.name": lambda v: None if v in REGISTRY else (
         f"unknown engine {v!r} (known: {', '.join(REGISTRY)})"

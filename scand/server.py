@@ -13,6 +13,7 @@ import contextlib
 import errno
 import grp
 import os
+import resource
 import select
 import socket as stdsocket
 import stat
@@ -34,8 +35,14 @@ RECV_SIZE = 64 * 1024
 # How often a connection whose read-ahead is full checks whether its peer hung up.
 HUP_POLL = 0.1
 BACKLOG = 512
+# Descriptors kept back from connections: listener, logs, signal pipe, reserve, spawns.
+FD_RESERVE = 32
+# Pipes per worker (stdin, stdout) plus one for a replacement being started.
+FDS_PER_WORKER = 4
 # How often a draining server checks whether its last connection has finished.
 DRAIN_POLL = 0.05
+# Pause after a failed accept() (EMFILE, ENFILE, ENOBUFS) before trying again.
+ACCEPT_BACKOFF = 0.05
 
 
 class SocketPathError(RuntimeError):
@@ -74,14 +81,15 @@ def prepare_socket_path(path: str) -> None:
         probe.close()
 
 
-async def bind_unix(config: Config) -> trio.socket.SocketType:
+def bind_unix(config: Config) -> stdsocket.socket:
     """Create, bind and chmod/chgrp the listening socket (mode set before listen)."""
     path = config.socket_path
     prepare_socket_path(path)
-    sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    sock.setblocking(False)
     old_umask = os.umask(0o177)  # never expose the socket wider than asked, even briefly
     try:
-        await sock.bind(path)
+        sock.bind(path)
     finally:
         os.umask(old_umask)
     os.chmod(path, config.server.socket_mode)
@@ -89,6 +97,24 @@ async def bind_unix(config: Config) -> trio.socket.SocketType:
         os.chown(path, -1, _resolve_group(config.server.socket_group))
     sock.listen(BACKLOG)
     return sock
+
+
+def fd_budget(config: Config) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE as far as allowed; return (limit, usable max_connections).
+
+    Each connection costs one descriptor; the rest is kept for the listener,
+    the worker pipes, log files and the reserve descriptor.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    spare = FD_RESERVE + FDS_PER_WORKER * config.worker_count
+    return soft, max(1, min(config.server.max_connections, soft - spare))
 
 
 def peer_gone(sock: trio.socket.SocketType) -> bool:
@@ -109,6 +135,7 @@ class ClientConnection:
         self._wake = trio.Event()
         self._eof = False
         self._waiting = False  # the main task needs bytes to make progress
+        self._request_started: float | None = None
         self.draining = False
 
     def wake(self) -> None:
@@ -149,10 +176,18 @@ class ClientConnection:
         """Wait for more input; on timeout answer if mid-request. False = close."""
         cfg = self.service.config.server
         mid = self.proto.mid_request
-        timeout = cfg.request_timeout if mid else cfg.idle_timeout
+        if not mid:
+            self._request_started = None
+            deadline = trio.current_time() + cfg.idle_timeout
+        else:
+            # The request deadline runs from its first byte: a client dribbling
+            # one byte a second does not reset it.
+            if self._request_started is None:
+                self._request_started = trio.current_time()
+            deadline = self._request_started + cfg.request_timeout
         self._waiting = True
         try:
-            with trio.move_on_after(timeout):
+            with trio.move_on_at(deadline):
                 await self._wake.wait()
                 self._wake = trio.Event()
                 return not (self.draining and not self.proto.mid_request)
@@ -171,6 +206,7 @@ class ClientConnection:
                 continue
             if isinstance(event, Closed):
                 return
+            self._request_started = None
             reply = await self.service.handle(event)
             await self._send(reply)
             if isinstance(event, BadRequest) and event.fatal:
@@ -189,12 +225,25 @@ class ClientConnection:
 class Server:
     """Accept loop plus graceful drain."""
 
-    def __init__(self, service: Service, listener: trio.socket.SocketType, path: str) -> None:
+    def __init__(
+        self,
+        service: Service,
+        raw_listener: stdsocket.socket,
+        path: str,
+        max_connections: int,
+    ) -> None:
         self.service = service
-        self.listener = listener
+        self.raw_listener = raw_listener
+        self.listener = trio.socket.from_stdlib_socket(raw_listener)
         self.path = path
         self.connections: set[ClientConnection] = set()
         self._accepting = trio.CancelScope()
+        self.max_connections = max_connections
+        self.accept_errors = 0
+        self.refused = 0
+        # Kept open so that, when descriptors run out, one can be freed to accept
+        # a client and tell it -1:busy instead of leaving it in the backlog.
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -205,12 +254,40 @@ class Server:
                     try:
                         conn_sock, _ = await self.listener.accept()
                     except OSError as exc:
-                        # EMFILE/ENFILE/ENOBUFS: back off instead of spinning or dying.
-                        log.warning("accept_failed", error=exc.strerror)
-                        await trio.sleep(0.1)
+                        await self._accept_failed(exc)
+                        continue
+                    if len(self.connections) >= self.max_connections:
+                        with trio.move_on_after(1.0):  # a fresh socket's buffer is empty
+                            with contextlib.suppress(OSError):
+                                await conn_sock.send(format_unchecked(
+                                    Reason.BUSY, f"over {self.max_connections} connections"))
+                        conn_sock.close()
+                        self.refused += 1
                         continue
                     conn = ClientConnection(conn_sock, self.service)
                     nursery.start_soon(self._serve_one, conn)
+
+    async def _accept_failed(self, exc: OSError) -> None:
+        """EMFILE/ENFILE: free the reserve descriptor, accept one client, answer it
+        ``-1:busy``, and back off; never spin, never crash the loop."""
+        self.accept_errors += 1
+        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            try:
+                raw, _ = self.raw_listener.accept()  # the listener is non-blocking
+                with raw, contextlib.suppress(OSError):
+                    raw.setblocking(False)
+                    raw.send(format_unchecked(Reason.BUSY, "out of file descriptors"))
+                    self.refused += 1
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if self.accept_errors % 100 == 1:
+            log.warning("accept_failed", error=exc.strerror, count=self.accept_errors)
+        await trio.sleep(ACCEPT_BACKOFF)
 
     async def _serve_one(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
@@ -241,4 +318,4 @@ class Server:
         self._nursery.cancel_scope.cancel()
 
 
-__all__ = ["ClientConnection", "Server", "SocketPathError", "bind_unix"]
+__all__ = ["ClientConnection", "Server", "SocketPathError", "bind_unix", "fd_budget"]
