@@ -48,6 +48,14 @@ def within_roots(real: str, roots: tuple[str, ...]) -> bool:
     return False
 
 
+def opened_path(fd: int) -> str:
+    """Where an open descriptor really points (Linux /proc), whatever path opened it."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""  # no /proc: the (device, inode) check above still holds
+
+
 def _os_unchecked(exc: OSError, path: str) -> Unchecked:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return Unchecked(Reason.NOT_FOUND, path)
@@ -165,6 +173,9 @@ class Scanner:
                 fst.st_mode
             ):
                 return Unchecked(Reason.NOT_ALLOWED, f"{real}: changed while being checked")
+            if self.roots and not within_roots(opened_path(fd), self.roots):
+                # A directory on the way was swapped for a symlink after the check.
+                return Unchecked(Reason.NOT_ALLOWED, f"{real}: resolves outside allowed roots")
             outcome.bytes += fst.st_size
             outcome.files += 1
             return self.engine.scan_file(Target(real, fd, fst.st_size, limit))

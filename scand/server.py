@@ -34,7 +34,7 @@ READ_AHEAD = 64 * 1024
 RECV_SIZE = 64 * 1024
 # How often a connection whose read-ahead is full checks whether its peer hung up.
 HUP_POLL = 0.1
-BACKLOG = 512
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 # Descriptors kept back from connections: listener, logs, signal pipe, reserve, spawns.
 FD_RESERVE = 32
 # Pipes per worker (stdin, stdout) plus one for a replacement being started.

@@ -157,7 +157,8 @@ def scand_daemon(short_tmp: Path) -> Iterator[DaemonFactory]:
     started: list[Daemon] = []
 
     def start(*args: str, config: str | None = None, workers: int = 2,
-              ready_timeout: float = 30.0) -> Daemon:
+              ready_timeout: float = 30.0,
+              preexec: Callable[[], None] | None = None) -> Daemon:
         n = len(started)
         sock = str(short_tmp / f"s{n}")
         cmd = [sys.executable, "-m", "scand.cli", "serve", "--socket", sock,
@@ -170,7 +171,7 @@ def scand_daemon(short_tmp: Path) -> Iterator[DaemonFactory]:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=short_tmp)
+                                    env=env, cwd=short_tmp, preexec_fn=preexec)
         daemon = Daemon(proc, sock, short_tmp, log_path)
         started.append(daemon)
         wait_for_ping(sock, proc, log_path, ready_timeout)

@@ -133,3 +133,43 @@ def test_trailing_slash(tmp_path: Path, trailing: str) -> None:
     (d / "e").write_bytes(EICAR)
     v = scanner().scan_path(str(tmp_path / "t") + trailing).verdict
     assert v == Infected("Eicar-Test-Signature")
+
+
+def test_symlink_swapped_after_check(tmp_path: Path) -> None:
+    """TOCTOU: the file passes the check, then is replaced by a symlink out of the roots."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    outside = tmp_path / "secret"
+    outside.write_bytes(EICAR)
+    victim = root / "msg"
+    victim.write_text("clean at check time")
+    cfg = configmod.override(Config(), "server", allowed_roots=[str(root)])
+    s = Scanner(BuiltinEngine(HashDB()), cfg)
+    real = os.path.realpath(victim)
+    checked = os.stat(real)
+    victim.unlink()
+    victim.symlink_to(outside)  # the swap, between check and open
+    out = s._scan_one(real, checked, s.scan_path(str(root / "nothing")))
+    assert isinstance(out, Unchecked) and out.reason == Reason.NOT_ALLOWED
+    # a hard link to an outside file swapped in: same name, other inode
+    victim.unlink()
+    os.link(outside, victim)
+    out = s._scan_one(real, checked, s.scan_path(str(root / "nothing")))
+    assert isinstance(out, Unchecked) and out.reason == Reason.NOT_ALLOWED
+
+
+def test_directory_swapped_after_check(tmp_path: Path) -> None:
+    """A directory on the path becomes a symlink after the check: the opened fd is checked."""
+    root = tmp_path / "spool"
+    (root / "d").mkdir(parents=True)
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (outside / "f").write_bytes(EICAR)
+    cfg = configmod.override(Config(), "server", allowed_roots=[str(root)])
+    s = Scanner(BuiltinEngine(HashDB()), cfg)
+    real = str(root / "d" / "f")
+    (root / "d").rmdir()
+    (root / "d").symlink_to(outside)  # now root/d/f is the outside file
+    checked = os.stat(real)  # the attacker won the race before the stat too
+    out = s._scan_one(real, checked, s.scan_path(str(root / "nothing")))
+    assert isinstance(out, Unchecked) and out.reason == Reason.NOT_ALLOWED

@@ -1,0 +1,226 @@
+"""Issue 7/7 acceptance: floods, descriptor exhaustion, slow clients, path attacks, reload."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import trio
+
+from tests.conftest import EICAR, DaemonFactory, SophieClient
+
+MiB = 1024 * 1024
+
+
+async def one_client(path: str, request: bytes, replies: list[tuple[bytes, float]]) -> None:
+    t0 = time.monotonic()
+    reply = b""
+    with trio.move_on_after(5.0):
+        stream = await trio.open_unix_socket(path)
+        async with stream:
+            # Refused at once? The -1:busy reply is already waiting to be read.
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(request)
+            while not reply.endswith(b"\n"):
+                try:
+                    chunk = await stream.receive_some(256)
+                except trio.BrokenResourceError:
+                    break
+                if not chunk:
+                    break
+                reply += chunk
+    replies.append((reply, time.monotonic() - t0))
+
+
+def flood(path: str, request: bytes, n: int) -> list[tuple[bytes, float]]:
+    replies: list[tuple[bytes, float]] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(one_client, path, request, replies)
+
+    trio.run(main)
+    return replies
+
+
+@pytest.fixture
+def eicar_file(short_tmp: Path) -> Path:
+    p = short_tmp / "eicar.com"
+    p.write_bytes(EICAR)
+    return p
+
+
+@pytest.mark.slow
+def test_flood_2000_connections(scand_daemon: DaemonFactory, eicar_file: Path) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    d = scand_daemon(config="[server]\nmax_connections = 256\n")
+    before = psutil.Process(d.proc.pid).memory_info().rss
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak.append(psutil.Process(d.proc.pid).memory_info().rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    t0 = time.monotonic()
+    replies = flood(d.socket, f"{eicar_file}\n".encode(), 2000)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    sampler.join()
+    kinds = {r.split(b" ")[0] for r, _ in replies}
+    infected = sum(1 for r, _ in replies if r.startswith(b"1:"))
+    busy = sum(1 for r, _ in replies if r.startswith(b"-1:busy"))
+    slowest = max(t for _, t in replies)
+    print(f"2000 clients in {elapsed:.2f}s: {infected} infected, {busy} busy, "
+          f"slowest {slowest:.2f}s, daemon RSS {before / MiB:.0f} -> "
+          f"peak {max(peak) / MiB:.0f} MiB")
+    assert len(replies) == 2000
+    assert kinds <= {b"1:Eicar-Test-Signature\n", b"-1:busy"}, kinds
+    assert infected + busy == 2000 and slowest < 5.0
+    # Documented bound (README): the daemon stays under 150 MiB during a flood.
+    assert max(peak) < 150 * MiB
+    assert d.ask(b"PING\n") == b"PONG\n"
+
+
+@pytest.mark.slow
+def test_low_nofile_keeps_serving(scand_daemon: DaemonFactory, eicar_file: Path) -> None:
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    d = scand_daemon(preexec=low_limit)
+    assert "fd_budget" in d.log()
+    replies = flood(d.socket, f"{eicar_file}\n".encode(), 200)
+    assert len(replies) == 200
+    assert all(r.startswith((b"1:", b"-1:busy")) for r, _ in replies), replies[:5]
+    # and it recovers when they have left
+    for _ in range(20):
+        assert d.ask(f"{eicar_file}\n".encode()) == b"1:Eicar-Test-Signature\n"
+    assert d.ask(b"PING\n") == b"PONG\n"
+
+
+def test_dribbling_client_is_cut_off(scand_daemon: DaemonFactory, eicar_file: Path) -> None:
+    d = scand_daemon(config="[server]\nrequest_timeout = 2.0\nidle_timeout = 60.0\n")
+    c = d.client(timeout=10)
+    t0 = time.monotonic()
+    reply = b""
+    for byte in f"{eicar_file}\n".encode():
+        try:
+            c.send(bytes([byte]))
+        except OSError:
+            break
+        c.sock.settimeout(1.0)
+        try:
+            reply = c.sock.recv(100)
+        except TimeoutError:
+            continue
+        break
+    elapsed = time.monotonic() - t0
+    assert reply == b"-1:timeout request not completed in time\n"
+    assert 1.5 < elapsed < 4.0, elapsed
+    assert c.closed_by_peer()
+
+
+def test_path_attacks(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
+    root = short_tmp / "spool"
+    root.mkdir()
+    (root / "ok.txt").write_text("fine")
+    secret = short_tmp / "secret.txt"
+    secret.write_bytes(EICAR)
+    (root / "link-out").symlink_to(secret)
+    os.mkfifo(root / "fifo")
+    (root / "zero").symlink_to("/dev/zero")
+    d = scand_daemon(config=f'[server]\nallowed_roots = ["{root}", "/dev"]\n'
+                            "[pool]\nscan_timeout = 5.0\n")
+    c = d.client(timeout=10)
+    for attack in (f"{root}/../secret.txt", f"{root}/link-out", f"{root}/fifo",
+                   "/dev/zero", f"{root}/zero", f"{root}/../../etc/passwd"):
+        t0 = time.monotonic()
+        reply = c.ask(f"{attack}\n".encode())
+        assert reply.startswith((b"-1:not-allowed", b"-1:not-found")), (attack, reply)
+        assert time.monotonic() - t0 < 1.0, attack  # nothing blocked
+    assert c.ask(f"{root}/ok.txt\n".encode()) == b"0\n"
+    assert d.stats()["pool"]["recycles"]["timeout"] == 0
+
+
+@pytest.mark.slow
+def test_reload_under_load(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
+    sigs = short_tmp / "sigs"
+    sigs.mkdir()
+    files = []
+    for i in range(20):
+        p = short_tmp / f"m{i}.eml"
+        p.write_bytes(f"message {i}\n".encode() * 50)
+        files.append(p)
+    eicar = short_tmp / "e.com"
+    eicar.write_bytes(EICAR)
+    d = scand_daemon("--signatures", str(sigs))
+    expected = {str(p): b"0\n" for p in files}
+    expected[str(eicar)] = b"1:Eicar-Test-Signature\n"
+    bad: list[tuple[str, bytes]] = []
+    count = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        c = d.client(timeout=30)
+        n = i
+        targets = sorted(expected)
+        while not stop.is_set():
+            t = targets[n % len(targets)]
+            n += 1
+            reply = c.ask(f"{t}\n".encode())
+            with lock:
+                count[0] += 1
+                ok = reply == expected[t] or (reply.startswith(b"1:Test.Reload") and
+                                              t == str(files[0]))
+                if not ok:
+                    bad.append((t, reply))
+        c.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    body = files[0].read_bytes()
+    for i in range(20):
+        if i == 10:  # new signature mid-run: takes effect after the reload
+            (sigs / "new.hdb").write_text(f"{hashlib.md5(body).hexdigest()}:{len(body)}:"
+                                          "Test.Reload-1\n")
+        assert d.ask(b"RELOAD\n") == b"RELOADING\n"
+        time.sleep(0.5)
+    (sigs / "broken.hdb").write_text("not a signature\n")
+    assert d.ask(b"RELOAD\n") == b"RELOADING\n"
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not bad, bad[:5]
+    assert count[0] > 100
+    assert "reload_failed" in d.log() and "broken.hdb:1" in d.log()
+    assert d.ask(f"{files[0]}\n".encode()) == b"1:Test.Reload-1\n"
+    assert d.stats()["pool"]["recycles"]["reload"] >= 20
+
+
+def test_max_connections_answers_busy(scand_daemon: DaemonFactory) -> None:
+    d = scand_daemon(config="[server]\nmax_connections = 2\n")
+    holders = [d.client() for _ in range(2)]
+    for h in holders:
+        assert h.ask(b"PING\n") == b"PONG\n"
+    extra = SophieClient(d.socket)
+    t0 = time.monotonic()
+    assert extra.line().startswith(b"-1:busy")
+    assert time.monotonic() - t0 < 1.0
+    assert extra.closed_by_peer()
+    for h in holders:
+        h.close()
