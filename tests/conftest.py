@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -151,31 +152,39 @@ def short_tmp() -> Iterator[Path]:
 DaemonFactory = Callable[..., Daemon]
 
 
+def launch(workdir: Path, n: int, *args: str, config: str | None = None, workers: int = 2,
+           ready_timeout: float = 30.0, preexec: Callable[[], None] | None = None) -> Daemon:
+    """Start ``scand serve`` on ``workdir/s<n>`` and wait for PING. The caller stops it."""
+    sock = str(workdir / f"s{n}")
+    cmd = [sys.executable, "-m", "scand.cli", "serve", "--socket", sock,
+           "--workers", str(workers), *args]
+    if config is not None:
+        cfg = workdir / f"scand{n}.toml"
+        cfg.write_text(config)
+        cmd += ["--config", str(cfg)]
+    log_path = workdir / f"scand{n}.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                env=env, cwd=workdir, preexec_fn=preexec)
+    daemon = Daemon(proc, sock, workdir, log_path)
+    try:
+        wait_for_ping(sock, proc, log_path, ready_timeout)
+    except BaseException:
+        daemon.stop()
+        raise
+    daemon.track_children()
+    return daemon
+
+
 @pytest.fixture
 def scand_daemon(short_tmp: Path) -> Iterator[DaemonFactory]:
     """Factory: ``scand_daemon("--engine", "chaos", config="...toml text...")``."""
     started: list[Daemon] = []
 
-    def start(*args: str, config: str | None = None, workers: int = 2,
-              ready_timeout: float = 30.0,
-              preexec: Callable[[], None] | None = None) -> Daemon:
-        n = len(started)
-        sock = str(short_tmp / f"s{n}")
-        cmd = [sys.executable, "-m", "scand.cli", "serve", "--socket", sock,
-               "--workers", str(workers), *args]
-        if config is not None:
-            cfg = short_tmp / f"scand{n}.toml"
-            cfg.write_text(config)
-            cmd += ["--config", str(cfg)]
-        log_path = short_tmp / f"scand{n}.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=short_tmp, preexec_fn=preexec)
-        daemon = Daemon(proc, sock, short_tmp, log_path)
+    def start(*args: str, **kwargs: Any) -> Daemon:
+        daemon = launch(short_tmp, len(started), *args, **kwargs)
         started.append(daemon)
-        wait_for_ping(sock, proc, log_path, ready_timeout)
-        daemon.track_children()
         return daemon
 
     yield start
