@@ -4,7 +4,7 @@ Measures, on the same small file:
   * in-process: Scanner.scan_path called directly (no pool, no IPC);
   * pool: Pool.scan(path) through a warm worker (pickle over a pipe, both ways);
   the difference of the medians is the added latency per request;
-  * spawn: WorkerProcess.spawn until the engine is loaded (Ready received);
+  * spawn: a worker forked by the zygote until its engine is loaded (Ready received);
   * replace: a worker crashes (chaos `crash`) -> until the pool is back to N live workers.
 
 Usage: python bench/pool_overhead.py [--requests N] [--spawns N] [--json FILE]
@@ -30,6 +30,7 @@ from scand.config import Config
 from scand.engines.base import load_engine
 from scand.pool.pool import Pool
 from scand.pool.process import WorkerProcess
+from scand.pool.spawner import Spawner
 from scand.scanning import Scanner
 
 
@@ -48,7 +49,9 @@ async def through_pool(path: str, crash_path: str, n: int, spawns: int) -> dict[
     cfg = configmod.override(cfg, "pool", workers=2)
     out: dict[str, list[float]] = {"pool": [], "spawn": [], "replace": []}
     async with trio.open_nursery() as nursery:
-        pool = Pool(cfg)
+        spawner = Spawner()
+        await spawner.start(cfg)
+        pool = Pool(cfg, spawner)
         await nursery.start(pool.run)
         for _ in range(20):  # warm-up
             await pool.scan(path=path)
@@ -58,7 +61,7 @@ async def through_pool(path: str, crash_path: str, n: int, spawns: int) -> dict[
             out["pool"].append(time.perf_counter() - t0)
         for _ in range(spawns):
             t0 = time.perf_counter()
-            worker = await WorkerProcess.spawn(cfg, 0)
+            worker = await WorkerProcess.spawn(spawner, cfg, 0)
             out["spawn"].append(time.perf_counter() - t0)
             await worker.kill()
         for _ in range(spawns):
@@ -68,6 +71,7 @@ async def through_pool(path: str, crash_path: str, n: int, spawns: int) -> dict[
                 await trio.sleep(0.001)
             out["replace"].append(time.perf_counter() - t0)
         nursery.cancel_scope.cancel()
+    await spawner.aclose()
     return out
 
 

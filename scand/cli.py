@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -14,11 +15,12 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs
+from scand import logs, privileges
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
+from scand.pool.spawner import Spawner
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
@@ -112,25 +114,41 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
 
 
 async def serve(config: Config, loader: Callable[[], Config]) -> None:
-    """Start pool, service and listener in that order; drain on SIGTERM."""
+    """Bind, fork the worker zygote, drop root, then start clamd, pool and listener."""
     log = structlog.get_logger("scand")
+    who = privileges.resolve(config.server.user, config.server.group)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            managed = None
-            if config.engine.name == "clamd" and not config.clamd.sockets:
-                managed = ManagedClamd(config)
-                await nursery.start(managed.run)
-                config = managed.worker_config(config)
-            pool = Pool(config)
-            await nursery.start(pool.run)
-            service = Service(config, pool, loader, managed)
-            await nursery.start(service.run)
             nofile, max_conns = fd_budget(config)
             log.info("fd_budget", nofile=nofile, max_connections=max_conns,
                      configured=config.server.max_connections)
-            listener = bind_unix(config)
-            server = Server(service, listener, config.socket_path, max_conns)
-            await nursery.start(server.run)
+            listener = bind_unix(config, who)
+            spawner = Spawner()
+            try:
+                await spawner.start(config)  # as root if we are: it drops privileges itself
+                managed = None
+                if config.engine.name == "clamd" and not config.clamd.sockets:
+                    managed = ManagedClamd(config)
+                    managed.prepare(who)
+                privileges.become(who)
+                if who is not None:
+                    log.info("privileges_dropped", user=who.name, uid=who.uid, gid=who.gid)
+                if managed is not None:
+                    await nursery.start(managed.run)
+                    config = managed.worker_config(config)
+                pool = Pool(config, spawner)
+                await nursery.start(pool.run)
+                service = Service(config, pool, loader, managed)
+                await nursery.start(service.run)
+                server = Server(service, listener, config.socket_path, max_conns)
+                await nursery.start(server.run)
+            except BaseException:
+                # Failed before serving: leave no socket behind for a client to hang on.
+                listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(config.socket_path)
+                await spawner.aclose()
+                raise
             log.info("ready", socket=config.socket_path, version=service.version(),
                      workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
@@ -142,6 +160,7 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 break
             await server.drain(service.config.server.shutdown_grace)
             nursery.cancel_scope.cancel()
+        await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)
 
 
@@ -167,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _startup_error(exc: BaseException) -> Exception | None:
     """The config-like error inside trio's exception groups, if that is what stopped us."""
-    if isinstance(exc, (EngineError, SocketPathError, OSError)):
+    if isinstance(exc, (EngineError, SocketPathError, OSError, privileges.PrivilegeError)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

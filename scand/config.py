@@ -43,6 +43,8 @@ class ServerConfig:
     socket: str = ""  # "" = default_socket_path()
     socket_mode: int = 0o660
     socket_group: str = ""  # name or number; "" = the daemon's own group
+    user: str = ""  # started as root: drop to this user before accepting ("" = stay)
+    group: str = ""  # with user: this group ("" = the user's primary group)
     idle_timeout: float = 300.0
     request_timeout: float = 30.0
     shutdown_grace: float = 30.0

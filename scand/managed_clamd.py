@@ -33,6 +33,7 @@ import trio
 from scand import config as configmod
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.privileges import Identity
 
 log = structlog.get_logger("scand.clamd")
 
@@ -112,11 +113,18 @@ class ManagedClamd:
         """``config`` with the workers pointed at the managed clamd."""
         return configmod.override(config, "clamd", sockets=[self.link])
 
+    def prepare(self, owner: Identity | None) -> None:
+        """Create the run directory (while still root) for the user clamd will run as."""
+        self.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        (self.run_dir / "tmp").mkdir(mode=0o700, exist_ok=True)
+        if owner is not None:
+            for d in (self.run_dir, self.run_dir / "tmp"):
+                os.chown(d, owner.uid, owner.gid)
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        (self.run_dir / "tmp").mkdir(mode=0o700, exist_ok=True)
+        self.prepare(None)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -23,6 +23,7 @@ import trio
 
 from scand.config import Config
 from scand.events import BadRequest, Reason
+from scand.privileges import Identity
 from scand.protocol import NEED_DATA, Closed, Connection, format_unchecked
 from scand.service import Service
 
@@ -81,8 +82,8 @@ def prepare_socket_path(path: str) -> None:
         probe.close()
 
 
-def bind_unix(config: Config) -> stdsocket.socket:
-    """Create, bind and chmod/chgrp the listening socket (mode set before listen)."""
+def bind_unix(config: Config, owner: Identity | None = None) -> stdsocket.socket:
+    """Create and bind the listening socket; set its owner, group and mode before listen."""
     path = config.socket_path
     prepare_socket_path(path)
     sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
@@ -93,8 +94,10 @@ def bind_unix(config: Config) -> stdsocket.socket:
     finally:
         os.umask(old_umask)
     os.chmod(path, config.server.socket_mode)
-    if config.server.socket_group:
-        os.chown(path, -1, _resolve_group(config.server.socket_group))
+    uid = owner.uid if owner else -1
+    gid = _resolve_group(config.server.socket_group) if config.server.socket_group else -1
+    if uid != -1 or gid != -1:
+        os.chown(path, uid, gid)
     sock.listen(BACKLOG)
     return sock
 
@@ -300,8 +303,12 @@ class Server:
         """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT."""
         self._accepting.cancel()
         self.listener.close()
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # after dropping root the directory may not be ours
+            log.warning("socket_not_removed", path=self.path, error=exc.strerror)
 
     async def drain(self, grace: float) -> None:
         """Stop accepting; let requests in progress finish within ``grace``; close the rest."""

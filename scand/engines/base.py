@@ -99,6 +99,9 @@ class Engine(abc.ABC):
     def info(self) -> EngineInfo:
         """Name and signature-set version for ``VERSION``/``STATS``."""
 
+    def forked(self) -> None:  # noqa: B027 - optional hook
+        """Called in each worker right after it was forked from the loaded engine."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called when the worker exits."""
 

@@ -228,6 +228,9 @@ class ClamdEngine(Engine):
         engine._version = reply if isinstance(reply, str) else ""
         return engine
 
+    def forked(self) -> None:
+        self.next = random.randrange(len(self.clients))  # each worker starts elsewhere
+
     def _request(self, op: Any) -> str | Unchecked:
         """Run ``op(client)`` under one deadline, failing over on connection errors."""
         start = time.monotonic()

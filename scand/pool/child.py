@@ -25,7 +25,7 @@ import time
 import traceback
 
 from scand.config import Config
-from scand.engines.base import EngineError, load_engine
+from scand.engines.base import Engine, EngineError, load_engine
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.wire import HEADER, Done, FrameError, Job, Ready, pack
 from scand.scanning import Scanner, ScanOutcome
@@ -112,8 +112,12 @@ def run_job(scanner: Scanner, job: Job, cap: int) -> ScanOutcome:
         return ScanOutcome(Unchecked(Reason.INTERNAL, type(exc).__name__))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us if the daemon dies, so no worker outlives it."""
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL us if our parent dies, so no worker outlives the daemon.
+
+    Only for workers forked by the zygote's (single) main thread: the signal is
+    tied to the parent *thread*, not the process.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -121,20 +125,17 @@ def _die_with_parent() -> None:
         pass
 
 
-def main() -> int:
-    # Replies go to a private copy of stdout; fd 1 becomes stderr for stray prints.
-    out = os.dup(1)
-    os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
-    _die_with_parent()
-    config = read_message(0)
-    if not isinstance(config, Config):
-        return 2
-    try:
-        engine = load_engine(config)
-    except EngineError as exc:
-        write_message(out, Ready(os.getpid(), memory()[1], error=str(exc)))
-        return 1
+def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> int:
+    """Report Ready on ``out``, then answer jobs from ``inp`` until EOF.
+
+    ``engine`` is the zygote's already-loaded engine; without one it is loaded here.
+    """
+    if engine is None:
+        try:
+            engine = load_engine(config)
+        except EngineError as exc:
+            write_message(out, Ready(os.getpid(), memory()[1], error=str(exc)))
+            return 1
     info = engine.info()
     scanner = Scanner(engine, config)
     cap = config.pool.memory_cap_mb * 1024 * 1024
@@ -147,10 +148,11 @@ def main() -> int:
             signatures=info.signatures,
             detail=info.detail,
             modules=tuple(m for m in ("trio", "structlog") if m in sys.modules),
+            uid=os.getuid(),
         ),
     )
     while True:
-        job = read_message(0)
+        job = read_message(inp)
         if job is None:
             break
         assert isinstance(job, Job)
@@ -159,6 +161,18 @@ def main() -> int:
         write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, memory()[1]))
     engine.close()
     return 0
+
+
+def main() -> int:
+    """Stand-alone worker (``python -m scand.pool.child``): config, then jobs, on stdin."""
+    # Replies go to a private copy of stdout; fd 1 becomes stderr for stray prints.
+    out = os.dup(1)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    config = read_message(0)  # (EOF on stdin ends this worker when its parent goes)
+    if not isinstance(config, Config):
+        return 2
+    return serve(config, 0, out)
 
 
 if __name__ == "__main__":

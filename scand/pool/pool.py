@@ -33,6 +33,7 @@ from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.process import WorkerGone, WorkerProcess
+from scand.pool.spawner import Spawner
 from scand.pool.wire import Done, Job, Ready
 
 log = structlog.get_logger("scand.pool")
@@ -55,8 +56,9 @@ class Result:
 class Pool:
     """Run :meth:`run` in a nursery (``await nursery.start(pool.run)``), then :meth:`scan`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, spawner: Spawner) -> None:
         self.config = config
+        self.spawner = spawner
         self.generation = 0
         self.workers: list[WorkerProcess] = []
         self._idle: collections.deque[WorkerProcess] = collections.deque()
@@ -78,7 +80,7 @@ class Pool:
                 self._nursery = nursery
                 async with trio.open_nursery() as starters:
                     for _ in range(self.config.worker_count):
-                        starters.start_soon(self._add_new_worker, self.config)
+                        starters.start_soon(self._add_new_worker)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -87,9 +89,10 @@ class Pool:
                     for worker in list(self.workers):
                         stoppers.start_soon(worker.kill)
 
-    async def _add_new_worker(self, config: Config) -> WorkerProcess:
+    async def _add_new_worker(self) -> WorkerProcess:
+        """A worker of the current generation, warm, in the idle set."""
         t0 = trio.current_time()
-        worker = await WorkerProcess.spawn(config, self.generation)
+        worker = await WorkerProcess.spawn(self.spawner, self.config, self.generation)
         self.last_spawn_ms = (trio.current_time() - t0) * 1000
         self.info = worker.ready
         self.workers.append(worker)
@@ -210,12 +213,12 @@ class Pool:
 
     # -- replacement ---------------------------------------------------------------
 
-    async def _replace(self, old: WorkerProcess, config: Config | None = None) -> None:
+    async def _replace(self, old: WorkerProcess) -> None:
         """Warm a successor first, then retire ``old`` (now if idle, else when it frees)."""
         try:
             while True:
                 try:
-                    await self._add_new_worker(config or self.config)
+                    await self._add_new_worker()
                     break
                 except EngineError as exc:
                     log.error("worker_spawn_failed", error=str(exc), replacing=old.pid)
@@ -248,7 +251,7 @@ class Pool:
             return
         while True:
             try:
-                await self._add_new_worker(self.config)
+                await self._add_new_worker()
                 return
             except EngineError as exc:
                 log.error("worker_spawn_failed", error=str(exc), replacing=worker.pid)
@@ -270,20 +273,17 @@ class Pool:
     async def reload(self, config: Config) -> None:
         """Roll every worker over to ``config``; raise EngineError and keep the old set
         if a worker cannot load it. In-flight scans finish on their old worker."""
-        self.generation += 1
-        try:
-            first = await WorkerProcess.spawn(config, self.generation)
-        except EngineError:
-            self.generation -= 1
-            raise
-        await first.kill()  # proof that the new set loads; the roll below starts fresh ones
-        self.config = config
-        for old in [w for w in self.workers if w.generation < self.generation]:
+        generation = self.generation + 1
+        # Proof that the new set loads (the zygote keeps it loaded for the roll below).
+        first = await WorkerProcess.spawn(self.spawner, config, generation)
+        await first.kill()
+        self.config, self.generation = config, generation
+        for old in [w for w in self.workers if w.generation < generation]:
             if old.retiring or old.exiting:
                 continue
             old.retiring = "reload"
             self._retiring += 1
-            await self._replace(old, config)
+            await self._replace(old)
 
     # -- introspection -------------------------------------------------------------------
 

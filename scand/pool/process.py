@@ -8,19 +8,16 @@ caller is being cancelled.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
 import trio
 
-import scand
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.pool.spawner import Spawner, WorkerHandle
 from scand.pool.wire import Decoder, Done, Job, Ready, pack
 
 # How long a worker may take to load its engine before it counts as broken.
@@ -37,19 +34,11 @@ class WorkerGone(Exception):
     """The worker's pipe closed: it died or was killed."""
 
 
-def _child_env() -> dict[str, str]:
-    """The daemon's environment, with scand importable even from a source tree."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(scand.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 @dataclass(eq=False)
 class WorkerProcess:
     """A live worker and the daemon's bookkeeping about it."""
 
-    proc: trio.Process
+    proc: WorkerHandle
     generation: int
     max_jobs: int
     started: float = field(default_factory=time.monotonic)
@@ -69,21 +58,15 @@ class WorkerProcess:
 
     @classmethod
     async def spawn(
-        cls, config: Config, generation: int, *, timeout: float = START_TIMEOUT
+        cls, spawner: Spawner, config: Config, generation: int, *, timeout: float = START_TIMEOUT
     ) -> WorkerProcess:
-        """Start a worker, hand it the config, and wait until its engine is loaded."""
+        """Fork a worker from the zygote and wait until its engine is loaded."""
         jitter = config.pool.max_jobs_jitter
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "scand.pool.child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_child_env(),
-        )
+        proc = await spawner.fork(config, generation)
         worker = cls(proc, generation, config.pool.max_jobs + random.randint(0, jitter))
         worker.pid = proc.pid
         try:
             with trio.fail_after(timeout):
-                await worker.send(config)
                 ready = await worker.receive()
         except (WorkerGone, trio.TooSlowError, trio.BrokenResourceError) as exc:
             await worker.kill()
@@ -100,7 +83,7 @@ class WorkerProcess:
 
     ready: Ready | None = None
 
-    async def send(self, message: Config | Job) -> None:
+    async def send(self, message: Job) -> None:
         assert self.proc.stdin is not None
         try:
             await self.proc.stdin.send_all(pack(message))
@@ -140,6 +123,7 @@ class WorkerProcess:
                 self._signal(signal.SIGKILL)
                 await self.proc.wait()
             await self._close_pipes()
+            self.proc.close()
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""

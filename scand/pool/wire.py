@@ -37,6 +37,7 @@ class Ready:
     detail: str = ""
     error: str = ""
     modules: tuple[str, ...] = field(default=())
+    uid: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,164 @@
+"""Daemon side of the zygote (:mod:`scand.pool.zygote`): ask it to fork workers.
+
+A worker forked by the zygote is not the daemon's child, so it is watched and
+signalled through a pidfd: immune to pid reuse, and readable once it exits.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+
+import trio
+
+import scand
+from scand.config import Config
+from scand.engines.base import EngineError
+
+START_TIMEOUT = 60.0
+MAX_PACKET = 1 << 20
+# How often a second waiter on the same worker checks whether it has exited.
+EXIT_POLL = 0.01
+
+
+def child_env() -> dict[str, str]:
+    """The daemon's environment, with scand importable even from a source tree."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(scand.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class WorkerHandle:
+    """A forked worker: its pipes as trio streams, and its pidfd."""
+
+    def __init__(self, pid: int, job_w: int, res_r: int, pidfd: int) -> None:
+        self.pid = pid
+        self.stdin: trio.lowlevel.FdStream | None = trio.lowlevel.FdStream(job_w)
+        self.stdout: trio.lowlevel.FdStream | None = trio.lowlevel.FdStream(res_r)
+        self._pidfd = pidfd
+        self._exited = False
+        self._waiting = False
+
+    @property
+    def returncode(self) -> int | None:
+        """None while it runs; -1 once it has exited (the zygote reaps, not us)."""
+        if not self._exited and self._pidfd >= 0:
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            self._exited = bool(poller.poll(0))
+        return -1 if self._exited else None
+
+    async def wait(self) -> int:
+        if self._waiting:  # only one task may wait on the fd itself; others poll
+            while self.returncode is None:
+                await trio.sleep(EXIT_POLL)
+            return -1
+        self._waiting = True
+        try:
+            if self.returncode is None:
+                await trio.lowlevel.wait_readable(self._pidfd)
+            self._exited = True
+        finally:
+            self._waiting = False
+        return -1
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._pidfd >= 0 and self._exited:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+class Spawner:
+    """Starts the zygote (while scand may still be root) and asks it for workers."""
+
+    def __init__(self) -> None:
+        self.proc: trio.Process | None = None
+        self.sock: trio.socket.SocketType | None = None
+        self.uid = -1
+        self._lock = trio.Lock()
+
+    async def start(self, config: Config) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "scand.pool.zygote"],
+                stdin=child.fileno(), stdout=subprocess.DEVNULL, env=child_env(),
+            )
+        finally:
+            child.close()
+        self.sock = trio.socket.from_stdlib_socket(parent)
+        try:
+            with trio.fail_after(START_TIMEOUT):
+                await self.sock.send(pickle.dumps(("init", config)))
+                reply = pickle.loads(await self.sock.recv(MAX_PACKET) or pickle.dumps(("gone",)))
+        except trio.TooSlowError:
+            await self.aclose()
+            raise EngineError("worker zygote did not start") from None
+        if reply[0] != "ready":
+            await self.aclose()
+            raise EngineError(reply[1] if reply[0] == "error" else "worker zygote died")
+        self.uid = reply[2]
+
+    async def fork(self, config: Config, generation: int) -> WorkerHandle:
+        """A new worker of ``generation`` (whose engine the zygote loads once, from
+        ``config``); raises EngineError if that engine does not load."""
+        async with self._lock:
+            if self.sock is None or self.proc is None or self.proc.returncode is not None:
+                raise EngineError("worker zygote is not running")
+            try:
+                await self.sock.send(pickle.dumps(("fork", generation, config)))
+                data, ancdata, _, _ = await self.sock.recvmsg(
+                    MAX_PACKET, socket.CMSG_SPACE(3 * array.array("i").itemsize))
+            except OSError as exc:
+                raise EngineError(f"worker zygote: {exc}") from exc
+            if not data:
+                raise EngineError("worker zygote exited")
+            reply = pickle.loads(data)
+            if reply[0] == "error":
+                for fd in self._fds(ancdata):
+                    os.close(fd)
+                raise EngineError(reply[1])
+            fds = self._fds(ancdata)
+            pid = reply[1]
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                raise EngineError(f"worker zygote sent {len(fds)} descriptors")
+            return WorkerHandle(pid, fds[0], fds[1], fds[2])
+
+    @staticmethod
+    def _fds(ancdata: list[tuple[int, int, bytes]]) -> array.array[int]:
+        fds = array.array("i")
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        return fds
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+            if self.proc is not None:
+                with trio.move_on_after(2.0):
+                    await self.proc.wait()  # it exits when its socket closes
+                if self.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.kill()
+                    await self.proc.wait()

@@ -1,0 +1,145 @@
+"""The zygote: a small, trio-free process that forks the scan workers.
+
+Why not exec each worker? Two reasons, both measured here:
+
+* privileges: scand drops to ``server.user`` before it accepts. After that
+  the daemon may no longer be able to exec Python at all (here the
+  interpreter lives under /root, mode 0700), so a worker replaced later could
+  never start. The zygote is started while scand is still root, imports
+  everything a worker needs, drops privileges itself, and from then on only
+  forks: no exec, no imports, no root.
+* speed: a fork of a warm interpreter is a few milliseconds; an exec plus
+  imports was about 55 ms (bench/pool_overhead.py).
+
+The engine is loaded here, once per signature generation, and shared by
+every worker forked from it (copy-on-write). So a worker replaced later gets
+exactly the set its generation validated, even if a broken file has since
+appeared in the signature directory; and a big set is not parsed per worker.
+
+Protocol, over a SOCK_SEQPACKET socket on fd 0 (one pickle per packet):
+``("init", Config)`` -> ``("ready", pid, uid)``;
+``("fork", generation, Config)`` -> ``("forked", pid)`` carrying three
+descriptors (SCM_RIGHTS): the worker's job pipe (write end), its result pipe
+(read end) and a pidfd; or ``("error", message)`` when that generation's
+engine does not load. The zygote ignores SIGCHLD, so the kernel reaps its
+children; the daemon watches each worker through its pidfd.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import pickle
+import random
+import signal
+import socket
+import sys
+
+from scand import privileges
+from scand.config import Config
+from scand.engines import base as engine_base
+from scand.engines.base import Engine, EngineError
+from scand.pool import child
+
+# One request or reply is a pickled Config at most: far below this.
+MAX_PACKET = 1 << 20
+# Engines kept loaded: the live generation and the one before it (workers of the
+# old generation may still be replaced while a reload rolls over).
+KEEP_GENERATIONS = 2
+
+
+def preload() -> None:
+    """Import every engine now, while the code is still readable: workers import nothing."""
+    for name in engine_base.REGISTRY:
+        try:
+            engine_base.engine_class(name)
+        except ImportError as exc:  # e.g. pyclamd missing: that engine fails at load
+            child.log("zygote_preload_failed", engine=name, error=str(exc))
+
+
+def fork_worker(config: Config, engine: Engine, control: socket.socket) -> None:
+    """Fork one worker and hand its pipes and pidfd to the daemon."""
+    job_r, job_w = os.pipe()
+    res_r, res_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            control.close()
+            for fd in (job_w, res_r, go_w):
+                os.close(fd)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            child.die_with_parent()
+            os.read(go_r, 1)  # wait until the zygote holds our pidfd (see below)
+            os.close(go_r)
+            random.seed()  # forks must not share one random stream
+            engine.forked()
+            code = child.serve(config, job_r, res_w, engine)
+        finally:
+            os._exit(code)
+    for fd in (job_r, res_w, go_r):
+        os.close(fd)
+    # The child waits on go_r, so it cannot exit and be reaped (SIGCHLD is
+    # ignored) before its pidfd exists: no pid-reuse window.
+    pidfd = os.pidfd_open(pid)
+    os.close(go_w)
+    try:
+        fds = array.array("i", [job_w, res_r, pidfd])
+        control.sendmsg([pickle.dumps(("forked", pid))],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    finally:
+        for fd in (job_w, res_r, pidfd):
+            os.close(fd)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started us exits,
+    # and trio starts processes from short-lived worker threads (seen: the zygote
+    # died 10 s after start). The daemon's death shows as EOF on the control socket.
+    control = socket.socket(fileno=os.dup(0))
+    os.dup2(2, 1)  # stray prints go to the log, never into the control socket
+    first = control.recv(MAX_PACKET)
+    kind, config = pickle.loads(first)
+    if kind != "init" or not isinstance(config, Config):
+        return 2
+    preload()
+    try:
+        privileges.become(privileges.resolve(config.server.user, config.server.group))
+    except privileges.PrivilegeError as exc:
+        control.send(pickle.dumps(("error", str(exc))))
+        return 1
+    control.send(pickle.dumps(("ready", os.getpid(), os.getuid())))
+    engines: dict[int, Engine | str] = {}
+    while True:
+        packet = control.recv(MAX_PACKET)
+        if not packet:
+            return 0  # the daemon is gone
+        try:
+            kind, generation, config = pickle.loads(packet)
+            if generation not in engines:
+                engines[generation] = load(config)
+                for old in sorted(engines)[:-KEEP_GENERATIONS]:
+                    del engines[old]
+            engine = engines[generation]
+            if isinstance(engine, str):
+                control.send(pickle.dumps(("error", engine)))
+            else:
+                fork_worker(config, engine, control)
+        except Exception as exc:  # one bad request must not take the zygote down
+            child.log("zygote_error", error=repr(exc))
+            control.send(pickle.dumps(("error", f"zygote: {exc!r}")))
+
+
+def load(config: Config) -> Engine | str:
+    """The engine for a generation, or the reason it does not load."""
+    try:
+        return engine_base.load_engine(config)
+    except EngineError as exc:
+        return str(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
