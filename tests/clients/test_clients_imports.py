@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,14 @@ def test_scripts_are_executable_single_files_with_a_manual(name: str) -> None:
         assert section in manual, f"{name} --help lacks {section!r}"
     done = run_client(name, "--version")
     assert done.returncode == 0 and done.stdout.decode().startswith(f"{name} ")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_each_script_runs_copied_alone(name: str, tmp_path: Path) -> None:
+    """The single-file promise: a copy in an empty directory works on its own."""
+    copy = tmp_path / SCRIPTS[name].name
+    shutil.copy2(SCRIPTS[name], copy)
+    done = subprocess.run([sys.executable, "-I", "-S", str(copy), "--version"],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"{name} ")

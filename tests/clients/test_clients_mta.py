@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import CHAOS_UNCHECKED, EICAR, client_env, run_client
+from tests.clients.conftest import CHAOS_UNCHECKED, EICAR, SCRIPTS, client_env, run_client
 from tests.conftest import Daemon, DaemonFactory
 
 EICAR_NAME = "Eicar-Test-Signature"
@@ -228,6 +228,8 @@ def test_queue_oversize_and_broken_settings(
     assert b"cannot run" in done.stderr and b"No such file" in done.stderr
     done = queue(d.socket, MESSAGE, ENVELOPE, rec, qmail_queue, SCAND_TIMEOUT="soon")
     assert done.returncode == 71 and b"not a number" in done.stderr
+    done = queue(d.socket, MESSAGE, ENVELOPE, rec, SCRIPTS["scand-queue"])  # itself: a loop
+    assert done.returncode == 71 and b"(loop)" in done.stderr
     assert not (rec / "ran").exists()
     # Spooling instead of streaming lifts the stream limit; the spool is cleaned up.
     spool = short_tmp / "spool"

@@ -224,3 +224,56 @@ def test_max_connections_answers_busy(scand_daemon: DaemonFactory) -> None:
     assert extra.closed_by_peer()
     for h in holders:
         h.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_privilege_drop(scand_daemon: DaemonFactory, eicar_file: Path) -> None:
+    """As root with user = nobody: daemon, zygote and workers are not root; the socket
+    carries the configured group and mode; scans and worker replacement still work."""
+    import grp
+    import stat as statmod
+
+    d = scand_daemon("--engine", "chaos", config=(
+        '[server]\nuser = "nobody"\nsocket_group = "nogroup"\nsocket_mode = "0640"\n'))
+    st = os.stat(d.socket)
+    assert statmod.S_IMODE(st.st_mode) == 0o640
+    assert st.st_gid == grp.getgrnam("nogroup").gr_gid
+    daemon = psutil.Process(d.proc.pid)
+    assert daemon.uids().effective != 0 and daemon.uids().real != 0
+    workers = [w["pid"] for w in d.stats()["pool"]["workers"]]
+    assert len(workers) == 2
+    for proc in [*daemon.children(recursive=True)]:
+        assert proc.uids().real != 0 and proc.uids().effective != 0, proc
+    assert d.ask(f"{eicar_file}\n".encode()) == b"1:Eicar-Test-Signature\n"
+    crash = eicar_file.parent / "crash"
+    crash.write_text("SCAND-CHAOS crash\n")
+    assert d.ask(f"{crash}\n".encode()) == b"-1:worker-crashed\n"
+    # the replacement is forked by the unprivileged zygote: no exec, no root needed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and d.stats()["pool"]["live"] != 2:
+        time.sleep(0.05)
+    assert d.stats()["pool"]["live"] == 2
+    assert d.ask(f"{eicar_file}\n".encode()) == b"1:Eicar-Test-Signature\n"
+
+
+def test_broken_file_later_does_not_break_respawn(
+    scand_daemon: DaemonFactory, short_tmp: Path
+) -> None:
+    """Replacements get their generation's loaded set, not the directory's new state."""
+    sigs = short_tmp / "sigs"
+    sigs.mkdir()
+    sample = short_tmp / "sample"
+    sample.write_bytes(b"declared bad by this test")
+    body = sample.read_bytes()
+    (sigs / "t.hdb").write_text(f"{hashlib.md5(body).hexdigest()}:{len(body)}:Test.Sample-1\n")
+    d = scand_daemon("--engine", "chaos", "--signatures", str(sigs))
+    (sigs / "broken.hdb").write_text("garbage\n")
+    crash = short_tmp / "crash"
+    crash.write_text("SCAND-CHAOS crash\n")
+    for _ in range(3):
+        assert d.ask(f"{crash}\n".encode()) == b"-1:worker-crashed\n"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and d.stats()["pool"]["live"] != 2:
+        time.sleep(0.05)
+    assert d.ask(f"{sample}\n".encode()) == b"1:Test.Sample-1\n"
+    assert d.stats()["pool"]["live"] == 2
