@@ -322,9 +322,9 @@ class Client:
             except BaseException:
                 sock.close()
                 raise
-            if in_step:
+            if in_step and not line.startswith(b"-1"):
                 self._sock = sock
-            else:
+            else:  # out of step, or a -1: the daemon closes after some (too-large, protocol)
                 sock.close()
             return line
         raise AssertionError("unreachable")  # pragma: no cover

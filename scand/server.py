@@ -42,6 +42,9 @@ FD_RESERVE = 32
 FDS_PER_WORKER = 4
 # How often a draining server checks whether its last connection has finished.
 DRAIN_POLL = 0.05
+# Draining: how often, and how long each time, to wait for a request already in flight.
+DRAIN_READ_TRIES = 5
+DRAIN_READ_PAUSE = 0.01
 # Pause after a failed accept() (EMFILE, ENFILE, ENOBUFS) before trying again.
 ACCEPT_BACKOFF = 0.05
 
@@ -204,7 +207,11 @@ class ClientConnection:
         while True:
             event = self.proto.next_event()
             if event is NEED_DATA:
-                if self.draining or not await self._wait_for_bytes():
+                if self.draining:
+                    if await self._last_bytes():
+                        continue  # answer what the client sent just before the stop
+                    return
+                if not await self._wait_for_bytes():
                     return
                 continue
             if isinstance(event, Closed):
@@ -214,6 +221,20 @@ class ClientConnection:
             await self._send(reply)
             if isinstance(event, BadRequest) and event.fatal:
                 return
+
+    async def _last_bytes(self) -> bool:
+        """While draining: let the reader take bytes already queued in the socket,
+        so a request sent just before the stop is answered, not dropped."""
+        for _ in range(DRAIN_READ_TRIES):
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            if not poller.poll(0) or self._eof:
+                return False
+            before = self.proto.buffered
+            await trio.sleep(DRAIN_READ_PAUSE)
+            if self.proto.buffered != before:
+                return True
+        return False
 
     async def _send(self, reply: bytes) -> None:
         """One reply, one send() (PROTOCOL.md §3); the rest only if the kernel split it."""
@@ -300,8 +321,24 @@ class Server:
             self.connections.discard(conn)
 
     def stop_accepting(self) -> None:
-        """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT."""
+        """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT.
+
+        Clients already queued in the backlog are accepted and told
+        ``-1:shutting-down`` (so the MTA defers) instead of being reset.
+        """
         self._accepting.cancel()
+        refusal = format_unchecked(Reason.SHUTTING_DOWN)
+        while True:
+            try:
+                raw, _ = self.raw_listener.accept()
+            except OSError:
+                break  # EAGAIN: the backlog is empty
+            with raw, contextlib.suppress(OSError):
+                raw.setblocking(False)
+                with contextlib.suppress(OSError):
+                    raw.recv(RECV_SIZE)  # read what it sent, so closing does not reset it
+                raw.send(refusal)
+                log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="backlog")
         self.listener.close()
         try:
             os.unlink(self.path)

@@ -72,6 +72,8 @@ class Service:
         if isinstance(event, Command):
             return self._command(event.name)
         if self.draining:
+            log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="stopping")
+            self.stats.record(Unchecked(Reason.SHUTTING_DOWN), 0.0, 0)
             return format_verdict(Unchecked(Reason.SHUTTING_DOWN))
         return await self._scan(event)
 

@@ -277,3 +277,60 @@ def test_broken_file_later_does_not_break_respawn(
         time.sleep(0.05)
     assert d.ask(f"{sample}\n".encode()) == b"1:Test.Sample-1\n"
     assert d.stats()["pool"]["live"] == 2
+
+
+@pytest.mark.slow
+def test_supervised_restart_loses_no_accepted_request(
+    scand_daemon: DaemonFactory, eicar_file: Path, short_tmp: Path
+) -> None:
+    """SIGTERM under load, then a new daemon on the same socket (as a supervisor
+    would). Every request a daemon took in (one log line each) reached its client
+    as a reply; a request no daemon took in failed visibly, so the MTA retries."""
+    clean = short_tmp / "clean.txt"
+    clean.write_text("clean")
+    d1 = scand_daemon()
+    path = [d1.socket]
+    answered = [0]
+    failed = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        while not stop.is_set():
+            try:
+                c = SophieClient(path[0], timeout=10)
+            except OSError:
+                time.sleep(0.02)  # nobody listening: the MTA would retry
+                continue
+            with c.sock:
+                while not stop.is_set():
+                    target = eicar_file if i % 2 else clean
+                    try:
+                        c.send(f"{target}\n".encode())
+                        reply = c.line()
+                    except OSError:
+                        reply = b""
+                    with lock:
+                        if reply:
+                            answered[0] += 1
+                        else:
+                            failed[0] += 1
+                    if not reply or reply.startswith(b"-1:shutting-down"):
+                        break
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    assert d1.stop() == 0
+    d2 = scand_daemon()  # the supervisor's restart
+    path[0] = d2.socket
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert d2.stop() == 0
+    handled = sum(log.count('"request_rejected"') + log.count('"scan_finished"')
+                  for log in (d1.log(), d2.log()))
+    print(f"answered {answered[0]}, handled {handled}, failed before intake {failed[0]}")
+    assert answered[0] == handled and answered[0] > 100
