@@ -51,6 +51,7 @@ class WorkerProcess:
     replaced: bool = False  # its replacement is warm: stop it when it is next free
     exiting: bool = False  # the pool is stopping it on purpose
     decoder: Decoder = field(default_factory=Decoder)
+    ready: Ready | None = None  # the worker's start-up report
 
     @property
     def age(self) -> float:
@@ -80,8 +81,6 @@ class WorkerProcess:
         worker.baseline_rss = worker.rss = ready.rss
         worker.ready = ready
         return worker
-
-    ready: Ready | None = None
 
     async def send(self, message: Job) -> None:
         assert self.proc.stdin is not None

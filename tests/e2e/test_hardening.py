@@ -198,7 +198,7 @@ def test_reload_under_load(scand_daemon: DaemonFactory, short_tmp: Path) -> None
             (sigs / "new.hdb").write_text(f"{hashlib.md5(body).hexdigest()}:{len(body)}:"
                                           "Test.Reload-1\n")
         assert d.ask(b"RELOAD\n") == b"RELOADING\n"
-        time.sleep(0.5)
+        time.sleep(1.45)  # 20 reloads across a 30 s run
     (sigs / "broken.hdb").write_text("not a signature\n")
     assert d.ask(b"RELOAD\n") == b"RELOADING\n"
     time.sleep(1.0)
