@@ -46,17 +46,16 @@ def test_verdicts(daemon: Daemon, files: Path) -> None:
     assert daemon.ask(f"{files}/cleantree/\n".encode()) == b"0\n"
 
 
-def test_unreadable_differs_from_missing(daemon: Daemon, files: Path) -> None:
-    """A file the daemon may not read: -1:unreadable (distinct from not-found)."""
+def test_unreadable_differs_from_missing(scand_daemon: DaemonFactory, files: Path) -> None:
+    """A file the daemon may not read: -1:unreadable (distinct from not-found).
+    As root, the daemon runs as nobody (server.user) so permissions apply."""
     secret = files / "secret.txt"
     secret.write_text("x")
-    if os.geteuid() == 0:
-        # root reads everything; a directory it cannot list needs a non-root daemon,
-        # so prove the reason with a file type that cannot be read instead.
-        pytest.skip("runs as root: covered by tests/unit/test_scanning.py as nobody")
     secret.chmod(0)
-    reply = daemon.ask(f"{secret}\n".encode())
-    assert reply.startswith(b"-1:unreadable")
+    config = '[server]\nuser = "nobody"\n' if os.geteuid() == 0 else None
+    d = scand_daemon(config=config)
+    assert d.ask(f"{secret}\n".encode()).startswith(b"-1:unreadable")
+    assert d.ask(f"{files}/missing\n".encode()).startswith(b"-1:not-found")
 
 
 def test_pipelining_and_split_lf(daemon: Daemon, files: Path) -> None:
