@@ -70,6 +70,8 @@ class Pool:
         self.recycles: collections.Counter[str] = collections.Counter()
         self.info: Ready | None = None
         self.last_spawn_ms = 0.0
+        self.jobs_done = 0  # over the pool's life, retired workers included
+        self.spawned = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class Pool:
         t0 = trio.current_time()
         worker = await WorkerProcess.spawn(self.spawner, self.config, self.generation)
         self.last_spawn_ms = (trio.current_time() - t0) * 1000
+        self.spawned += 1
         self.info = worker.ready
         self.workers.append(worker)
         self._make_idle(worker)
@@ -174,6 +177,7 @@ class Pool:
         """Book-keeping after a job; pick the worker for retirement if it has earned it."""
         pool = self.config.pool
         worker.jobs += 1
+        self.jobs_done += 1
         worker.rss = done.rss
         grown = (done.rss - worker.baseline_rss) / (1024 * 1024)
         hard = ""
@@ -305,6 +309,8 @@ class Pool:
             "busy": sum(1 for w in self.workers if w.busy),
             "queue": self._waiting,
             "rss_total": sum(w["rss"] for w in workers),
+            "jobs_total": self.jobs_done,
+            "spawned_total": self.spawned,
             "recycles": {r: self.recycles.get(r, 0) for r in RECYCLE_REASONS},
             "last_spawn_ms": round(self.last_spawn_ms, 1),
             "workers": workers,
