@@ -82,6 +82,43 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """Limits of the MIME/archive walker (each hit is a -1:<reason>, never 0)."""
+
+    max_depth: int = 16  # nested containers: message/rfc822, zip in zip, ...
+    max_parts: int = 5000  # parts and archive members in one object
+    max_bytes: int = 256 * MiB  # total decoded bytes across all parts
+    max_ratio: int = 250  # decoded/encoded bytes of one archive member or stream
+    encrypted: str = "unchecked"  # unchecked (-1:encrypted) | banned (1:Banned.Encrypted...)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Banned attachments (amavisd-like defaults; see examples/scand.toml)."""
+
+    enabled: bool = True
+    extensions: tuple[str, ...] = (
+        "exe", "vbs", "pif", "scr", "bat", "cmd", "com", "cpl", "dll",
+        "hta", "js", "jse", "lnk", "msi", "reg", "wsf", "wsh", "vbe", "shs",
+        "shb", "msc", "msp", "mst", "ade", "adp", "chm", "hlp", "ins", "isp",
+        "inf", "sct", "ps1", "vb", "url", "crt", "job", "scf", "cab",
+    )
+    mime_types: tuple[str, ...] = (
+        "application/x-msdownload", "application/x-msdos-program", "application/hta",
+    )
+    double_extension: bool = True
+    clsid: bool = True
+    archives: bool = True  # apply the rules to names inside archives too
+    raw_names: bool = False  # the seed admin's trick: name.ext phrases anywhere in the raw mail
+    # Per-rule exceptions: glob patterns (case-insensitive) on the part name.
+    extension_exceptions: tuple[str, ...] = ()
+    double_extension_exceptions: tuple[str, ...] = ()
+    mime_type_exceptions: tuple[str, ...] = ()
+    clsid_exceptions: tuple[str, ...] = ()
+    raw_name_exceptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ClamdConfig:
     # External clamd sockets: "/path" (Unix) or "host:port" (TCP). Empty = managed:
     # scand starts and supervises its own clamd on the signature directory.
@@ -117,6 +154,8 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     clamd: ClamdConfig = field(default_factory=ClamdConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -168,6 +207,13 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pool.max_jobs_jitter": _at_least(0),
     "pool.min_lifetime": _at_least(0),
     "pool.cancel_grace": _at_least(0),
+    "content.max_depth": _at_least(1),
+    "content.max_parts": _at_least(1),
+    "content.max_bytes": _at_least(1024),
+    "content.max_ratio": _at_least(2),
+    "content.encrypted": _one_of("unchecked", "banned"),
+    "policy.extensions": lambda v: next(
+        (f"extensions are given without the dot, got {e!r}" for e in v if "." in e), None),
     "clamd.sockets": lambda v: next(
         (f"not a Unix path or host:port: {s!r}" for s in v
          if not (s.startswith("/") or s.rpartition(":")[2].isdigit())), None),

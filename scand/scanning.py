@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scand.config import Config
-from scand.engines.base import Engine, Target
-from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
+from scand.content import Encrypted, Part, walk
+from scand.engines.base import Engine, Target, read_fd
+from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
+from scand.policy import Policy
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Scanner:
         self.engine = engine
         self.config = config
         self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+        self.policy = Policy(config.policy)
 
     # -- entry points --------------------------------------------------------
 
@@ -96,7 +99,70 @@ class Scanner:
 
     def scan_stream(self, data: bytes) -> ScanOutcome:
         """Scan bytes a client sent with ``STREAM <n>``."""
-        return ScanOutcome(self.engine.scan_bytes(data, "stream"), bytes=len(data), files=1)
+        if self.engine.wants_parts:
+            verdict = self._scan_content(data, "")
+        else:
+            verdict = self.engine.scan_bytes(data, "stream")
+            if isinstance(verdict, Clean):
+                verdict = self._policy_only(data, "")
+        return ScanOutcome(verdict, bytes=len(data), files=1)
+
+    def _scan_content(self, data: bytes, name: str) -> Verdict:
+        """Walk the object; every part gets the signatures, then the policy."""
+        first_unchecked: Unchecked | None = None
+        for item in walk(data, name, self.config.content):
+            if isinstance(item, Part):
+                verdict = self.engine.scan_bytes(item.data, item.where)
+                if isinstance(verdict, Unchecked):
+                    first_unchecked = first_unchecked or verdict
+                    continue
+                if isinstance(verdict, Infected):
+                    return verdict
+                banned = self._check(item, data)
+                if banned is not None:
+                    return banned
+            else:
+                found = self._finding(item)
+                if isinstance(found, Infected):
+                    return found
+                first_unchecked = first_unchecked or found
+        return first_unchecked or CLEAN
+
+    def _policy_only(self, data: bytes, name: str) -> Verdict:
+        """For engines that decode by themselves (clamd): a names-only walk for the policy.
+
+        It reads MIME headers and archive directories, and opens only members
+        that are containers themselves, so it costs a fraction of the scan.
+        """
+        if not self.policy.cfg.enabled:
+            return CLEAN
+        first_unchecked: Unchecked | None = None
+        for item in walk(data, name, self.config.content, keep_data=False):
+            if isinstance(item, Part):
+                banned = self._check(item, data)
+                if banned is not None:
+                    return banned
+                continue
+            found = self._finding(item)
+            if isinstance(found, Infected):
+                return found
+            if found.reason != Reason.UNREADABLE:  # the engine judged the bytes already
+                first_unchecked = first_unchecked or found
+        return first_unchecked or CLEAN
+
+    def _check(self, part: Part, raw: bytes) -> Infected | None:
+        if part.depth == 0:
+            raw_hit = self.policy.check_raw(raw)
+            if raw_hit is not None:
+                return raw_hit
+        return self.policy.check_part(part.names, part.mime, part.in_archive)
+
+    def _finding(self, item: Encrypted | Unchecked) -> Infected | Unchecked:
+        if isinstance(item, Unchecked):
+            return item
+        if self.config.content.encrypted == "banned":
+            return self.policy.check_encrypted(item.name)
+        return Unchecked(Reason.ENCRYPTED, item.where)
 
     # -- internals -----------------------------------------------------------
 
@@ -178,7 +244,20 @@ class Scanner:
                 return Unchecked(Reason.NOT_ALLOWED, f"{real}: resolves outside allowed roots")
             outcome.bytes += fst.st_size
             outcome.files += 1
-            return self.engine.scan_file(Target(real, fd, fst.st_size, limit))
+            name = os.path.basename(real)
+            if self.engine.wants_parts:
+                data = read_fd(fd, limit)
+                if data is None:
+                    return Unchecked(Reason.TOO_LARGE, f">{limit}")
+                return self._scan_content(data, name)
+            verdict = self.engine.scan_file(Target(real, fd, fst.st_size, limit))
+            if not isinstance(verdict, Clean) or not self.policy.cfg.enabled:
+                return verdict
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = read_fd(fd, limit)
+            if data is None:
+                return Unchecked(Reason.TOO_LARGE, f">{limit}")
+            return self._policy_only(data, name)
         except OSError as exc:
             return _os_unchecked(exc, real)
         finally:

@@ -75,6 +75,9 @@ class Engine(abc.ABC):
     """A loaded scanner. Construct with :meth:`from_config`."""
 
     name: str = "?"
+    # True: the scanner decodes the input (MIME, archives) and calls scan_bytes on
+    # every part. False: the engine decodes by itself (clamd) and gets the file whole.
+    wants_parts: bool = False
 
     @classmethod
     @abc.abstractmethod

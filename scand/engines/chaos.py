@@ -47,7 +47,7 @@ class ChaosEngine(BuiltinEngine):
     @classmethod
     def from_config(cls, config: Config) -> ChaosEngine:
         base = BuiltinEngine.from_config(config)
-        return cls(base.hashes)
+        return cls(base.hashes, base.bodies)
 
     def scan_bytes(self, data: bytes, name: str) -> Verdict:
         if not data.startswith(MAGIC):

@@ -1,0 +1,189 @@
+"""Archive and compression openers for the walker: zip, tar, gzip, bzip2, xz.
+
+Everything is decompressed incrementally, ``CHUNK`` bytes at a time, checking
+the walk's budget (total decoded bytes) and the expansion ratio after each
+step, so a bomb is stopped after about a megabyte of output, not after it
+has filled the memory cap. An opener yields :class:`Member` items, or an
+:class:`Encrypted`/``Unchecked`` finding, and never raises for bad input.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import os
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from scand.content.parts import CHUNK, Budget, Encrypted, LimitHit, Member
+from scand.events import Reason, Unchecked
+
+# In a names-only walk, members with these suffixes are still opened: they may
+# hold further names.
+CONTAINER_SUFFIXES = (".zip", ".jar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz", ".tar",
+                      ".eml", ".msg", ".mbox")
+# Bytes read from a member to sniff whether it is itself a container.
+SNIFF = 512
+
+Opened = Iterator[Member | Encrypted | Unchecked]
+Opener = Callable[[bytes, tuple[str, ...], Budget, bool, str], Opened]
+
+
+def sniff(data: bytes) -> str | None:
+    """The container kind of ``data`` by its magic bytes, or None."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return "zip"
+    if data.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if data.startswith(b"BZh") and data[3:4].isdigit():
+        return "bzip2"
+    if data.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(data) >= 262 and data[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def _read_member(stream: IO[bytes], budget: Budget, packed: int, where: str,
+                 limit: int | None = None) -> bytes:
+    out = bytearray()
+    while True:
+        want = CHUNK if limit is None else min(CHUNK, limit - len(out))
+        if want <= 0:
+            return bytes(out)
+        chunk = stream.read(want)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        budget.grow(len(chunk))
+        budget.ratio(len(out), packed, where)
+
+
+def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
+             where: str) -> Opened:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        yield Unchecked(Reason.UNREADABLE, f"corrupt zip at {where}: {exc}")
+        return
+    for info in infos:
+        if info.is_dir():
+            continue
+        label = f"{where}>zip:{info.filename}"
+        if info.flag_bits & 0x1:
+            budget.part()
+            yield Encrypted(info.filename, label)
+            continue
+        budget.ratio(info.file_size, info.compress_size, label)  # declared sizes first
+        try:
+            with archive.open(info) as stream:
+                if names_only and not info.filename.lower().endswith(CONTAINER_SUFFIXES):
+                    head = stream.read(SNIFF)
+                    if sniff(head) is None:
+                        yield Member(info.filename, None)
+                        continue
+                    body = head + _read_member(stream, budget, info.compress_size, label)
+                else:
+                    body = _read_member(stream, budget, info.compress_size, label)
+        except LimitHit:
+            raise
+        except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError,
+                zlib.error, lzma.LZMAError, RuntimeError) as exc:
+            yield Unchecked(Reason.UNREADABLE, f"corrupt zip member {label}: {exc}")
+            continue
+        yield Member(info.filename, body)
+
+
+def open_tar(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
+             where: str) -> Opened:
+    try:
+        archive = tarfile.TarFile(fileobj=io.BytesIO(data), mode="r")
+        members = archive.getmembers()
+    except (tarfile.TarError, ValueError, OSError, EOFError) as exc:
+        yield Unchecked(Reason.UNREADABLE, f"corrupt tar at {where}: {exc}")
+        return
+    with archive:
+        for info in members:
+            if not info.isfile():
+                continue
+            stream = archive.extractfile(info)
+            if stream is None:
+                continue
+            # Tar stores members as they are: the bytes are in memory already, no ratio.
+            body = stream.read()
+            budget.grow(len(body))
+            yield Member(info.name, body)
+
+
+def _stream_name(names: tuple[str, ...], suffixes: tuple[str, ...]) -> str:
+    for name in names:
+        base = os.path.basename(name)
+        for suffix in suffixes:
+            if base.lower().endswith(suffix) and len(base) > len(suffix):
+                return base[: -len(suffix)] + (".tar" if suffix.startswith(".t") else "")
+    return names[0] + ".out" if names else "stream"
+
+
+def _gzip_name(data: bytes) -> str | None:
+    """The original name stored in a gzip header (FNAME), if any."""
+    if len(data) < 10 or not data[3] & 0x08:
+        return None
+    pos = 10
+    if data[3] & 0x04:  # FEXTRA
+        pos += 2 + int.from_bytes(data[10:12], "little")
+    end = data.find(b"\x00", pos, pos + 1024)
+    return data[pos:end].decode("latin-1") if end > pos else None
+
+
+def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]) -> bytes:
+    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware."""
+    out = bytearray()
+    pending = data
+    consumed = 0
+    while pending:
+        engine = make()
+        while True:
+            chunk = engine.decompress(pending, CHUNK)  # type: ignore[attr-defined]
+            left = getattr(engine, "unconsumed_tail", b"")
+            consumed += len(pending) - len(left)
+            pending = left
+            out += chunk
+            budget.grow(len(chunk))
+            budget.ratio(len(out), consumed, where)
+            if engine.eof:  # type: ignore[attr-defined]
+                pending = engine.unused_data  # type: ignore[attr-defined]
+                break
+            if not chunk and getattr(engine, "needs_input", True) and not pending:
+                return bytes(out)  # truncated stream: what arrived is scanned
+        pending = pending.lstrip(b"\x00")  # padding between members
+    return bytes(out)
+
+
+def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]) -> Opener:
+    def opener(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
+               where: str) -> Opened:
+        label = f"{where}>{kind}"
+        try:
+            body = _decompress(data, budget, label, make)
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+            yield Unchecked(Reason.UNREADABLE, f"corrupt {kind} at {where}: {exc}")
+            return
+        name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
+        yield Member(name, body)
+
+    return opener
+
+
+OPENERS: dict[str, Opener] = {
+    "zip": open_zip,
+    "tar": open_tar,
+    "gzip": _compressed("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+                        (".tgz", ".gz", ".z")),
+    "bzip2": _compressed("bzip2", bz2.BZ2Decompressor, (".tbz", ".bz2")),
+    "xz": _compressed("xz", lzma.LZMADecompressor, (".txz", ".xz")),
+}

@@ -1,0 +1,78 @@
+"""What the walker produces, and the budget that bounds one walk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scand.config import ContentConfig
+from scand.events import Reason, Unchecked
+
+# Output of one decompression step; also the granularity of limit checks.
+CHUNK = 1 << 20
+
+
+class LimitHit(Exception):
+    """A walk limit was reached; carries the verdict for it."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.verdict = Unchecked(reason, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One decoded piece of the input."""
+
+    data: bytes
+    names: tuple[str, ...]
+    mime: str
+    depth: int
+    where: str  # a short trail for logs: "input>zip:a.zip>b.exe"
+    in_archive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Encrypted:
+    """An encrypted archive member: not scannable."""
+
+    name: str
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An archive member as an opener hands it over; ``data`` None = not read."""
+
+    name: str
+    data: bytes | None
+
+
+Item = Part | Encrypted | Unchecked
+
+
+class Budget:
+    """Counts parts and decoded bytes against the limits, for one whole walk."""
+
+    def __init__(self, limits: ContentConfig) -> None:
+        self.limits = limits
+        self.parts = 0
+        self.bytes = 0
+
+    def depth(self, depth: int, where: str) -> None:
+        if depth > self.limits.max_depth:
+            raise LimitHit(Reason.TOO_DEEP, f"nesting>{self.limits.max_depth} at {where}")
+
+    def part(self) -> None:
+        self.parts += 1
+        if self.parts > self.limits.max_parts:
+            raise LimitHit(Reason.TOO_MANY_FILES, f"parts>{self.limits.max_parts}")
+
+    def grow(self, n: int) -> None:
+        self.bytes += n
+        if self.bytes > self.limits.max_bytes:
+            raise LimitHit(Reason.TOO_LARGE, f"decoded>{self.limits.max_bytes}")
+
+    def ratio(self, produced: int, consumed: int, where: str) -> None:
+        """A bomb check: only past 1 MiB of output, so tiny files never trip it."""
+        if produced > CHUNK and produced > self.limits.max_ratio * max(consumed, 1):
+            raise LimitHit(Reason.TOO_LARGE, f"ratio>{self.limits.max_ratio} at {where}")

@@ -1,0 +1,115 @@
+"""Banned-attachment policy: rules as data (``[policy]``), checks as pure functions.
+
+Rules, in the order they are tried (the first hit names the verdict):
+
+* ``CLSID``: a ``{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`` extension, which makes
+  Windows pick the handler by class id whatever the visible extension says;
+* ``DoubleExtension``: a letter-bearing extension followed by a banned one,
+  trailing dots and spaces tolerated (``invoice.pdf.pif``, ``a.doc.exe .``),
+  as amavisd does it; ``cid:`` names are excluded;
+* ``Extension``: the last extension is banned (``.exe``, ``.vbs``, ...);
+* ``MimeType``: the declared Content-Type is banned;
+* ``RawName`` (off by default): a ``name.ext`` phrase with a banned extension
+  anywhere in the raw message.
+
+A hit is ``Infected("Banned.<Rule>.<detail>")``: never empty, no spaces.
+Every rule has its own exception list of case-insensitive glob patterns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+from scand.config import PolicyConfig
+from scand.events import Infected
+
+_CLSID = re.compile(r"\.\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}$",
+                    re.IGNORECASE)
+# Characters a detail may not carry into a reply: whitespace and control bytes.
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]+")
+
+
+def _clean_name(name: str) -> str:
+    """The name as Windows would use it: no path, no trailing dots or spaces."""
+    base = re.split(r"[\\/]", name)[-1]
+    return base.rstrip(". \t\r\n\x00")
+
+
+def _extensions(name: str) -> list[str]:
+    """Extensions of a cleaned name, last one last: "a.pdf.exe" -> ["pdf", "exe"]."""
+    pieces = name.split(".")
+    return [p.strip().lower() for p in pieces[1:]] if len(pieces) > 1 else []
+
+
+def _exempt(name: str, patterns: tuple[str, ...]) -> bool:
+    low = name.lower()
+    return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
+
+
+def _hit(rule: str, detail: str) -> Infected:
+    detail = _UNSAFE.sub("_", detail).strip("_") or "unnamed"
+    return Infected(f"Banned.{rule}.{detail}"[:200])
+
+
+class Policy:
+    """The compiled ``[policy]`` section."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        self.cfg = cfg
+        self.banned = frozenset(e.lower() for e in cfg.extensions)
+        self.mime_types = frozenset(t.lower() for t in cfg.mime_types)
+        exts = "|".join(sorted((re.escape(e) for e in self.banned), key=len, reverse=True))
+        self._raw = re.compile(
+            rf"(?<![\w.-])[\w-][\w .()-]{{0,80}}?\.({exts})(?![\w])".encode(), re.IGNORECASE
+        ) if exts else None
+
+    def check_name(self, name: str) -> Infected | None:
+        """The first rule a part name breaks, or None."""
+        cfg = self.cfg
+        if not cfg.enabled or not name or name.lower().startswith("cid:"):
+            return None
+        clean = _clean_name(name)
+        if cfg.clsid and _CLSID.search(clean) and not _exempt(clean, cfg.clsid_exceptions):
+            return _hit("CLSID", clean.rsplit(".", 1)[1])
+        exts = _extensions(clean)
+        if not exts:
+            return None
+        last = exts[-1]
+        if last not in self.banned:
+            return None
+        if (cfg.double_extension and len(exts) >= 2 and re.search("[a-z]", exts[-2])
+                and not _exempt(clean, cfg.double_extension_exceptions)):
+            return _hit("DoubleExtension", f"{exts[-2]}.{last}")
+        if not _exempt(clean, cfg.extension_exceptions):
+            return _hit("Extension", last)
+        return None
+
+    def check_part(self, names: Iterable[str], mime_type: str, in_archive: bool) -> Infected | None:
+        """Check every name of a part, then its declared type."""
+        cfg = self.cfg
+        if not cfg.enabled or (in_archive and not cfg.archives):
+            return None
+        for name in names:
+            hit = self.check_name(name)
+            if hit is not None:
+                return hit
+        shown = next(iter(names), "")
+        if (mime_type in self.mime_types
+                and not _exempt(_clean_name(shown) or mime_type, cfg.mime_type_exceptions)):
+            return _hit("MimeType", mime_type)
+        return None
+
+    def check_encrypted(self, name: str) -> Infected:
+        return _hit("Encrypted", _clean_name(name) or "member")
+
+    def check_raw(self, data: bytes) -> Infected | None:
+        """The seed admin's trick (``raw_names``): banned ``name.ext`` phrases anywhere."""
+        if not self.cfg.enabled or not self.cfg.raw_names or self._raw is None:
+            return None
+        for match in self._raw.finditer(data):
+            phrase = match.group(0).decode("latin-1").strip()
+            if not _exempt(phrase, self.cfg.raw_name_exceptions):
+                return _hit("RawName", match.group(1).decode("latin-1").lower())
+        return None
