@@ -27,6 +27,8 @@ from scand.events import Infected
 
 _CLSID = re.compile(r"\.\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}$",
                     re.IGNORECASE)
+# Extensions the RawName rule ignores: in free text they are domains.
+RAW_SKIP = frozenset({"com"})
 # Characters a detail may not carry into a reply: whitespace and control bytes.
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]+")
 
@@ -60,9 +62,11 @@ class Policy:
         self.cfg = cfg
         self.banned = frozenset(e.lower() for e in cfg.extensions)
         self.mime_types = frozenset(t.lower() for t in cfg.mime_types)
-        exts = "|".join(sorted((re.escape(e) for e in self.banned), key=len, reverse=True))
+        # ".com" in running text is nearly always a domain name, not an attachment.
+        raw_exts = self.banned - RAW_SKIP
+        exts = "|".join(sorted((re.escape(e) for e in raw_exts), key=len, reverse=True))
         self._raw = re.compile(
-            rf"(?<![\w.-])[\w-][\w .()-]{{0,80}}?\.({exts})(?![\w])".encode(), re.IGNORECASE
+            rf"(?<![\w.-])[\w-][\w .()-]{{0,80}}?\.({exts})(?![\w-]|\.[\w-])".encode(), re.IGNORECASE
         ) if exts else None
 
     def check_name(self, name: str) -> Infected | None:
