@@ -65,9 +65,8 @@ class Policy:
         # ".com" in running text is nearly always a domain name, not an attachment.
         raw_exts = self.banned - RAW_SKIP
         exts = "|".join(sorted((re.escape(e) for e in raw_exts), key=len, reverse=True))
-        self._raw = re.compile(
-            rf"(?<![\w.-])[\w-][\w .()-]{{0,80}}?\.({exts})(?![\w-]|\.[\w-])".encode(), re.IGNORECASE
-        ) if exts else None
+        pattern = rf"(?<![\w.-])[\w-][\w .()-]{{0,80}}?\.({exts})(?![\w-]|\.[\w-])"
+        self._raw = re.compile(pattern.encode(), re.IGNORECASE) if exts else None
 
     def check_name(self, name: str) -> Infected | None:
         """The first rule a part name breaks, or None."""

@@ -1,12 +1,18 @@
-"""MIME helpers for the walker: children, names, declared types, uuencode.
+"""MIME for the walker: a fast splitter, names, declared types, body decoding, uuencode.
 
 Names are where worms hide what they are, so every place a mail client would
 take a name from is read, and decoded the way a mail client would decode it:
 ``Content-Disposition: filename=`` and ``Content-Type: name=`` (RFC 2231
 continuations and charsets), RFC 2047 encoded words (also where the RFC does
 not allow them, because clients decode them anyway), and uuencode ``begin``
-lines. Parsing uses the stdlib's ``compat32`` policy: lenient, and about 15x
-faster than the modern policy on a 10,000-part message (measured: 0.09 s vs 1.4 s).
+lines.
+
+Structure is found with a splitter of our own: headers are parsed by the
+stdlib (``compat32``, lenient), but bodies are cut at boundary lines with one
+C-speed regex pass and decoded with binascii, never fed line by line through
+the stdlib's feedparser. On a 2 MB attachment that is the difference between
+the policy walk costing more than a clamd scan and costing a fraction of it
+(bench/bench_builtin.py --clamd).
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ from __future__ import annotations
 import binascii
 import email.header
 import email.message
+import email.parser
+import email.policy
 import email.utils
+import quopri
 import re
 from collections.abc import Iterator
+
+_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+# End of the header block: the first empty line.
+_BLANK = re.compile(rb"\r?\n\r?\n")
 
 # "begin 644 name" (and the "begin-base64" variant is not uuencode: skipped).
 _UU_BEGIN = re.compile(rb"(?m)^begin [0-7]{3,4} ([^\r\n]+?)\r?$")
@@ -25,12 +38,68 @@ _UU_END = re.compile(rb"(?m)^end\r?$")
 MAX_UU_LINES = 1_000_000
 
 
-def children(msg: email.message.Message) -> list[email.message.Message]:
-    """The sub-parts of a multipart, or the message itself when it is a single part."""
-    if msg.is_multipart():
-        payload = msg.get_payload()
-        return [p for p in payload if isinstance(p, email.message.Message)]
-    return [msg]
+def split(data: bytes) -> tuple[email.message.Message, bytes]:
+    """(headers, raw body) of a message or MIME part; an mbox "From " line is skipped."""
+    if data.startswith(b"From "):
+        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    if data.startswith((b"\n", b"\r\n")):  # no headers at all
+        return _HEADERS.parsebytes(b""), data.lstrip(b"\r\n")
+    end = _BLANK.search(data)
+    head, body = (data[: end.start() + 1], data[end.end():]) if end else (data, b"")
+    return _HEADERS.parsebytes(head), body
+
+
+def subparts(headers: email.message.Message, body: bytes) -> list[bytes] | None:
+    """The raw parts of a multipart body (preamble and epilogue dropped), or None
+    when ``headers`` do not declare a multipart with a boundary."""
+    if headers.get_content_maintype() != "multipart":
+        return None
+    boundary = headers.get_boundary()
+    if not boundary:
+        return None
+    mark = b"--" + boundary.encode("latin-1", "replace")
+    parts: list[bytes] = []
+    start: int | None = None
+    pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
+    while pos >= 0:
+        line_start = pos if body.startswith(mark, pos) else pos + 1
+        after = line_start + len(mark)
+        line_end = body.find(b"\n", after)
+        rest = body[after : len(body) if line_end < 0 else line_end]
+        closing = rest.startswith(b"--")
+        if not rest.lstrip(b"-").strip():  # a delimiter line, not a longer boundary
+            if start is not None:
+                parts.append(body[start:line_start].rstrip(b"\r\n"))
+            if closing:
+                return parts
+            start = len(body) if line_end < 0 else line_end + 1
+        pos = body.find(b"\n" + mark, after)  # bytes.find: C speed, no regex
+    if start is not None and start < len(body):
+        parts.append(body[start:])  # no closing delimiter: the last part runs to the end
+    return parts
+
+
+def decode_body(headers: email.message.Message, body: bytes) -> bytes:
+    """A leaf body decoded per Content-Transfer-Encoding; lenient, never raises."""
+    cte = str(headers.get("Content-Transfer-Encoding", "")).strip().lower()
+    try:
+        if cte == "base64":
+            return binascii.a2b_base64(body)
+        if cte == "quoted-printable":
+            return quopri.decodestring(body)
+    except (binascii.Error, ValueError):
+        # Bad base64: decode what can be decoded, line by line.
+        out = bytearray()
+        for line in body.splitlines():
+            try:
+                out += binascii.a2b_base64(line)
+            except (binascii.Error, ValueError):
+                continue
+        return bytes(out)
+    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        blocks = list(uudecode_blocks(body))
+        return blocks[0][1] if blocks else body
+    return body
 
 
 def decode_words(value: str) -> str:
@@ -84,24 +153,6 @@ def declared_type(msg: email.message.Message) -> str:
     """The Content-Type as declared (lower case, no parameters); "" if absent."""
     raw = msg.get("Content-Type", "")
     return str(raw).split(";", 1)[0].strip().lower()
-
-
-def payload(msg: email.message.Message) -> bytes:
-    """The decoded body of a leaf part (base64, quoted-printable, x-uuencode)."""
-    cte = str(msg.get("Content-Transfer-Encoding", "")).strip().lower()
-    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-        # The stdlib decodes a missing "end" line as data; ours stops at the "`" line.
-        raw = msg.get_payload(decode=False)
-        if isinstance(raw, str):
-            blocks = list(uudecode_blocks(raw.encode("latin-1", "replace")))
-            if blocks:
-                return blocks[0][1]
-    try:
-        data = msg.get_payload(decode=True)
-    except (ValueError, LookupError, binascii.Error, AssertionError):
-        raw = msg.get_payload(decode=False)
-        data = raw.encode("latin-1", "replace") if isinstance(raw, str) else b""
-    return data if isinstance(data, bytes) else b""
 
 
 def has_uuencode(data: bytes) -> bool:

@@ -21,9 +21,7 @@ engines (clamd) that decode the content themselves.
 
 from __future__ import annotations
 
-import email
 import email.message
-import email.policy
 import re
 from collections.abc import Iterator
 
@@ -32,6 +30,8 @@ from scand.content import archives, mime
 from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part
 from scand.events import Reason, Unchecked
 
+# Encoded bytes decoded to sniff a part's type in a names-only walk.
+SNIFF_ENCODED = 1024
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:[ \t]?[^\r\n]*\r?\n")
 _KNOWN_HEADERS = re.compile(
@@ -76,28 +76,45 @@ class _Walker:
         if kind is not None:
             yield from self.archive(kind, data, names, depth, where)
         elif looks_like_message(data):
-            msg = email.message_from_bytes(data, policy=email.policy.compat32)
-            yield from self.message(msg, depth, where)
+            yield from self.message(data, depth, where)
         elif mime.has_uuencode(data):
             yield from self.uuencoded(data, depth, where)
 
-    def message(self, msg: email.message.Message, depth: int, where: str) -> Iterator[Item]:
-        """The parts of a parsed message; nested message/rfc822 goes one level deeper."""
-        for sub in mime.children(msg):
-            names = mime.part_names(sub)
-            ctype = mime.declared_type(sub)
-            label = f"{where}>{names[0] if names else ctype}"
-            if sub.get_content_type() == "message/rfc822" or (isinstance(
-                sub.get_payload(), list) and sub.get_content_maintype() == "message"):
-                self.budget.depth(depth + 1, label)
+    def message(self, data: bytes, depth: int, where: str) -> Iterator[Item]:
+        """The parts of an RFC 5322 message: its body, or each MIME part, recursively."""
+        headers, body = mime.split(data)
+        yield from self.entity(headers, body, depth, where)
+
+    def entity(self, headers: email.message.Message, body: bytes, depth: int,
+               where: str) -> Iterator[Item]:
+        """One MIME entity: a multipart's children, a nested message, or a leaf."""
+        parts = mime.subparts(headers, body)
+        if parts is not None:
+            for raw in parts:
                 self.budget.part()
-                for inner in sub.get_payload() or []:
-                    if isinstance(inner, email.message.Message):
-                        yield from self.message(inner, depth + 1, label)
-                continue
-            payload = mime.payload(sub)
-            self.budget.grow(len(payload))
-            yield from self.bytes_(payload, names, ctype, depth + 1, label, False)
+                sub_headers, sub_body = mime.split(raw)
+                yield from self.entity(sub_headers, sub_body, depth, where)
+            return
+        names = mime.part_names(headers)
+        ctype = mime.declared_type(headers)
+        label = f"{where}>{names[0] if names else ctype or 'body'}"
+        if headers.get_content_maintype() == "message" and ctype in (
+                "message/rfc822", "message/global", "message/news"):
+            self.budget.depth(depth + 1, label)
+            yield from self.message(mime.decode_body(headers, body), depth + 1, label)
+            return
+        if not self.keep:
+            # Names-only walk: decode just enough to tell whether this part can hold
+            # further names (a container, or uuencoded blocks in text).
+            head = mime.decode_body(headers, body[:SNIFF_ENCODED])
+            if archives.sniff(head) is None and not mime.has_uuencode(body):
+                self.budget.part()
+                if names or ctype:
+                    yield Part(b"", names, ctype, depth + 1, label, False)
+                return
+        decoded = mime.decode_body(headers, body)
+        self.budget.grow(len(decoded))
+        yield from self.bytes_(decoded, names, ctype, depth + 1, label, False)
 
     def uuencoded(self, data: bytes, depth: int, where: str) -> Iterator[Item]:
         for uname, decoded in mime.uudecode_blocks(data):

@@ -110,6 +110,22 @@ def nested(inner: bytes) -> bytes:
     return _headers(outer, "fwd").as_bytes()
 
 
+def _nested_multipart(filename: str) -> bytes:
+    """mixed( alternative(text, html), mixed( text, attachment ) ): two levels deep."""
+    outer = MIMEMultipart("mixed")
+    alt = MIMEMultipart("alternative")
+    alt.attach(MIMEText("text"))
+    alt.attach(MIMEText("<p>html</p>", "html"))
+    outer.attach(alt)
+    inner = MIMEMultipart("mixed")
+    inner.attach(MIMEText("see attachment"))
+    att = MIMEApplication(MZ, "octet-stream")
+    att.add_header("Content-Disposition", "attachment", filename=filename)
+    inner.attach(att)
+    outer.attach(inner)
+    return _headers(outer, "nested multipart").as_bytes()
+
+
 def banned_corpus() -> list[tuple[str, bytes, str]]:
     """(label, message, exact expected reply without the trailing LF)."""
     b2047 = Header("rechnung.pdf.exe", "utf-8").encode()
@@ -176,6 +192,8 @@ def banned_corpus() -> list[tuple[str, bytes, str]]:
          "1:Banned.CLSID.{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}"),
         ("windows path", with_attachment("C:\\Users\\x\\evil.exe"), "1:Banned.Extension.exe"),
         ("upper case", with_attachment("INVOICE.PDF.EXE"), "1:Banned.DoubleExtension.pdf.exe"),
+        ("nested multipart", _nested_multipart("brochure.pdf.scr"),
+         "1:Banned.DoubleExtension.pdf.scr"),
         ("encrypted zip", with_attachment("secret.zip", zipped({"a.txt": b"x"}, encrypt="pw")),
          "-1:encrypted"),
         # look-alikes that must stay clean
