@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,40 @@ class Daemon:
             except psutil.Error:
                 pass
         return self.proc.returncode
+
+
+class Load:
+    """Client threads on persistent connections asking for ``targets`` round robin
+    until the ``with`` block ends; every reply is kept as (time, target, reply)."""
+
+    def __init__(self, daemon: Daemon, targets: list[str], clients: int = 4) -> None:
+        self.daemon = daemon
+        self.targets = targets
+        self.replies: list[tuple[float, str, bytes]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def _run(self, offset: int) -> None:
+        c = self.daemon.client(timeout=30)
+        n = offset
+        while not self._stop.is_set():
+            target = self.targets[n % len(self.targets)]
+            n += 1
+            reply = c.ask(f"{target}\n".encode())
+            with self._lock:
+                self.replies.append((time.monotonic(), target, reply))
+        c.close()
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
 
 
 def wait_for_ping(path: str, proc: subprocess.Popen[bytes], log_path: Path, limit: float) -> None:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EICAR, DaemonFactory
+from tests.conftest import EICAR, DaemonFactory, Load
 
 TESTFILES = Path("/usr/share/clamav-testfiles")
 CLAMD = shutil.which("clamd") or shutil.which("clamd", path="/usr/sbin")
@@ -184,40 +183,22 @@ def test_managed_clamd_killed_under_load(
     d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir))
     infected = [str(p) for p in all_testfiles()]
     first_pid = managed_pid(d)
-    stop = threading.Event()
-    replies: Counter[bytes] = Counter()
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
-        c = d.client(timeout=30)
-        n = i
-        while not stop.is_set():
-            reply = c.ask(f"{infected[n % len(infected)]}\n".encode())
-            n += 1
-            with lock:
-                replies[reply.split(b" ")[0]] += 1
-        c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    os.kill(first_pid, signal.SIGKILL)
-    t_kill = time.monotonic()
     back = None
-    while time.monotonic() - t_kill < 15:
-        try:
-            pid = managed_pid(d)
-        except (AssertionError, TypeError, KeyError):
-            pid = None
-        if pid and pid != first_pid and d.ask(f"{infected[0]}\n".encode()).startswith(b"1:"):
-            back = time.monotonic() - t_kill
-            break
-        time.sleep(0.1)
-    time.sleep(1.0)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    with Load(d, infected, clients=8) as load:
+        time.sleep(1.0)
+        os.kill(first_pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        while time.monotonic() - t_kill < 15:
+            try:
+                pid = managed_pid(d)
+            except (AssertionError, TypeError, KeyError):
+                pid = None
+            if pid and pid != first_pid and d.ask(f"{infected[0]}\n".encode()).startswith(b"1:"):
+                back = time.monotonic() - t_kill
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)
+    replies = Counter(r.split(b" ")[0] for _, _, r in load.replies)
     assert back is not None and back < 10, back
     assert b"0\n" not in replies, replies
     assert set(replies) <= {f"1:{TEST_NAME}\n".encode(), b"-1:engine-unavailable"}, replies
@@ -234,31 +215,12 @@ def test_rss_switch_under_load_loses_nothing(
     cfg = ("[clamd]\nrss_limit_mb = 1\nrss_check_interval = 0.3\nmin_switch_interval = 1.0\n"
            'transfer = "stream"\n')
     d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir), config=cfg)
-    infected = [str(p) for p in all_testfiles()]
-    replies: Counter[bytes] = Counter()
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
-        c = d.client(timeout=30)
-        n = i
-        while not stop.is_set():
-            reply = c.ask(f"{infected[n % len(infected)]}\n".encode())
-            n += 1
-            with lock:
-                replies[reply] += 1
-        c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not d.stats()["clamd"]["switches"].get("rss"):
-        time.sleep(0.2)
-    time.sleep(1.5)  # keep the load on while the old clamd drains
-    stop.set()
-    for t in threads:
-        t.join(30)
+    with Load(d, [str(p) for p in all_testfiles()]) as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not d.stats()["clamd"]["switches"].get("rss"):
+            time.sleep(0.2)
+        time.sleep(1.5)  # keep the load on while the old clamd drains
+    replies = Counter(r for _, _, r in load.replies)
     assert d.stats()["clamd"]["switches"].get("rss", 0) >= 1
     assert set(replies) == {f"1:{TEST_NAME}\n".encode()}, replies
 
@@ -270,31 +232,12 @@ def test_two_external_clamds_failover(
     a, b = external("a"), external("b")
     d = scand_daemon("--engine", "clamd",
                      config=f'[clamd]\nsockets = ["{a.socket}", "{b.socket}"]\nretries = 1\n')
-    infected = [str(p) for p in all_testfiles()]
-    replies: list[tuple[float, bytes]] = []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
-        c = d.client(timeout=30)
-        n = i
-        while not stop.is_set():
-            reply = c.ask(f"{infected[n % len(infected)]}\n".encode())
-            n += 1
-            with lock:
-                replies.append((time.monotonic(), reply))
-        c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    killed_at = time.monotonic()
-    a.stop()
-    time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    with Load(d, [str(p) for p in all_testfiles()]) as load:
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        a.stop()
+        time.sleep(2.0)
+    replies = [(t, r) for t, _, r in load.replies]
     bad = [(t - killed_at, r) for t, r in replies if r != f"1:{TEST_NAME}\n".encode()]
     assert all(r.startswith(b"-1:engine-unavailable") for _, r in bad), bad
     # Only requests in flight on the killed clamd may fail: at most one per client.

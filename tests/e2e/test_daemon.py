@@ -16,21 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EICAR, ROOT, Daemon, DaemonFactory
+from tests.golden_util import make_golden_files
 
 
 @pytest.fixture
 def files(short_tmp: Path) -> Path:
     d = short_tmp / "data"
     d.mkdir()
-    (d / "eicar.com").write_bytes(EICAR)
-    (d / "plain.txt").write_text("Hello, this is a plain business mail.\n")
-    deep = d / "tree" / "a" / "b" / "c"
-    deep.mkdir(parents=True)
-    (deep / "payload.bin").write_bytes(b"prefix " + EICAR + b" suffix")
-    (d / "tree" / "a" / "clean.txt").write_text("nothing here")
-    clean = d / "cleantree" / "x"
-    clean.mkdir(parents=True)
-    (clean / "one.txt").write_text("one")
+    make_golden_files(d)
     return d
 
 
