@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from scand.config import Config
 from scand.content import Encrypted, Part, walk
-from scand.engines.base import Engine, Target, read_fd
+from scand.engines.base import READ_CHUNK, Engine, Target, read_fd
 from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
 
@@ -48,6 +48,20 @@ def within_roots(real: str, roots: tuple[str, ...]) -> bool:
         if real == root or real.startswith(root if root == "/" else root + "/"):
             return True
     return False
+
+
+def pread_all(fd: int, limit: int) -> bytes | None:
+    """Read a whole file without moving the descriptor's offset (None if over ``limit``)."""
+    chunks: list[bytes] = []
+    pos = 0
+    while True:
+        chunk = os.pread(fd, READ_CHUNK, pos)
+        if not chunk:
+            return b"".join(chunks)
+        pos += len(chunk)
+        if pos > limit:
+            return None
+        chunks.append(chunk)
 
 
 def opened_path(fd: int) -> str:
@@ -250,14 +264,16 @@ class Scanner:
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
                 return self._scan_content(data, name)
-            verdict = self.engine.scan_file(Target(real, fd, fst.st_size, limit))
-            if not isinstance(verdict, Clean) or not self.policy.cfg.enabled:
-                return verdict
-            os.lseek(fd, 0, os.SEEK_SET)
-            data = read_fd(fd, limit)
-            if data is None:
-                return Unchecked(Reason.TOO_LARGE, f">{limit}")
-            return self._policy_only(data, name)
+            # The engine scans in its own process: start it, walk for the policy
+            # meanwhile, then take its verdict (a signature beats a policy hit).
+            finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
+            policy: Verdict = CLEAN
+            if self.policy.cfg.enabled:
+                data = pread_all(fd, limit)  # pread: clamd may share this fd's offset
+                policy = (Unchecked(Reason.TOO_LARGE, f">{limit}") if data is None
+                          else self._policy_only(data, name))
+            verdict = finish()
+            return verdict if not isinstance(verdict, Clean) else policy
         except OSError as exc:
             return _os_unchecked(exc, real)
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,6 +98,15 @@ class Engine(abc.ABC):
         if data is None:
             return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
         return self.scan_bytes(data, target.path)
+
+    def start_file(self, target: Target) -> Callable[[], Verdict]:
+        """Begin scanning ``target``; the returned function gives the verdict.
+
+        Engines backed by another process (clamd) send the request here and
+        wait in the returned function, so the caller can work meanwhile.
+        """
+        verdict = self.scan_file(target)
+        return lambda: verdict
 
     @abc.abstractmethod
     def info(self) -> EngineInfo:

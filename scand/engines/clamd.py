@@ -25,6 +25,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyclamd
@@ -145,43 +146,43 @@ class _DeadlineMixin:
             buf += chunk
         return buf.decode("utf-8", "replace").strip()
 
-    def instream(self, data: bytes, chunk_size: int) -> str:
-        """INSTREAM with big chunks; the reply is read even if clamd stopped reading."""
+    # Each request is begun (connect + send) and finished (read the reply, close)
+    # separately, so the worker can do other work while clamd scans.
+
+    def begin_instream(self, data: bytes, chunk_size: int) -> None:
+        """INSTREAM with big chunks; if clamd stops reading, its reply still says why."""
         self._init_socket()
         try:
-            try:
-                self._send_command("INSTREAM")
-                view = memoryview(data)
-                for start in range(0, len(view), chunk_size):
-                    chunk = view[start : start + chunk_size]
-                    self._sendall(struct.pack("!L", len(chunk)))
-                    self._sendall(chunk)
-                self._sendall(struct.pack("!L", 0))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # clamd may have refused the stream: its reply says why
-            return self._recv_response()
-        finally:
-            self.clamd_socket.close()
+            self._send_command("INSTREAM")
+            view = memoryview(data)
+            for start in range(0, len(view), chunk_size):
+                chunk = view[start : start + chunk_size]
+                self._sendall(struct.pack("!L", len(chunk)))
+                self._sendall(chunk)
+            self._sendall(struct.pack("!L", 0))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # clamd refused the stream (size limit): read its reply in finish()
 
-    def fildes(self, fd: int) -> str:
+    def begin_fildes(self, fd: int) -> None:
         """FILDES: hand clamd our opened descriptor (Unix sockets only)."""
         self._init_socket()
+        self._send_command("FILDES")  # clamd wants the command first,
+        self.clamd_socket.settimeout(self._left())
+        socket.send_fds(self.clamd_socket, [b"\0"], [fd])  # then one byte carrying the fd
+
+    def begin_command(self, cmd: str) -> None:
+        """A one-line command (PING, VERSION, SCAN <path>) on a fresh connection."""
+        self._init_socket()
+        self._send_command(cmd)
+
+    def finish(self) -> str:
         try:
-            self._send_command("FILDES")  # clamd wants the command first,
-            self.clamd_socket.settimeout(self._left())
-            socket.send_fds(self.clamd_socket, [b"\0"], [fd])  # then one byte carrying the fd
             return self._recv_response()
         finally:
             self.clamd_socket.close()
 
-    def command(self, cmd: str) -> str:
-        """A one-line command (PING, VERSION, SCAN <path>) on a fresh connection."""
-        self._init_socket()
-        try:
-            self._send_command(cmd)
-            return self._recv_response()
-        finally:
-            self.clamd_socket.close()
+    def abandon(self) -> None:
+        self.clamd_socket.close()
 
 
 class UnixClamd(_DeadlineMixin, pyclamd.ClamdUnixSocket):  # type: ignore[misc]
@@ -199,7 +200,10 @@ class TcpClamd(_DeadlineMixin, pyclamd.ClamdNetworkSocket):  # type: ignore[misc
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def make_client(spec: str) -> UnixClamd | TcpClamd:
+Client = UnixClamd | TcpClamd
+
+
+def make_client(spec: str) -> Client:
     if spec.startswith("/"):
         return UnixClamd(spec)
     host, _, port = spec.rpartition(":")
@@ -219,63 +223,88 @@ class ClamdEngine(Engine):
         self.clients = [make_client(s) for s in cfg.sockets]
         self.next = random.randrange(len(self.clients))  # spread workers over the sockets
         self.stream_max = cfg.stream_max_length_mb * 1024 * 1024
+        self.all_unix = all(isinstance(c, UnixClamd) for c in self.clients)
         self._version = ""
 
     @classmethod
     def from_config(cls, config: Config) -> ClamdEngine:
         engine = cls(config)
-        reply = engine._request(lambda c: c.command("VERSION"))
+        reply = engine._begin(lambda c: c.begin_command("VERSION"))()
         engine._version = reply if isinstance(reply, str) else ""
         return engine
 
     def forked(self) -> None:
         self.next = random.randrange(len(self.clients))  # each worker starts elsewhere
 
-    def _request(self, op: Any) -> str | Unchecked:
-        """Run ``op(client)`` under one deadline, failing over on connection errors."""
-        start = time.monotonic()
+    def _begin(self, begin: Callable[[Client], None]) -> Callable[[], str | Unchecked]:
+        """Begin a request under one deadline, failing over on connection errors;
+        return the function that waits for clamd's reply line."""
+        t0 = time.monotonic()
         attempts = min(len(self.clients), 1 + self.cfg.retries)
         last = ""
         for _ in range(attempts):
             client = self.clients[self.next]
             self.next = (self.next + 1) % len(self.clients)
-            client.start(self.cfg.timeout - (time.monotonic() - start))
+            client.start(self.cfg.timeout - (time.monotonic() - t0))
             try:
-                reply: str = op(client)
+                begin(client)
             except pyclamd.ConnectionError as exc:
                 if client.timed_out:
-                    break
+                    return self._timed_out
                 last = str(exc)
                 continue  # connect failed: nothing was scanned, the next socket may work
             except OSError as exc:
+                client.abandon()
                 if client.timed_out or isinstance(exc, TimeoutError):
-                    break
-                return Unchecked(Reason.ENGINE_UNAVAILABLE, f"clamd: {exc.strerror or exc}")
-            if not reply:
-                return Unchecked(Reason.ENGINE_UNAVAILABLE, "clamd closed without a reply")
-            return reply
-        else:
-            return Unchecked(Reason.ENGINE_UNAVAILABLE, last or "no clamd reachable")
+                    return self._timed_out
+                failure = Unchecked(Reason.ENGINE_UNAVAILABLE, f"clamd: {exc.strerror or exc}")
+                return lambda: failure
+            return lambda: self._finish(client)
+        failure = Unchecked(Reason.ENGINE_UNAVAILABLE, last or "no clamd reachable")
+        return lambda: failure
+
+    def _start(self, begin: Callable[[Client], None]) -> Callable[[], Verdict]:
+        reply = self._begin(begin)
+        return lambda: verdict_from_reply(r) if isinstance(r := reply(), str) else r
+
+    def _timed_out(self) -> Unchecked:
         return Unchecked(Reason.TIMEOUT, f"clamd over {self.cfg.timeout:g}s")
 
-    def _verdict(self, reply: str | Unchecked) -> Verdict:
-        return reply if isinstance(reply, Unchecked) else verdict_from_reply(reply)
+    def _finish(self, client: Client) -> str | Unchecked:
+        try:
+            reply = client.finish()
+        except OSError as exc:
+            if client.timed_out or isinstance(exc, TimeoutError):
+                return self._timed_out()
+            return Unchecked(Reason.ENGINE_UNAVAILABLE, f"clamd: {exc.strerror or exc}")
+        return reply or Unchecked(Reason.ENGINE_UNAVAILABLE, "clamd closed without a reply")
 
     def scan_bytes(self, data: bytes, name: str) -> Verdict:
+        return self.start_bytes(data)()
+
+    def start_bytes(self, data: bytes) -> Callable[[], Verdict]:
         if len(data) > self.stream_max:
-            return Unchecked(Reason.TOO_LARGE, f"{len(data)}>{self.stream_max}")
-        return self._verdict(self._request(lambda c: c.instream(data, self.cfg.chunk_size)))
+            too_large = Unchecked(Reason.TOO_LARGE, f"{len(data)}>{self.stream_max}")
+            return lambda: too_large
+        return self._start(lambda c: c.begin_instream(data, self.cfg.chunk_size))
 
     def scan_file(self, target: Target) -> Verdict:
+        return self.start_file(target)()
+
+    def start_file(self, target: Target) -> Callable[[], Verdict]:
+        """Send the file to clamd now; the returned function waits for the verdict."""
         transfer = self.cfg.transfer
+        if transfer == "auto":
+            transfer = "fildes" if self.all_unix else "stream"
         if transfer == "path":
-            return self._verdict(self._request(lambda c: c.command(f"SCAN {target.path}")))
-        if transfer == "fildes" and all(isinstance(c, UnixClamd) for c in self.clients):
-            return self._verdict(self._request(lambda c: c.fildes(target.fd)))
+            return self._start(lambda c: c.begin_command(f"SCAN {target.path}"))
+        if transfer == "fildes" and self.all_unix:
+            return self._start(lambda c: c.begin_fildes(target.fd))
         data = read_fd(target.fd, target.limit)
         if data is None:
-            return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
-        return self.scan_bytes(data, target.path)
+            too_large = Unchecked(Reason.TOO_LARGE, f">{target.limit}")
+            return lambda: too_large
+        return self.start_bytes(data)
 
     def info(self) -> EngineInfo:
         # "ClamAV 1.4.6/27000/Mon Nov 23 ..." or just "ClamAV 1.4.6" with private signatures.

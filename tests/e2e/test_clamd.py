@@ -119,7 +119,7 @@ def managed_pid(d: Any) -> int:
     return pid
 
 
-@pytest.mark.parametrize("transfer", ["path", "stream", "fildes"])
+@pytest.mark.parametrize("transfer", ["path", "stream", "fildes", "auto"])
 def test_managed_detects_all_testfiles(
     scand_daemon: DaemonFactory, sigdir: Path, clean_files: list[Path], transfer: str
 ) -> None:
@@ -148,7 +148,8 @@ def test_external_clamd(
     scand_daemon: DaemonFactory, external: Any, clean_files: list[Path]
 ) -> None:
     ext = external("one", "StreamMaxLength 5M\n")
-    d = scand_daemon("--engine", "clamd", config=f'[clamd]\nsockets = ["{ext.socket}"]\n')
+    d = scand_daemon("--engine", "clamd", config=(
+        f'[clamd]\nsockets = ["{ext.socket}"]\ntransfer = "stream"\n'))
     c = d.client(timeout=60)
     for p in all_testfiles():
         assert c.ask(f"{p}\n".encode()) == f"1:{TEST_NAME}\n".encode(), p
