@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--engine", choices=("builtin", "chaos", "clamd"),
                    help="scand's engine when the harness starts it (default builtin; "
                         "chaos with --chaos; clamd = scand's managed clamd)")
-    t.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                   help="scand workers (default: CPUs)")
+    t.add_argument("--workers", type=int, default=0,
+                   help="scand workers (default 0: scand's own default, one per CPU for "
+                        "builtin, four per CPU for clamd)")
     t.add_argument("--config", type=Path, help="extra scand config file (TOML)")
     t.add_argument("--socket", help="use this running daemon (scand, or clamd with "
                                     "--target clamd) instead of starting one")
