@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     name = (f"{args.target}-{args.engine if args.target == 'scand' else 'direct'}"
             f"-c{args.concurrency}{'-flood' if args.flood else ''}{'-chaos' if args.chaos else ''}")
     out = args.out or OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    out = out.resolve()  # the daemon and clamd run elsewhere: give them absolute paths
     runs = []
     for n in range(args.repeat):
         rundir = out if args.repeat == 1 else out / f"run-{n + 1}"
