@@ -74,3 +74,15 @@ def test_policy_can_be_disabled() -> None:
     scanner = Scanner(BuiltinEngine(HashDB()), cfg)
     msg = next(m for label, m, _ in BANNED if label == "exe")
     assert format_verdict(scanner.scan_stream(msg).verdict) == b"0\n"
+
+
+@pytest.mark.parametrize("name", ["clam.7z", "clam.arj", "clam.newc.cpio", "clam.tnef",
+                                  "clam.exe.szdd", "clam.exe.binhex"])
+def test_archives_the_builtin_engine_cannot_open_are_never_clean(name: str) -> None:
+    """Formats recognised but not decoded: -1:unreadable, never 0 (clamd decodes them)."""
+    from pathlib import Path
+
+    path = Path("/usr/share/clamav-testfiles") / name
+    if not path.exists():
+        pytest.fail("clamav-testfiles not installed: run ./scripts/test")
+    assert reply(path.read_bytes()).startswith("-1:unreadable")
