@@ -136,9 +136,15 @@ def open_tar(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
             if stream is None:
                 continue
             # Tar stores members as they are: the bytes are in memory already, no ratio.
-            body = stream.read()
+            try:
+                body = stream.read()
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                yield Unchecked(Reason.UNREADABLE, f"corrupt tar member {info.name}: {exc}")
+                continue
             budget.grow(len(body))
             yield Member(info.name, body)
+            if len(body) < info.size:
+                yield Unchecked(Reason.UNREADABLE, f"truncated tar member {info.name}")
 
 
 def _stream_name(names: tuple[str, ...], suffixes: tuple[str, ...]) -> str:
@@ -161,8 +167,18 @@ def _gzip_name(data: bytes) -> str | None:
     return data[pos:end].decode("latin-1") if end > pos else None
 
 
+class Truncated(Exception):
+    """A compressed stream ended early; ``partial`` is what it held."""
+
+    def __init__(self, partial: bytes) -> None:
+        super().__init__("stream ends early")
+        self.partial = partial
+
+
 def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]) -> bytes:
-    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware."""
+    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware.
+
+    Raises :class:`Truncated` when the input ends inside a stream."""
     out = bytearray()
     pending = data
     consumed = 0
@@ -180,7 +196,7 @@ def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], obje
                 pending = engine.unused_data  # type: ignore[attr-defined]
                 break
             if not chunk and getattr(engine, "needs_input", True) and not pending:
-                return bytes(out)  # truncated stream: what arrived is scanned
+                raise Truncated(bytes(out))
         pending = pending.lstrip(b"\x00")  # padding between members
     return bytes(out)
 
@@ -189,12 +205,17 @@ def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]
     def opener(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                where: str) -> Opened:
         label = f"{where}>{kind}"
+        name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
         try:
             body = _decompress(data, budget, label, make)
+        except Truncated as cut:
+            # Scan what arrived (it may hold a virus), but never call the whole clean.
+            yield Member(name, cut.partial)
+            yield Unchecked(Reason.UNREADABLE, f"truncated {kind} at {where}")
+            return
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
             yield Unchecked(Reason.UNREADABLE, f"corrupt {kind} at {where}: {exc}")
             return
-        name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
         yield Member(name, body)
 
     return opener

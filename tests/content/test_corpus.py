@@ -86,3 +86,17 @@ def test_archives_the_builtin_engine_cannot_open_are_never_clean(name: str) -> N
     if not path.exists():
         pytest.fail("clamav-testfiles not installed: run ./scripts/test")
     assert reply(path.read_bytes()).startswith("-1:unreadable")
+
+
+def test_truncated_archives_are_never_clean() -> None:
+    """A stream or archive cut short was not fully scanned: -1:unreadable, not 0."""
+    import gzip as gz
+
+    from tests.content.corpus import tarred
+
+    body = b"harmless text " * 5000
+    assert reply(gz.compress(body)) == "0"
+    assert reply(gz.compress(body)[:-40]).startswith("-1:unreadable")
+    tar = tarred({"a.txt": body})
+    assert reply(tar) == "0"
+    assert reply(tar[: len(tar) // 3]).startswith("-1:unreadable")
