@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from scand.config import Config
 from scand.content import Encrypted, Part, walk
-from scand.engines.base import READ_CHUNK, Engine, Target, read_fd
+from scand.engines.base import Engine, Target, read_fd
 from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
 
@@ -48,20 +48,6 @@ def within_roots(real: str, roots: tuple[str, ...]) -> bool:
         if real == root or real.startswith(root if root == "/" else root + "/"):
             return True
     return False
-
-
-def pread_all(fd: int, limit: int) -> bytes | None:
-    """Read a whole file without moving the descriptor's offset (None if over ``limit``)."""
-    chunks: list[bytes] = []
-    pos = 0
-    while True:
-        chunk = os.pread(fd, READ_CHUNK, pos)
-        if not chunk:
-            return b"".join(chunks)
-        pos += len(chunk)
-        if pos > limit:
-            return None
-        chunks.append(chunk)
 
 
 def opened_path(fd: int) -> str:
@@ -269,7 +255,7 @@ class Scanner:
             finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
             policy: Verdict = CLEAN
             if self.policy.cfg.enabled:
-                data = pread_all(fd, limit)  # pread: clamd may share this fd's offset
+                data = read_fd(fd, limit)
                 policy = (Unchecked(Reason.TOO_LARGE, f">{limit}") if data is None
                           else self._policy_only(data, name))
             verdict = finish()

@@ -59,15 +59,16 @@ class Target:
 
 
 def read_fd(fd: int, limit: int) -> bytes | None:
-    """Read a whole file from ``fd``, or None if it holds more than ``limit`` bytes."""
+    """Read a whole file from ``fd`` with pread, or None if it holds more than ``limit``
+    bytes. pread never moves the offset, which a FILDES scan in clamd may share."""
     chunks: list[bytes] = []
-    total = 0
+    pos = 0
     while True:
-        chunk = os.read(fd, READ_CHUNK)
+        chunk = os.pread(fd, READ_CHUNK, pos)
         if not chunk:
             return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
+        pos += len(chunk)
+        if pos > limit:
             return None
         chunks.append(chunk)
 
