@@ -107,6 +107,8 @@ class PolicyConfig:
     )
     mime_types: tuple[str, ...] = (
         "application/x-msdownload", "application/x-msdos-program", "application/hta",
+        # A fragment cannot be judged alone, and clients reassemble it silently.
+        "message/partial",
     )
     double_extension: bool = True
     clsid: bool = True

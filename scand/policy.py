@@ -6,7 +6,8 @@ Rules, in the order they are tried (the first hit names the verdict):
   Windows pick the handler by class id whatever the visible extension says;
 * ``DoubleExtension``: a letter-bearing extension followed by a banned one,
   trailing dots and spaces tolerated (``invoice.pdf.pif``, ``a.doc.exe .``),
-  as amavisd does it; ``cid:`` names are excluded;
+  as amavisd does it; ``cid:`` names (Content-ID references) are exempt
+  from this rule only;
 * ``Extension``: the last extension is banned (``.exe``, ``.vbs``, ...);
 * ``MimeType``: the declared Content-Type is banned;
 * ``RawName`` (off by default): a ``name.ext`` phrase with a banned extension
@@ -31,12 +32,23 @@ _CLSID = re.compile(r"\.\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 RAW_SKIP = frozenset({"com"})
 # Characters a detail may not carry into a reply: whitespace and control bytes.
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]+")
+# Control characters inside a name (C0, DEL, C1 and the Unicode format marks).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
 def _clean_name(name: str) -> str:
     """The name as Windows would use it: no path, no trailing dots or spaces."""
     base = re.split(r"[\\/]", name)[-1]
     return base.rstrip(". \t\r\n\x00")
+
+
+def _name_variants(name: str) -> list[str]:
+    """The name, cut at its first control character, and with them removed."""
+    out = [name]
+    if _CONTROL.search(name):
+        out.append(_CONTROL.split(name, 1)[0])
+        out.append(_CONTROL.sub("", name))
+    return out
 
 
 def _extensions(name: str) -> list[str]:
@@ -69,11 +81,25 @@ class Policy:
         self._raw = re.compile(pattern.encode(), re.IGNORECASE) if exts else None
 
     def check_name(self, name: str) -> Infected | None:
-        """The first rule a part name breaks, or None."""
-        cfg = self.cfg
-        if not cfg.enabled or not name or name.lower().startswith("cid:"):
+        """The first rule a part name breaks, or None.
+
+        A name is checked as given and as a client might cut it: at a NUL or
+        other control character (C strings end there; some clients drop the
+        character instead), so nothing after one can hide the extension."""
+        if not self.cfg.enabled or not name:
             return None
-        clean = _clean_name(name)
+        for variant in _name_variants(name):
+            hit = self._check_one(variant)
+            if hit is not None:
+                return hit
+        return None
+
+    def _check_one(self, name: str) -> Infected | None:
+        cfg = self.cfg
+        # A cid: reference names an inline part by its Content-ID, whose dots are
+        # not extensions: it is exempt from the double-extension rule only.
+        cid = name.lower().startswith("cid:")
+        clean = _clean_name(name[4:] if cid else name)
         if cfg.clsid and _CLSID.search(clean) and not _exempt(clean, cfg.clsid_exceptions):
             return _hit("CLSID", clean.rsplit(".", 1)[1])
         exts = _extensions(clean)
@@ -82,7 +108,8 @@ class Policy:
         last = exts[-1]
         if last not in self.banned:
             return None
-        if (cfg.double_extension and len(exts) >= 2 and re.search("[a-z]", exts[-2])
+        if (cfg.double_extension and not cid and len(exts) >= 2
+                and re.search("[a-z]", exts[-2])
                 and not _exempt(clean, cfg.double_extension_exceptions)):
             return _hit("DoubleExtension", f"{exts[-2]}.{last}")
         if not _exempt(clean, cfg.extension_exceptions):

@@ -129,25 +129,34 @@ class Scanner:
         return first_unchecked or CLEAN
 
     def _policy_only(self, data: bytes, name: str) -> Verdict:
-        """For engines that decode by themselves (clamd): a names-only walk for the policy.
+        """For engines that decode by themselves (clamd): a names-only walk for the policy
+        and for what the engine reads one way only.
 
         It reads MIME headers and archive directories, and opens only members
-        that are containers themselves, so it costs a fraction of the scan.
+        that are containers themselves, so on ordinary mail it costs a fraction
+        of the scan. Parts that only a non-standard reading reaches (``alt``)
+        are handed to the engine as well; members the engine would scan only in
+        part, and anything the walk could not decode (so no name was checked),
+        are unchecked.
         """
-        if not self.policy.cfg.enabled:
-            return CLEAN
         first_unchecked: Unchecked | None = None
-        for item in walk(data, name, self.config.content, keep_data=False):
+        for item in walk(data, name, self.config.content, keep_data=False,
+                         engine_max=self.engine.member_limit):
             if isinstance(item, Part):
                 banned = self._check(item, data)
                 if banned is not None:
                     return banned
+                if item.alt and item.data and item.depth > 0:
+                    verdict = self.engine.scan_bytes(item.data, item.where)
+                    if isinstance(verdict, Infected):
+                        return verdict
+                    if isinstance(verdict, Unchecked):
+                        first_unchecked = first_unchecked or verdict
                 continue
             found = self._finding(item)
             if isinstance(found, Infected):
                 return found
-            if found.reason != Reason.UNREADABLE:  # the engine judged the bytes already
-                first_unchecked = first_unchecked or found
+            first_unchecked = first_unchecked or found
         return first_unchecked or CLEAN
 
     def _check(self, part: Part, raw: bytes) -> Infected | None:
@@ -253,11 +262,9 @@ class Scanner:
             # The engine scans in its own process: start it, walk for the policy
             # meanwhile, then take its verdict (a signature beats a policy hit).
             finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
-            policy: Verdict = CLEAN
-            if self.policy.cfg.enabled:
-                data = read_fd(fd, limit)
-                policy = (Unchecked(Reason.TOO_LARGE, f">{limit}") if data is None
-                          else self._policy_only(data, name))
+            data = read_fd(fd, limit)
+            policy: Verdict = (Unchecked(Reason.TOO_LARGE, f">{limit}") if data is None
+                               else self._policy_only(data, name))
             verdict = finish()
             return verdict if not isinstance(verdict, Clean) else policy
         except OSError as exc:

@@ -13,12 +13,14 @@ import bz2
 import io
 import lzma
 import os
+import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from typing import IO
 
+from scand.content import decoders, formats, zipscan
 from scand.content.parts import CHUNK, Budget, Encrypted, LimitHit, Member
 from scand.events import Reason, Unchecked
 
@@ -43,9 +45,7 @@ UNDECODED = {
     b"070701": "cpio",
     b"070702": "cpio",
     b"070707": "cpio",
-    b"\x78\x9f\x3e\x22": "tnef",
     b"SZDD\x88\xf0\x27\x33": "szdd",
-    b"(This file must be converted with BinHex": "binhex",
 }
 
 
@@ -56,17 +56,32 @@ def sniff(data: bytes) -> str | None:
             if kind == "arj" and not 30 <= int.from_bytes(data[2:4], "little") <= 2600:
                 continue  # two bytes alone would match one binary file in 65,536
             return kind
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+    if zipscan.has_zip(data):
         return "zip"
+    if formats.is_tnef(data):
+        return "tnef"
+    if decoders.has_binhex(data[:4096]):
+        return "binhex"
     if data.startswith(b"\x1f\x8b"):
         return "gzip"
     if data.startswith(b"BZh") and data[3:4].isdigit():
         return "bzip2"
     if data.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    if len(data) >= 262 and data[257:262] == b"ustar":
+    if len(data) >= 512 and (data[257:262] == b"ustar" or _tar_checksum_ok(data)):
         return "tar"
+    if formats.is_iso(data):
+        return "iso"
     return None
+
+
+def _tar_checksum_ok(data: bytes) -> bool:
+    """A v7 tar header has no magic, but its checksum field must add up."""
+    field = data[148:156].replace(b"\x00", b" ").strip()
+    if not field or not all(48 <= c <= 55 for c in field) or not data[:1].strip(b"\x00"):
+        return False
+    want = int(field, 8)
+    return want == sum(data[:148]) + 8 * 32 + sum(data[156:512])
 
 
 def _read_member(stream: IO[bytes], budget: Budget, packed: int, where: str,
@@ -86,38 +101,84 @@ def _read_member(stream: IO[bytes], budget: Budget, packed: int, where: str,
 
 def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
              where: str) -> Opened:
+    """Members from the central directory and from the local headers (the union)."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-        yield Unchecked(Reason.UNREADABLE, f"corrupt zip at {where}: {exc}")
-        return
+        archive: zipfile.ZipFile | None = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist() if archive is not None else []
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+            struct.error):
+        archive, infos = None, []
+    local = {e.offset: e for e in zipscan.local_entries(data)}
+    covered: list[tuple[int, int]] = []
     for info in infos:
+        entry = local.get(info.header_offset)
+        if entry is not None:
+            covered.append((entry.offset, entry.data_start + info.compress_size))
         if info.is_dir():
             continue
-        label = f"{where}>zip:{info.filename}"
-        if info.flag_bits & 0x1:
+        assert archive is not None
+        yield from _central_member(archive, info, entry, budget, names_only, where)
+    for entry in local.values():
+        if any(lo <= entry.offset < hi for lo, hi in covered):
+            continue  # covered, or "PK\3\4" inside a covered member's data
+        if entry.name.endswith("/") or (archive is not None and not zipscan.plausible(entry)):
+            continue
+        label = f"{where}>zip-local:{entry.name}"
+        if entry.flags & 0x1:
             budget.part()
-            yield Encrypted(info.filename, label)
+            yield Encrypted(entry.name, label)
             continue
-        budget.ratio(info.file_size, info.compress_size, label)  # declared sizes first
         try:
-            with archive.open(info) as stream:
-                if names_only and not info.filename.lower().endswith(CONTAINER_SUFFIXES):
-                    head = stream.read(SNIFF)
-                    if sniff(head) is None:
-                        yield Member(info.filename, None)
-                        continue
-                    body = head + _read_member(stream, budget, info.compress_size, label)
-                else:
-                    body = _read_member(stream, budget, info.compress_size, label)
-        except LimitHit:
-            raise
-        except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError,
-                zlib.error, lzma.LZMAError, RuntimeError) as exc:
-            yield Unchecked(Reason.UNREADABLE, f"corrupt zip member {label}: {exc}")
+            body = zipscan.read_local(data, entry, budget, label)
+        except zipscan.BadMember as exc:
+            yield Unchecked(Reason.UNREADABLE, f"zip member {label}: {exc}")
             continue
-        yield Member(info.filename, body)
+        yield Member(entry.name, body, names=entry.names, alt=True)
+        covered.append((entry.offset, entry.data_start + max(entry.packed, 0)))
+    if archive is None and not local:
+        yield Unchecked(Reason.UNREADABLE, f"corrupt zip at {where}")
+
+
+def _central_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                    entry: zipscan.LocalEntry | None, budget: Budget, names_only: bool,
+                    where: str) -> Opened:
+    label = f"{where}>zip:{info.filename}"
+    every = (info.filename, *zipscan.extra_names(info.extra), *(entry.names if entry else ()))
+    member_names = tuple(dict.fromkeys(every))
+    if info.flag_bits & 0x1:
+        budget.part()
+        yield Encrypted(info.filename, label)
+        return
+    budget.ratio(info.file_size, info.compress_size, label)  # declared sizes first
+    limit = budget.engine_max
+    if names_only and limit is not None:
+        declared = max(info.file_size, entry.size if entry and not entry.zip64 else 0)
+        if declared > limit:
+            yield Unchecked(Reason.TOO_LARGE, f"zip member {label}: {declared}>{limit}, "
+                            "the engine would scan a prefix only")
+            return
+    alt = entry is not None and entry.zip64 and names_only  # the engine skips these
+    try:
+        with archive.open(info) as stream:
+            if names_only and not alt and not info.filename.lower().endswith(
+                    CONTAINER_SUFFIXES):
+                head = stream.read(SNIFF)
+                if sniff(head) is None:
+                    yield Member(info.filename, None, names=member_names)
+                    return
+                body = head + _read_member(stream, budget, info.compress_size, label)
+            else:
+                body = _read_member(stream, budget, info.compress_size, label)
+    except LimitHit:
+        raise
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError,
+            zlib.error, lzma.LZMAError, RuntimeError, struct.error) as exc:
+        yield Unchecked(Reason.UNREADABLE, f"corrupt zip member {label}: {exc}")
+        return
+    if names_only and limit is not None and len(body) > limit:
+        yield Unchecked(Reason.TOO_LARGE, f"zip member {label}: {len(body)}>{limit}")
+        return
+    yield Member(info.filename, body, names=member_names, alt=alt)
 
 
 def open_tar(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
@@ -232,6 +293,9 @@ def _undecoded(kind: str) -> Opener:
 OPENERS: dict[str, Opener] = {
     **{kind: _undecoded(kind) for kind in UNDECODED.values()},
     "zip": open_zip,
+    "iso": formats.open_iso,
+    "tnef": formats.open_tnef,
+    "binhex": formats.open_binhex,
     "tar": open_tar,
     "gzip": _compressed("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
                         (".tgz", ".gz", ".z")),

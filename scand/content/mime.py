@@ -1,189 +1,139 @@
-"""MIME for the walker: a fast splitter, names, declared types, body decoding, uuencode.
+"""MIME structure for the walker: multipart splitting and body decoding, as unions.
 
-Names are where worms hide what they are, so every place a mail client would
-take a name from is read, and decoded the way a mail client would decode it:
-``Content-Disposition: filename=`` and ``Content-Type: name=`` (RFC 2231
-continuations and charsets), RFC 2047 encoded words (also where the RFC does
-not allow them, because clients decode them anyway), and uuencode ``begin``
-lines.
+Headers are read by :mod:`scand.content.headers` (every reading); this module
+cuts bodies and decodes them, again in every way a client might:
 
-Structure is found with a splitter of our own: headers are parsed by the
-stdlib (``compat32``, lenient), but bodies are cut at boundary lines with one
-C-speed regex pass and decoded with binascii, never fed line by line through
-the stdlib's feedparser. On a 2 MB attachment that is the difference between
-the policy walk costing more than a clamd scan and costing a fraction of it
-(bench/bench_builtin.py --clamd).
+* a multipart body is split at the delimiter lines of *every* declared
+  boundary (``boundary=`` and ``boundary*=``, both unfoldings, comments
+  removed); a close delimiter does not stop the split (``--B---`` is a close
+  to some readers and a delimiter to others, and parts after it are real to
+  someone); delimiter lines that only start with the boundary are a second
+  reading; when no declared boundary yields a part, boundaries are guessed
+  from the body's ``--token`` lines.
+* a leaf is decoded by every Content-Transfer-Encoding it declares, and as
+  base64 when it declares none but looks like it.
+
+Splitting is ``bytes.find`` over the body (C speed); bodies are decoded with
+binascii, never fed through the stdlib's feedparser line by line.
 """
 
 from __future__ import annotations
 
-import binascii
-import email.header
-import email.message
-import email.parser
-import email.policy
-import email.utils
-import quopri
+import itertools
 import re
-from collections.abc import Iterator
 
-_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-# End of the header block: the first empty line.
-_BLANK = re.compile(rb"\r?\n\r?\n")
+from scand.content import decoders
+from scand.content.headers import Headers, boundaries, transfer_encodings
 
-# "begin 644 name" (and the "begin-base64" variant is not uuencode: skipped).
-_UU_BEGIN = re.compile(rb"(?m)^begin [0-7]{3,4} ([^\r\n]+?)\r?$")
-_UU_END = re.compile(rb"(?m)^end\r?$")
-# Uuencode blocks bigger than this are cut off (the walker's byte budget still counts).
-MAX_UU_LINES = 1_000_000
+# A guessed delimiter line: "--token" (maybe "--token--"), nothing else.
+_GUESS = re.compile(rb"(?m)^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$")
+# Guessed boundaries tried at most (each is one more pass over the body).
+MAX_GUESSES = 4
 
 
-def split(data: bytes) -> tuple[email.message.Message, bytes]:
-    """(headers, raw body) of a message or MIME part; an mbox "From " line is skipped."""
-    if data.startswith(b"From "):
-        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
-    if data.startswith((b"\n", b"\r\n")):  # no headers at all
-        return _HEADERS.parsebytes(b""), data.lstrip(b"\r\n")
-    end = _BLANK.search(data)
-    head, body = (data[: end.start() + 1], data[end.end():]) if end else (data, b"")
-    return _HEADERS.parsebytes(head), body
+def _delimiters(body: bytes, mark: bytes, prefix: bool) -> list[tuple[int, int]]:
+    """(line start, line end) of each delimiter line for ``mark`` ("--" + boundary).
 
-
-def subparts(headers: email.message.Message, body: bytes) -> list[bytes] | None:
-    """The raw parts of a multipart body (preamble and epilogue dropped), or None
-    when ``headers`` do not declare a multipart with a boundary."""
-    if headers.get_content_maintype() != "multipart":
-        return None
-    boundary = headers.get_boundary()
-    if not boundary:
-        return None
-    mark = b"--" + boundary.encode("latin-1", "replace")
-    parts: list[bytes] = []
-    start: int | None = None
+    ``prefix``: also lines that merely start with the mark (older readers)."""
+    found: list[tuple[int, int]] = []
     pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
     while pos >= 0:
         line_start = pos if body.startswith(mark, pos) else pos + 1
         after = line_start + len(mark)
         line_end = body.find(b"\n", after)
-        rest = body[after : len(body) if line_end < 0 else line_end]
-        closing = rest.startswith(b"--")
-        if not rest.lstrip(b"-").strip():  # a delimiter line, not a longer boundary
-            if start is not None:
-                parts.append(body[start:line_start].rstrip(b"\r\n"))
-            if closing:
-                return parts
-            start = len(body) if line_end < 0 else line_end + 1
-        pos = body.find(b"\n" + mark, after)  # bytes.find: C speed, no regex
-    if start is not None and start < len(body):
-        parts.append(body[start:])  # no closing delimiter: the last part runs to the end
+        end = len(body) if line_end < 0 else line_end
+        rest = body[after:end]
+        if prefix or not rest.lstrip(b"-").strip():
+            found.append((line_start, end))
+        pos = body.find(b"\n" + mark, after)
+    return found
+
+
+def _cut(body: bytes, delims: list[tuple[int, int]]) -> list[bytes]:
+    parts = []
+    for (_, end), (nxt, _) in itertools.pairwise(delims):
+        parts.append(body[end + 1 : nxt].rstrip(b"\r\n"))
+    if delims:
+        last_start, last_end = delims[-1]
+        closing = body[last_start:last_end].rstrip().endswith(b"--")
+        tail = body[last_end + 1 :]
+        if not closing and tail.strip():
+            parts.append(tail)
     return parts
 
 
-def decode_body(headers: email.message.Message, body: bytes) -> bytes:
-    """A leaf body decoded per Content-Transfer-Encoding; lenient, never raises."""
-    cte = str(headers.get("Content-Transfer-Encoding", "")).strip().lower()
-    try:
+def split_by(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
+    """Parts of ``body`` at ``boundary``'s delimiter lines (union of the exact and
+    the prefix readings), and whether the readings disagreed."""
+    mark = b"--" + boundary
+    exact = _delimiters(body, mark, False)
+    parts = _cut(body, exact)
+    loose = _delimiters(body, mark, True)
+    odd = False
+    if len(loose) != len(exact):
+        odd = True
+        parts += [p for p in _cut(body, loose) if p not in parts]
+    closes = [d for d in exact if body[d[0] : d[1]].rstrip().endswith(b"--")]
+    if closes and closes[0] != exact[-1]:
+        odd = True  # parts after a close delimiter: real to some readers
+    return parts, odd
+
+
+def guess_boundaries(body: bytes, known: list[bytes]) -> list[bytes]:
+    """Boundaries a reader could infer from ``--token`` lines in the body."""
+    if b"--" not in body:
+        return []
+    counts: dict[bytes, int] = {}
+    for m in _GUESS.finditer(body):
+        token = m.group(1).rstrip()
+        if token not in known:
+            counts[token] = counts.get(token, 0) + 1
+    ranked = sorted(counts, key=lambda t: -counts[t])
+    return ranked[:MAX_GUESSES]
+
+
+def split(headers: Headers, body: bytes, declared_multipart: bool
+          ) -> tuple[list[bytes], bool, bool]:
+    """(parts, odd, found_any_boundary) for an entity's body, the union over every
+    boundary it declares, or guesses when it declares a multipart that yields none."""
+    declared = boundaries(headers)
+    parts: list[bytes] = []
+    odd = len(declared) > 1
+    for boundary in declared:
+        found, disagree = split_by(body, boundary)
+        odd = odd or disagree
+        parts += [p for p in found if p not in parts]
+    if not parts and (declared_multipart or declared):
+        for boundary in guess_boundaries(body, declared):
+            found, _ = split_by(body, boundary)
+            if found:
+                odd = True
+                parts += [p for p in found if p not in parts]
+    return parts, odd, bool(declared)
+
+
+def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
+    """A leaf body decoded by every transfer encoding it declares (or that its
+    bytes suggest), and whether there was more than one reading."""
+    ctes = transfer_encodings(headers)
+    out: list[bytes] = []
+    for cte in ctes or [""]:
         if cte == "base64":
-            return binascii.a2b_base64(body)
-        if cte == "quoted-printable":
-            return quopri.decodestring(body)
-    except (binascii.Error, ValueError):
-        # Bad base64: decode what can be decoded, line by line.
-        out = bytearray()
-        for line in body.splitlines():
-            try:
-                out += binascii.a2b_base64(line)
-            except (binascii.Error, ValueError):
-                continue
-        return bytes(out)
-    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-        blocks = list(uudecode_blocks(body))
-        return blocks[0][1] if blocks else body
-    return body
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words -> text; undecodable bytes are replaced, never raised."""
-    if "=?" not in value:
-        return value
-    try:
-        chunks = email.header.decode_header(value)
-    except (ValueError, LookupError, AssertionError):
-        return value
-    out = []
-    for text, charset in chunks:
-        if isinstance(text, bytes):
-            try:
-                out.append(text.decode(charset or "ascii", "replace"))
-            except LookupError:
-                out.append(text.decode("latin-1"))
+            out += decoders.base64_readings(body)
+        elif cte == "quoted-printable":
+            out += decoders.qp_readings(body)
+        elif cte == "uuencode":
+            blocks = [data for _name, data in decoders.uudecode_blocks(body)]
+            out += blocks or [body]
+        elif cte == "yenc":
+            blocks = [data for _name, data in decoders.yenc_blocks(body)]
+            out += blocks or [body]
         else:
-            out.append(text)
-    return "".join(out)
-
-
-def _param(msg: email.message.Message, param: str, header: str) -> str | None:
-    try:
-        value = msg.get_param(param, header=header)
-    except (ValueError, LookupError, IndexError):
-        return None
-    if value is None:
-        return None
-    if isinstance(value, tuple):  # RFC 2231: (charset, language, value)
-        try:
-            return str(email.utils.collapse_rfc2231_value(value, errors="replace"))
-        except (LookupError, ValueError):
-            return str(value[2])
-    return str(value)
-
-
-def part_names(msg: email.message.Message) -> tuple[str, ...]:
-    """Every name a client could show for this part, decoded, without duplicates."""
-    names: list[str] = []
-    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
-        raw = _param(msg, param, header)
-        if raw:
-            for candidate in (decode_words(raw.strip()), raw.strip()):
-                if candidate and candidate not in names:
-                    names.append(candidate)
-    return tuple(names)
-
-
-def declared_type(msg: email.message.Message) -> str:
-    """The Content-Type as declared (lower case, no parameters); "" if absent."""
-    raw = msg.get("Content-Type", "")
-    return str(raw).split(";", 1)[0].strip().lower()
-
-
-def has_uuencode(data: bytes) -> bool:
-    return b"begin " in data and _UU_BEGIN.search(data) is not None
-
-
-def _uu_line(line: bytes) -> bytes:
-    try:
-        return binascii.a2b_uu(line)
-    except binascii.Error:
-        # Some encoders pad wrongly; decode only the bytes the length char announces.
-        if not line:
-            return b""
-        n = (((line[0] - 32) & 63) * 4 + 5) // 3
-        try:
-            return binascii.a2b_uu(line[:n])
-        except binascii.Error:
-            return b""
-
-
-def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
-    for begin in _UU_BEGIN.finditer(data):
-        name = begin.group(1).decode("utf-8", "replace").strip()
-        end = _UU_END.search(data, begin.end())
-        body = data[begin.end() : end.start() if end else len(data)]
-        out = bytearray()
-        for i, line in enumerate(body.splitlines()):
-            line = line.rstrip(b"\r")
-            if i >= MAX_UU_LINES or line.strip() == b"`":
-                break
-            if line:  # binascii decodes an empty line as 32 zero bytes
-                out += _uu_line(line)
-        yield name, bytes(out)
+            out.append(body)
+    if "base64" not in ctes and decoders.looks_base64(body):
+        out += decoders.base64_readings(body)
+    unique: list[bytes] = []
+    for item in out:
+        if item not in unique:
+            unique.append(item)
+    return unique, len(unique) > 1 or len(ctes) > 1

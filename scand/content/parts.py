@@ -29,6 +29,10 @@ class Part:
     depth: int
     where: str  # a short trail for logs: "input>zip:a.zip>b.exe"
     in_archive: bool = False
+    # Reached only by a non-standard reading (an ambiguous header, boundary or
+    # encoding, a zip entry only the local headers list, ...): an engine that
+    # decodes by itself may not have seen it, so the scanner hands it over too.
+    alt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class Member:
 
     name: str
     data: bytes | None
+    names: tuple[str, ...] = ()  # every name (central, local, unicode path, ...)
+    alt: bool = False  # see Part.alt
 
 
 Item = Part | Encrypted | Unchecked
@@ -53,8 +59,11 @@ Item = Part | Encrypted | Unchecked
 class Budget:
     """Counts parts and decoded bytes against the limits, for one whole walk."""
 
-    def __init__(self, limits: ContentConfig) -> None:
+    def __init__(self, limits: ContentConfig, engine_max: int | None = None) -> None:
         self.limits = limits
+        # Names-only walk: the engine beside it cuts members larger than this and
+        # calls them clean (ClamAV's MaxFileSize), so the walker reports them.
+        self.engine_max = engine_max
         self.parts = 0
         self.bytes = 0
 

@@ -1,42 +1,56 @@
-"""The content walker: one input object -> the parts an MTA would deliver, recursively.
+"""The content walker: one input object -> every part any reader could deliver.
 
 ``walk(data, name, limits)`` is a generator. It yields
 
 * :class:`Part` for the input itself (depth 0) and for every decoded part:
-  MIME leaves, nested messages, uuencoded blocks, archive members and
-  decompressed streams, each with every name it is known by and its declared
-  MIME type;
+  MIME leaves, nested messages, uuencode/yEnc/BinHex blocks, ``data:`` URIs,
+  archive members and decompressed streams, each with every name it is known
+  by and its declared MIME type;
 * :class:`Encrypted` for an encrypted archive member (the caller decides:
   ``-1:encrypted`` or a policy hit);
 * :class:`~scand.events.Unchecked` for what could not be decoded. A limit hit
   (``too-deep``, ``too-many-files``, ``too-large``) is yielded last: the walk
   stops there, because the rest would not be scanned either.
 
-It never raises for bad input: a broken part becomes an Unchecked item. Pure
-Python (stdlib), trio-free: it runs in the worker, under the memory cap.
-With ``keep_data=False`` leaves are yielded without their bytes and archive
-members are only read when they look like containers: the policy walk for
-engines (clamd) that decode the content themselves.
+**The union rule.** Where a message can be read more than one way (where the
+header block ends, which boundary, which transfer encoding, central or local
+zip names, ...) every reading is walked and every part it yields is scanned
+and name-checked. The union only adds parts, so it can never turn a ``1:``
+into ``0``; where a structure cannot be read at all the walk yields
+``Unchecked``, never silence. Parts reached only by a non-standard reading
+are marked ``alt``: an engine that decodes by itself (clamd, libclamav) read
+the standard way, so the scanner hands it those parts too. Parts whose bytes
+were already yielded are yielded again without data (their names still
+count), so the union costs little on ordinary mail.
+
+It never raises for bad input. Pure Python (stdlib), trio-free: it runs in
+the worker, under the memory cap. With ``keep_data=False`` leaves are
+yielded without their bytes and archive members are only read when they look
+like containers: the policy walk beside engines that decode content
+themselves.
 """
 
 from __future__ import annotations
 
-import email.message
 import re
 from collections.abc import Iterator
 
 from scand.config import ContentConfig
-from scand.content import archives, mime
+from scand.content import archives, decoders, headers, mime
 from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part
 from scand.events import Reason, Unchecked
 
 # Encoded bytes decoded to sniff a part's type in a names-only walk.
 SNIFF_ENCODED = 1024
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
-_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:[ \t]?[^\r\n]*\r?\n")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*\r?\n")
 _KNOWN_HEADERS = re.compile(
     rb"(?im)^(from|to|subject|date|received|return-path|message-id|mime-version|"
-    rb"content-type|delivered-to|x-[\w-]+):")
+    rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
+    rb"x-[\w-]+)[ \t]*:")
+MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
+# Names-only walk: leaves of these types are decoded in full (data: URIs hide there).
+_DECODE_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml")
 
 
 def looks_like_message(data: bytes) -> bool:
@@ -47,13 +61,16 @@ def looks_like_message(data: bytes) -> bool:
     return bool(_HEADER_LINE.match(head)) and bool(_KNOWN_HEADERS.search(head))
 
 
-def walk(
-    data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True
-) -> Iterator[Item]:
-    """All parts of ``data`` (whose own name is ``name``); see the module docstring."""
-    walker = _Walker(Budget(limits), keep_data)
+def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True,
+         engine_max: int | None = None) -> Iterator[Item]:
+    """All parts of ``data`` (whose own name is ``name``); see the module docstring.
+
+    ``engine_max``: in a names-only walk, the size above which the engine beside
+    it would scan only a prefix of an archive member (reported as too-large)."""
+    walker = _Walker(Budget(limits, engine_max), keep_data)
     try:
-        yield from walker.bytes_(data, (name,) if name else (), "", 0, name or "input", False)
+        yield from walker.bytes_(data, (name,) if name else (), "", 0, name or "input",
+                                 False, False)
     except LimitHit as hit:
         yield hit.verdict
     except RecursionError:
@@ -64,74 +81,141 @@ class _Walker:
     def __init__(self, budget: Budget, keep_data: bool) -> None:
         self.budget = budget
         self.keep = keep_data
+        self.seen: set[tuple[int, int]] = set()  # decoded parts already walked
+        self.entities: set[tuple[int, int]] = set()  # raw MIME entities already parsed
+
+    def _first(self, seen: set[tuple[int, int]], data: bytes) -> bool:
+        key = (len(data), hash(data))
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
     def bytes_(self, data: bytes, names: tuple[str, ...], mime_type: str, depth: int,
-               where: str, in_archive: bool) -> Iterator[Item]:
+               where: str, in_archive: bool, alt: bool) -> Iterator[Item]:
         """A part given as bytes: yield it, then whatever it contains."""
         self.budget.depth(depth, where)
         self.budget.part()
-        keep = self.keep or depth == 0
-        yield Part(data if keep else b"", names, mime_type, depth, where, in_archive)
+        if depth and not self._first(self.seen, data):
+            if names or mime_type:  # same bytes, another name: the name still counts
+                yield Part(b"", names, mime_type, depth, where, in_archive, alt)
+            return
+        keep = self.keep or depth == 0 or alt
+        yield Part(data if keep else b"", names, mime_type, depth, where, in_archive, alt)
         kind = archives.sniff(data)
         if kind is not None:
-            yield from self.archive(kind, data, names, depth, where)
+            yield from self.archive(kind, data, names, depth, where, alt)
         elif looks_like_message(data):
-            yield from self.message(data, depth, where)
-        elif mime.has_uuencode(data):
-            yield from self.uuencoded(data, depth, where)
+            yield from self.message(data, depth, where, alt)
+        else:
+            yield from self.text_blocks(data, depth, where, alt)
 
-    def message(self, data: bytes, depth: int, where: str) -> Iterator[Item]:
-        """The parts of an RFC 5322 message: its body, or each MIME part, recursively."""
-        headers, body = mime.split(data)
-        yield from self.entity(headers, body, depth, where)
+    def message(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
+        """The parts of an RFC 5322 message in every reading of its header block."""
+        for reading in headers.readings(data):
+            yield from self.entity(reading.headers, reading.body, depth, where,
+                                   alt or reading.headers.odd)
 
-    def entity(self, headers: email.message.Message, body: bytes, depth: int,
-               where: str) -> Iterator[Item]:
-        """One MIME entity: a multipart's children, a nested message, or a leaf."""
-        parts = mime.subparts(headers, body)
-        if parts is not None:
-            for raw in parts:
-                self.budget.part()
-                sub_headers, sub_body = mime.split(raw)
-                yield from self.entity(sub_headers, sub_body, depth, where)
-            return
-        names = mime.part_names(headers)
-        ctype = mime.declared_type(headers)
+    def entity(self, h: headers.Headers, body: bytes, depth: int, where: str,
+               alt: bool) -> Iterator[Item]:
+        """One MIME entity: a multipart's children, a nested message, and/or a leaf."""
+        types = headers.content_types(h)
+        ctype = types[0] if types else ""
+        names = tuple(headers.names(h))
         label = f"{where}>{names[0] if names else ctype or 'body'}"
-        if headers.get_content_maintype() == "message" and ctype in (
-                "message/rfc822", "message/global", "message/news"):
-            self.budget.depth(depth + 1, label)
-            yield from self.message(mime.decode_body(headers, body), depth + 1, label)
+        multipart = any(t.startswith("multipart/") for t in types)
+        parts, odd, _ = mime.split(h, body, multipart)
+        for raw in parts:
+            self.budget.part()  # counted even when already parsed: a bomb is a bomb
+            if not self._first(self.entities, raw):
+                continue
+            for reading in headers.readings(raw):
+                yield from self.entity(reading.headers, reading.body, depth, where,
+                                       alt or odd or reading.headers.odd)
+        for extra in types[1:]:  # every declared type meets the policy
+            yield Part(b"", names, extra, depth + 1, label, False, True)
+        if multipart:
+            if not parts:
+                yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {where}")
+            elif names:
+                yield Part(b"", names, ctype, depth + 1, label, False, alt)
+            if not parts or alt or odd:
+                yield from self.leaf(h, body, names, ctype, depth, label, True)
             return
-        if not self.keep:
+        if "message/partial" in types:
+            yield Part(b"", names, "message/partial", depth + 1, label, False, alt)
+            yield Unchecked(Reason.UNREADABLE, f"message/partial fragment at {where}")
+            return
+        if any(t in MESSAGE_TYPES for t in types):
+            self.budget.depth(depth + 1, label)
+            readings, odd = mime.leaf_readings(h, body)
+            for decoded in readings:
+                if names:
+                    yield Part(b"", names, ctype, depth + 1, label, False, alt)
+                yield from self.message(decoded, depth + 1, label, alt or odd)
+            return
+        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts))
+
+    def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
+             depth: int, label: str, alt: bool) -> Iterator[Item]:
+        if not self.keep and not alt and ctype not in _DECODE_TYPES:
             # Names-only walk: decode just enough to tell whether this part can hold
-            # further names (a container, or uuencoded blocks in text).
-            head = mime.decode_body(headers, body[:SNIFF_ENCODED])
-            if archives.sniff(head) is None and not mime.has_uuencode(body):
+            # further names (a container, or encoded blocks in text).
+            readings, odd = mime.leaf_readings(h, body[:SNIFF_ENCODED])
+            if not odd and archives.sniff(readings[0]) is None and not _has_blocks(body):
                 self.budget.part()
                 if names or ctype:
                     yield Part(b"", names, ctype, depth + 1, label, False)
                 return
-        decoded = mime.decode_body(headers, body)
-        self.budget.grow(len(decoded))
-        yield from self.bytes_(decoded, names, ctype, depth + 1, label, False)
-
-    def uuencoded(self, data: bytes, depth: int, where: str) -> Iterator[Item]:
-        for uname, decoded in mime.uudecode_blocks(data):
+        readings, odd = mime.leaf_readings(h, body)
+        for decoded in readings:
             self.budget.grow(len(decoded))
-            yield from self.bytes_(decoded, (uname,), "", depth + 1, f"{where}>uu:{uname}",
-                                   False)
+            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd)
+
+    def text_blocks(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
+        """Encoded files inside a text: uuencode, yEnc, BinHex, data: URIs."""
+        if decoders.has_uuencode(data):
+            for uname, decoded in decoders.uudecode_blocks(data):
+                self.budget.grow(len(decoded))
+                yield from self.bytes_(decoded, (uname,), "", depth + 1,
+                                       f"{where}>uu:{uname}", False, alt)
+        if decoders.has_yenc(data):
+            for yname, decoded in decoders.yenc_blocks(data):
+                self.budget.grow(len(decoded))
+                yield from self.bytes_(decoded, (yname,) if yname else (), "", depth + 1,
+                                       f"{where}>yenc:{yname}", False, True)
+        if decoders.has_binhex(data):
+            found = decoders.binhex_file(data)
+            if found is None:
+                yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
+            else:
+                for fork in found[1]:
+                    self.budget.grow(len(fork))
+                    yield from self.bytes_(fork, (found[0],), "", depth + 1,
+                                           f"{where}>binhex:{found[0]}", False, True)
+        if decoders.has_data_uri(data):
+            for dname, dtype, decoded in decoders.data_uris(data):
+                self.budget.grow(len(decoded))
+                yield from self.bytes_(decoded, (dname,) if dname else (), dtype, depth + 1,
+                                       f"{where}>data:{dtype}", False, True)
 
     def archive(self, kind: str, data: bytes, names: tuple[str, ...], depth: int,
-                where: str) -> Iterator[Item]:
+                where: str, alt: bool) -> Iterator[Item]:
         opener = archives.OPENERS[kind]
         for member in opener(data, names, self.budget, not self.keep, where):
             if isinstance(member, (Encrypted, Unchecked)):
                 yield member
                 continue
             label = f"{where}>{kind}:{member.name}"
+            member_names = member.names or (member.name,)
             if member.data is None:  # names-only walk: not a container, not read
                 self.budget.part()
-                yield Part(b"", (member.name,), "", depth + 1, label, True)
+                yield Part(b"", member_names, "", depth + 1, label, True)
                 continue
-            yield from self.bytes_(member.data, (member.name,), "", depth + 1, label, True)
+            yield from self.bytes_(member.data, member_names, "", depth + 1, label, True,
+                                   alt or member.alt)
+
+
+def _has_blocks(body: bytes) -> bool:
+    return (decoders.has_uuencode(body) or decoders.has_yenc(body)
+            or decoders.has_binhex(body) or decoders.has_data_uri(body))

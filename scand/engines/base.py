@@ -80,6 +80,10 @@ class Engine(abc.ABC):
     # True: the scanner decodes the input (MIME, archives) and calls scan_bytes on
     # every part. False: the engine decodes by itself (clamd) and gets the file whole.
     wants_parts: bool = False
+    # For engines that decode by themselves: the archive member size above which
+    # the engine scans only a prefix and still says clean (ClamAV's MaxFileSize).
+    # The names-only walk beside it turns such members into -1:too-large.
+    member_limit: int | None = None
 
     @classmethod
     @abc.abstractmethod

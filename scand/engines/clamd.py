@@ -223,6 +223,7 @@ class ClamdEngine(Engine):
         self.clients = [make_client(s) for s in cfg.sockets]
         self.next = random.randrange(len(self.clients))  # spread workers over the sockets
         self.stream_max = cfg.stream_max_length_mb * 1024 * 1024
+        self.member_limit = cfg.max_file_size_mb * 1024 * 1024
         self.all_unix = all(isinstance(c, UnixClamd) for c in self.clients)
         self._version = ""
 

@@ -6,6 +6,8 @@ worker runs); tests/content/test_daemon_content.py runs a sample through the dae
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from scand.config import Config
@@ -76,8 +78,7 @@ def test_policy_can_be_disabled() -> None:
     assert format_verdict(scanner.scan_stream(msg).verdict) == b"0\n"
 
 
-@pytest.mark.parametrize("name", ["clam.7z", "clam.arj", "clam.newc.cpio", "clam.tnef",
-                                  "clam.exe.szdd", "clam.exe.binhex"])
+@pytest.mark.parametrize("name", ["clam.7z", "clam.arj", "clam.newc.cpio", "clam.exe.szdd"])
 def test_archives_the_builtin_engine_cannot_open_are_never_clean(name: str) -> None:
     """Formats recognised but not decoded: -1:unreadable, never 0 (clamd decodes them)."""
     from pathlib import Path
@@ -86,6 +87,28 @@ def test_archives_the_builtin_engine_cannot_open_are_never_clean(name: str) -> N
     if not path.exists():
         pytest.fail("clamav-testfiles not installed: run ./scripts/test")
     assert reply(path.read_bytes()).startswith("-1:unreadable")
+
+
+@pytest.mark.parametrize("name", ["clam.tnef", "clam.exe.binhex"])
+def test_tnef_and_binhex_are_decoded(name: str) -> None:
+    """TNEF (winmail.dat) and BinHex are opened: the member inside is clam.exe, found
+    by its hash signature, and its name meets the policy."""
+    from pathlib import Path
+
+    testfiles = Path("/usr/share/clamav-testfiles")
+    clam = (testfiles / "clam.exe").read_bytes()
+    db = HashDB()
+    db.add("md5", len(clam), hashlib.md5(clam).hexdigest(), "ClamAV-Test-File")
+    scanner = Scanner(BuiltinEngine(db), cm_override_policy_off())
+    verdict = format_verdict(scanner.scan_stream((testfiles / name).read_bytes()).verdict)
+    assert verdict == b"1:ClamAV-Test-File\n"
+    assert reply((testfiles / name).read_bytes()) == "1:Banned.Extension.exe"
+
+
+def cm_override_policy_off() -> Config:
+    from scand import config as cm
+
+    return cm.override(Config(), "policy", enabled=False)
 
 
 def test_truncated_archives_are_never_clean() -> None:

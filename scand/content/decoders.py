@@ -1,0 +1,247 @@
+"""Byte decoders for the walker, each lenient the way some mail client is lenient.
+
+Where decoders disagree, the walker takes every result (the union):
+
+* base64: the stdlib stops at the first complete pad (``YWI=ZGVm`` -> ``ab``),
+  while other clients skip the ``=`` and go on; both readings are returned.
+* quoted-printable: a soft line break followed by spaces (``=  \\n``) is a
+  soft break to RFC 2045 (trailing whitespace is transport padding), not to
+  the stdlib.
+* uuencode, yEnc (``=ybegin``) and BinHex 4.0 blocks are found anywhere in a
+  text, not only at offset 0, and give their own names.
+* ``data:`` URIs (HTML smuggling) are decoded wherever they appear.
+
+Nothing here raises for bad input; undecodable pieces are skipped.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import urllib.parse
+from collections.abc import Iterator
+
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+_B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
+_PAD_RUN = re.compile(rb"=+")
+_QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
+_UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+?)\r?$")
+_UU_END = re.compile(rb"(?m)^end\r?$")
+_Y_BEGIN = re.compile(rb"(?m)^=ybegin (.*?)\r?$")
+_Y_NAME = re.compile(rb"name=(.*)$")
+_Y_END = re.compile(rb"(?m)^=yend")
+_BINHEX = b"(This file must be converted with BinHex"
+_DATA_URI = re.compile(
+    rb"""data:([\w.+/-]*)((?:;[\w.+-]+=?[\w.+"-]*)*?)(;base64)?,([A-Za-z0-9+/=%\s._~!$&'()*,;:@-]+)""",
+    re.I)
+_DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
+# Uuencode blocks bigger than this are cut off (the walker's byte budget still counts).
+MAX_UU_LINES = 1_000_000
+# A data: URI shorter than this holds no executable worth a scan.
+MIN_DATA_URI = 16
+
+
+def base64_readings(body: bytes) -> list[bytes]:
+    """The stdlib's reading, plus the ``=``-skipping readings when pads come early."""
+    try:
+        first = binascii.a2b_base64(body)
+    except (binascii.Error, ValueError):
+        first = b""
+    out = [first]
+    compact = _B64_JUNK.sub(b"", body)
+    if b"=" not in compact.rstrip(b"="):
+        if not first and compact:
+            out.append(_b64_lines(body))
+        return [o for o in out if o] or [b""]
+    # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
+    pieces = [p for p in _PAD_RUN.split(compact) if p]
+    out.append(b"".join(_b64(p) for p in pieces))
+    out.append(_b64(b"".join(pieces)))
+    out.append(_b64_lines(body))
+    return _unique(out)
+
+
+def _b64(text: bytes) -> bytes:
+    text = text[: len(text) - len(text) % 4] if len(text) % 4 == 1 else text
+    try:
+        return binascii.a2b_base64(text + b"=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _b64_lines(body: bytes) -> bytes:
+    return b"".join(_b64(_B64_JUNK.sub(b"", line)) for line in body.splitlines())
+
+
+def looks_base64(body: bytes) -> bool:
+    """Undeclared base64: the first lines are all base64 alphabet."""
+    head = body[:4096].strip()
+    if len(head) < 64:
+        return False
+    lines = head.splitlines()[:8]
+    return all(_B64_LINE.match(line) for line in lines if line.strip())
+
+
+def qp_readings(body: bytes) -> list[bytes]:
+    out = [binascii.a2b_qp(body)]
+    if _QP_SOFT.search(body):
+        out.append(binascii.a2b_qp(_QP_SOFT.sub(b"=\\1", body)))
+    return _unique(out)
+
+
+def _unique(items: list[bytes]) -> list[bytes]:
+    seen: list[bytes] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# -- uuencode -------------------------------------------------------------------
+
+def has_uuencode(data: bytes) -> bool:
+    return b"begin " in data and _UU_BEGIN.search(data) is not None
+
+
+def _uu_line(line: bytes) -> bytes:
+    try:
+        return binascii.a2b_uu(line)
+    except binascii.Error:
+        # Some encoders pad wrongly; decode only the bytes the length char announces.
+        if not line:
+            return b""
+        n = (((line[0] - 32) & 63) * 4 + 5) // 3
+        try:
+            return binascii.a2b_uu(line[:n])
+        except binascii.Error:
+            return b""
+
+
+def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
+    for begin in _UU_BEGIN.finditer(data):
+        name = begin.group(1).decode("utf-8", "replace").strip()
+        end = _UU_END.search(data, begin.end())
+        body = data[begin.end() : end.start() if end else len(data)]
+        if begin.group(0).startswith(b"begin-base64"):
+            yield name, _b64_lines(body.split(b"\n====", 1)[0])
+            continue
+        out = bytearray()
+        for i, line in enumerate(body.splitlines()):
+            line = line.rstrip(b"\r")
+            if i >= MAX_UU_LINES or line.strip() == b"`":
+                break
+            if line:  # binascii decodes an empty line as 32 zero bytes
+                out += _uu_line(line)
+        yield name, bytes(out)
+
+
+# -- yEnc -------------------------------------------------------------------------
+
+_YENC_TABLE = bytes((i - 42) % 256 for i in range(256))
+
+
+def has_yenc(data: bytes) -> bool:
+    return b"=ybegin" in data
+
+
+def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) for each ``=ybegin`` ... ``=yend`` block."""
+    for begin in _Y_BEGIN.finditer(data):
+        m = _Y_NAME.search(begin.group(1))
+        name = m.group(1).decode("utf-8", "replace").strip() if m else ""
+        end = _Y_END.search(data, begin.end())
+        body = data[begin.end() : end.start() if end else len(data)]
+        out = bytearray()
+        for line in body.splitlines():
+            if line.startswith(b"=ypart "):
+                continue
+            pieces = line.split(b"=")
+            out += pieces[0].translate(_YENC_TABLE)
+            for piece in pieces[1:]:
+                if piece:
+                    out.append((piece[0] - 64 - 42) % 256)
+                    out += piece[1:].translate(_YENC_TABLE)
+        yield name, bytes(out)
+
+
+# -- BinHex 4.0 ----------------------------------------------------------------------
+
+_HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+_HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
+
+
+def has_binhex(data: bytes) -> bool:
+    return _BINHEX in data
+
+
+def binhex_file(data: bytes) -> tuple[str, list[bytes]] | None:
+    """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None."""
+    start = data.find(_BINHEX)
+    colon = data.find(b":", data.find(b"\n", start) if start >= 0 else 0)
+    if start < 0 or colon < 0:
+        return None
+    end = data.find(b":", colon + 1)
+    text = data[colon + 1 : end if end > 0 else len(data)]
+    bits = 0
+    nbits = 0
+    raw = bytearray()
+    for c in text:
+        v = _HQX_VALUE.get(c)
+        if v is None:
+            continue
+        bits = (bits << 6) | v
+        nbits += 6
+        if nbits >= 8:
+            nbits -= 8
+            raw.append((bits >> nbits) & 0xFF)
+    out = _unrle90(raw)
+    if not out:
+        return None
+    n = out[0]
+    name = bytes(out[1 : 1 + n]).decode("mac_roman", "replace")
+    pos = 1 + n + 1 + 4 + 4 + 2
+    dlen = int.from_bytes(out[pos : pos + 4], "big")
+    rlen = int.from_bytes(out[pos + 4 : pos + 8], "big")
+    pos += 8 + 2
+    forks = [bytes(out[pos : pos + dlen]), bytes(out[pos + dlen + 2 : pos + dlen + 2 + rlen])]
+    return name, [f for f in forks if f]
+
+
+def _unrle90(raw: bytes | bytearray) -> bytearray:
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == 0x90 and i + 1 < len(raw):
+            count = raw[i + 1]
+            if count == 0:
+                out.append(0x90)
+            elif out:
+                out += bytes([out[-1]]) * (count - 1)
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return out
+
+
+# -- data: URIs (HTML smuggling) ---------------------------------------------------------
+
+def has_data_uri(data: bytes) -> bool:
+    return b"data:" in data or b"DATA:" in data
+
+
+def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
+    """(name, declared type, bytes) for each ``data:`` URI; the name from a nearby
+    ``download=`` attribute when there is one."""
+    for m in _DATA_URI.finditer(data):
+        payload = re.sub(rb"\s+", b"", m.group(4))
+        if len(payload) < MIN_DATA_URI:
+            continue
+        raw = urllib.parse.unquote_to_bytes(payload)
+        decoded = _b64(_B64_JUNK.sub(b"", raw)) if m.group(3) else raw
+        window = data[max(0, m.start() - 512) : m.end() + 512]
+        dl = _DOWNLOAD.search(window)
+        name = dl.group(1).decode("utf-8", "replace") if dl else ""
+        yield name, m.group(1).decode("latin-1").lower(), decoded

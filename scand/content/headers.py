@@ -1,0 +1,315 @@
+"""Lenient MIME headers: every reading of a header block a mail client might take.
+
+The stdlib parser reads one way and stops at the first surprise (a space
+before a colon ends the header block; only the first plain value of the first
+header is used). Mail clients read in other ways, and a worm picks the reading
+the scanner did not take. So this module reads *all* of them:
+
+* the header block may end at the first empty line, at the first line of
+  only whitespace, or at the first line that is not a header (the stdlib's
+  reading); each distinct end is one :class:`Reading`;
+* ``Name : value`` (space before the colon) is a header; lines without a colon
+  are skipped, not the end of the world; folding is undone both ways (keep the
+  whitespace, drop it);
+* every instance of a header counts (duplicates are a union, not a choice);
+* parameters are found wherever ``key=value`` appears, quoted or not, with
+  RFC 2231 continuations and charsets, and RFC 2047 words decoded leniently.
+
+Pure stdlib, never raises for bad input. Anything unusual sets
+``Headers.odd``: the walker then treats the entity as ambiguous.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+# A header line: a field name, optional whitespace, a colon (RFC 5322 allows no
+# whitespace there, but clients accept it and so must we).
+_FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)([ \t]*):(.*)$", re.S)
+_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
+_BLANK = re.compile(rb"\r?\n\r?\n")
+# key=value anywhere in a header value: quoted (possibly unclosed) or a token.
+_PARAM = re.compile(
+    r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
+    r"""("(?:[^"\\]|\\.)*"?|[^;\s]*)""", re.S)
+_SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
+_WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
+_WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
+_COMMENT = re.compile(r"\([^()]*\)")
+# Headers that name a part, besides the filename/name parameters.
+NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
+# Header-only names a part may carry (Content-Type and Content-Disposition params).
+NAME_PARAMS = ("filename", "name")
+# Bytes of a header block looked at; a longer "header" is a body without headers.
+MAX_HEADER_BLOCK = 256 * 1024
+
+
+@dataclass
+class Headers:
+    """One reading of a header block: (lower-case name, value) pairs in order."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    folded: list[tuple[str, str]] = field(default_factory=list)  # CRLF+WSP removed
+    odd: bool = False
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.fields if k == name]
+
+    def all_both(self, name: str) -> list[str]:
+        """Values unfolded both ways (RFC keeps the whitespace; some drop it)."""
+        out = self.all(name)
+        out += [v for k, v in self.folded if k == name and v not in out]
+        return out
+
+    def has(self, name: str) -> bool:
+        return any(k == name for k, _ in self.fields)
+
+
+@dataclass(frozen=True)
+class Reading:
+    headers: Headers
+    body: bytes
+
+
+def _text(raw: bytes) -> str:
+    # latin-1 keeps every byte (boundaries with 8-bit bytes round-trip exactly).
+    return raw.decode("latin-1")
+
+
+def parse_block(block: bytes) -> Headers:
+    """Parse a header block leniently (see the module docstring)."""
+    out = Headers()
+    lines = _LINE_END.split(block)
+    current: list[str] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        m = _FIELD.match(current[0])
+        if m is None:
+            out.odd = True
+            return
+        name = m.group(1).lower()
+        if m.group(2):
+            out.odd = True
+        first = m.group(3)
+        kept = "".join([first, *current[1:]]).strip()
+        dropped = "".join([first, *(c.lstrip(" \t") for c in current[1:])]).strip()
+        out.fields.append((name, kept))
+        out.folded.append((name, dropped))
+
+    for raw in lines:
+        line = _text(raw)
+        if line[:1] in (" ", "\t") and current:
+            current.append(line)
+            continue
+        flush()
+        current = [line] if line.strip() else []
+        if line[:1] in (" ", "\t"):
+            out.odd = True  # a continuation with nothing to continue
+    flush()
+    seen: dict[str, str] = {}
+    for name, value in out.fields:
+        if name.startswith("content-") and seen.setdefault(name, value) != value:
+            out.odd = True  # duplicate content headers that disagree
+    return out
+
+
+def _ends(head: bytes) -> list[int]:
+    """Where a client could take the header block to end (offsets in ``head``)."""
+    ends: list[int] = []
+    pos = 0
+    for m in _LINE_END.finditer(head):
+        line = head[pos : m.start()]
+        if not line:
+            ends.append(pos)
+            break
+        if not line.strip():
+            ends.append(pos)  # a line of only whitespace: some clients stop here
+        elif line[:1] not in (b" ", b"\t") and _FIELD.match(_text(line)) is None:
+            ends.append(pos)  # not a header: the stdlib's parser stops here
+        pos = m.end()
+    return sorted(set(ends))
+
+
+def readings(data: bytes) -> list[Reading]:
+    """Every (headers, body) reading of a message or MIME part, most standard first."""
+    if data.startswith(b"From "):
+        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    if data.startswith((b"\n", b"\r\n")):
+        return [Reading(Headers(), data.lstrip(b"\r\n"))]
+    empty = _BLANK.search(data, 0, MAX_HEADER_BLOCK)
+    if empty is None and len(data) > MAX_HEADER_BLOCK:
+        return [Reading(Headers(), data)]
+    standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
+    out = [Reading(parse_block(data[: standard[0]]), data[standard[1]:])]
+    bodies = {out[0].body}
+    for end in _ends(data[: standard[0]]):
+        body = _skip_one_line(data[end:])
+        if end >= standard[0] - 1 or body in bodies:
+            continue
+        bodies.add(body)
+        headers = parse_block(data[:end])
+        headers.odd = True
+        out.append(Reading(headers, body))
+    if len(out) > 1:
+        out[0].headers.odd = True
+    return out
+
+
+def _skip_one_line(body: bytes) -> bytes:
+    """A body that starts at a whitespace-only line starts after it."""
+    m = _LINE_END.search(body)
+    if m is not None and not body[: m.start()].strip():
+        return body[m.end():]
+    return body
+
+
+# -- RFC 2047 -----------------------------------------------------------------
+
+def _charset_decode(raw: bytes, charset: str) -> str:
+    try:
+        return raw.decode(charset or "utf-8", "replace")
+    except LookupError:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
+def _word(m: re.Match[str]) -> str:
+    charset, enc, text = m.group(1).split("*", 1)[0], m.group(2).lower(), m.group(3)
+    try:
+        if enc == "b":
+            raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+        else:
+            raw = binascii.a2b_qp(text.replace("_", " ").encode("latin-1", "replace"))
+    except (binascii.Error, ValueError):
+        return m.group(0)
+    return _charset_decode(raw, charset)
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded words -> text, anywhere in ``value``; never raises."""
+    if "=?" not in value:
+        return value
+    return _WORD.sub(_word, _WORD_GAP.sub(r"\1\2", value))
+
+
+def _utf8(value: str) -> str:
+    """Header bytes were read as latin-1; most 8-bit names are really UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+# -- parameters -----------------------------------------------------------------
+
+def _unquote(raw: str) -> str:
+    if raw.startswith('"'):
+        inner = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+        return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+    return raw
+
+
+def params(value: str) -> dict[str, list[str]]:
+    """Every value of every parameter in a header value (lower-case keys, RFC 2231
+    sections joined and decoded). Duplicates are all kept."""
+    out: dict[str, list[str]] = {}
+    sections: dict[str, dict[int, tuple[str, bool]]] = {}
+    for m in _PARAM.finditer(value):
+        key, raw = m.group(1).lower(), m.group(2)
+        sec = _SECTION.match(key) if "*" in key else None
+        if sec is None:
+            out.setdefault(key, []).append(_unquote(raw))
+            if not raw.startswith('"'):  # an unquoted value with spaces: up to ';'
+                longer = value[m.start(2):].split(";", 1)[0].strip()
+                if longer != raw:
+                    out[key].append(longer)
+            continue
+        base, num, star = sec.group(1), sec.group(2), sec.group(3)
+        index = int(num) if num is not None else 0
+        if num is None:  # "key*=": extended, a single section
+            star = "*"
+        sections.setdefault(base, {}).setdefault(index, (_unquote(raw), bool(star)))
+    for base, parts in sections.items():
+        out.setdefault(base, []).append(_join_sections(parts))
+    return out
+
+
+def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
+    charset = ""
+    chunks: list[bytes] = []
+    for index in sorted(parts):
+        text, extended = parts[index]
+        if extended and index == min(parts) and text.count("'") >= 2:
+            charset, _lang, text = text.split("'", 2)
+        raw = text.encode("latin-1", "replace")
+        chunks.append(urllib.parse.unquote_to_bytes(raw) if extended else raw)
+    return _charset_decode(b"".join(chunks), charset or "utf-8")
+
+
+def main_value(value: str) -> str:
+    """The value before the first ';', lower-case, comments removed."""
+    return _COMMENT.sub("", value.split(";", 1)[0]).strip().lower()
+
+
+def content_types(h: Headers) -> list[str]:
+    """Every declared Content-Type (main value), first one first."""
+    out: list[str] = []
+    for v in h.all("content-type"):
+        t = main_value(v)
+        if t and t not in out:
+            out.append(t)
+    return out
+
+
+def boundaries(h: Headers) -> list[bytes]:
+    """Every boundary any Content-Type header declares, in every unfolding."""
+    out: list[bytes] = []
+    for v in h.all_both("content-type"):
+        for b in params(v).get("boundary", []):
+            for cand in (b, b.strip(), _COMMENT.sub("", b).strip()):
+                raw = cand.encode("latin-1", "replace")
+                if raw and raw not in out and len(raw) <= 200:
+                    out.append(raw)
+    return out
+
+
+def transfer_encodings(h: Headers) -> list[str]:
+    """Every Content-Transfer-Encoding, normalised (comments and case removed)."""
+    out: list[str] = []
+    for v in h.all("content-transfer-encoding"):
+        token = _COMMENT.sub("", v).strip().lower().split(";")[0].split()
+        cte = token[0].strip('"') if token else ""
+        for known in ("base64", "quoted-printable", "uuencode", "uue", "yenc", "binhex"):
+            if known in cte:
+                cte = {"uue": "uuencode"}.get(known, known)
+                break
+        if cte and cte not in out:
+            out.append(cte)
+    return out
+
+
+def names(h: Headers) -> list[str]:
+    """Every name a client could show for this part, raw and decoded."""
+    raws: list[str] = []
+    for header in ("content-disposition", "content-type"):
+        for v in h.all_both(header):
+            found = params(v)
+            for key in NAME_PARAMS:
+                raws += found.get(key, [])
+    for header in NAME_HEADERS:
+        raws += [v.strip().strip('"') for v in h.all(header)]
+    out: list[str] = []
+    for raw in raws:
+        for cand in (decode_words(_utf8(raw)), _utf8(raw), raw):
+            cand = cand.strip()
+            if cand and cand not in out:
+                out.append(cand)
+    return out

@@ -1,0 +1,153 @@
+"""Zip, read both ways: the central directory *and* the local headers.
+
+A zip names each member twice (central directory and local header) and
+readers disagree on which to trust: the stdlib and 7-Zip use the central
+directory, ClamAV and streaming unzippers the local headers. A worm can make
+the two disagree, hide an archive behind an executable stub (self-extractor
+layout, where the end-of-central-directory record is not at offset 0's
+archive), or use the Info-ZIP Unicode path extra field (0x7075) for the name
+a user sees. So every member is taken from both readings, with every name
+either gives, and a local entry the central directory does not list is a
+member too.
+
+Blind spots of the engine beside the names-only walk (clamd/libclamav) are
+reported here, because only the walker knows the member sizes and flags:
+
+* a member larger than the engine's file size limit is cut and called clean
+  by ClamAV 1.4 even with the exceeds-max alert on: ``-1:too-large``;
+* a member whose local header carries zip64 sizes is skipped and called
+  clean: it is decoded here and handed to the engine as a separate part.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from scand.content.parts import CHUNK, Budget
+
+LOCAL = b"PK\x03\x04"
+EOCD = b"PK\x05\x06"
+# The end-of-central-directory record is in the last 64 KiB + 22 bytes.
+EOCD_WINDOW = 65_536 + 22
+# Local headers looked at, at most (a stub could be full of "PK\x03\x04").
+MAX_LOCAL = 10_000
+ZIP64_EXTRA = 0x0001
+UNICODE_PATH = 0x7075
+
+
+@dataclass(frozen=True)
+class LocalEntry:
+    offset: int
+    name: str
+    names: tuple[str, ...]
+    flags: int
+    method: int
+    packed: int  # -1 = unknown (data descriptor or zip64 in the local header)
+    size: int
+    zip64: bool
+    data_start: int
+
+
+def has_zip(data: bytes) -> bool:
+    """A zip anywhere: a local header at 0, or an end record near the end."""
+    return data.startswith(LOCAL) or data.startswith(EOCD) or (
+        EOCD in data[-EOCD_WINDOW:] and LOCAL in data)
+
+
+def extra_names(extra: bytes) -> list[str]:
+    """Names from the Unicode path extra field (0x7075), if present."""
+    names: list[str] = []
+    for tag, body in _extras(extra):
+        if tag == UNICODE_PATH and len(body) > 5:
+            names.append(body[5:].decode("utf-8", "replace"))
+    return names
+
+
+def _extras(extra: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        out.append((tag, extra[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return out
+
+
+def _name(raw: bytes, flags: int) -> str:
+    if flags & 0x800:
+        return raw.decode("utf-8", "replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp437")
+
+
+def local_entries(data: bytes) -> list[LocalEntry]:
+    """Every plausible local file header in ``data``, in order."""
+    out: list[LocalEntry] = []
+    pos = data.find(LOCAL)
+    while pos >= 0 and len(out) < MAX_LOCAL:
+        if pos + 30 <= len(data):
+            (_, _ver, flags, method, _t, _d, _crc, packed, size, nlen, xlen) = struct.unpack_from(
+                "<4sHHHHHIIIHH", data, pos)
+            start = pos + 30 + nlen + xlen
+            if start <= len(data) and nlen:
+                extra = data[pos + 30 + nlen : start]
+                zip64 = any(tag == ZIP64_EXTRA for tag, _ in _extras(extra)) or (
+                    packed == 0xFFFFFFFF or size == 0xFFFFFFFF)
+                name = _name(data[pos + 30 : pos + 30 + nlen], flags)
+                names = (name, *extra_names(extra))
+                unknown = zip64 or (flags & 0x08 and packed == 0)
+                out.append(LocalEntry(pos, name, names, flags, method,
+                                      -1 if unknown else packed, size, zip64, start))
+        pos = data.find(LOCAL, pos + 4)
+    return out
+
+
+class BadMember(Exception):
+    """A local entry that cannot be decoded here."""
+
+
+def plausible(entry: LocalEntry) -> bool:
+    """A real local header rather than "PK\\3\\4" by chance inside other data."""
+    return entry.method in (0, 8) and entry.name.isprintable() and len(entry.name) < 1024
+
+
+def read_local(data: bytes, entry: LocalEntry, budget: Budget, where: str) -> bytes:
+    """A local entry's bytes: stored or deflated, by its sizes or by its stream end,
+    CHUNK by CHUNK under the walk's budget.
+
+    Raises :class:`BadMember` for encrypted or unsupported entries, or bad data."""
+    if entry.flags & 0x1:
+        raise BadMember("encrypted")
+    if entry.method == 0:
+        if entry.packed >= 0:
+            body = data[entry.data_start : entry.data_start + entry.packed]
+        else:
+            stops = [c for c in (data.find(b"PK\x07\x08", entry.data_start),
+                                 data.find(LOCAL, entry.data_start)) if c >= 0]
+            body = data[entry.data_start : min(stops) if stops else len(data)]
+        budget.grow(len(body))
+        return body
+    if entry.method != 8:
+        raise BadMember(f"method {entry.method}")
+    engine = zlib.decompressobj(-15)
+    end = len(data) if entry.packed < 0 else entry.data_start + entry.packed
+    pending = data[entry.data_start : end]
+    out = bytearray()
+    try:
+        while pending and not engine.eof:
+            chunk = engine.decompress(pending, CHUNK)
+            pending = engine.unconsumed_tail
+            out += chunk
+            budget.grow(len(chunk))
+            budget.ratio(len(out), end - entry.data_start - len(pending), where)
+            if not chunk and not pending:
+                break
+    except zlib.error as exc:
+        raise BadMember(str(exc)) from exc
+    if not engine.eof:
+        raise BadMember("deflate stream ends early")
+    return bytes(out)
