@@ -140,6 +140,9 @@ class ClamdConfig:
     max_recursion: int = 17
     max_files: int = 10_000
     max_threads: int = 8
+    # ClamAV's clean cache makes a 42.zip-style bomb come back clean (1.4.6), so
+    # the managed clamd runs without it unless this says otherwise.
+    disable_cache: bool = True
     start_timeout: float = 120.0
     rss_limit_mb: int = 0  # 0 = never; else switch to a fresh clamd past this growth
     rss_check_interval: float = 5.0

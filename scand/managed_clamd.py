@@ -312,6 +312,7 @@ def render_conf(config: Config, sock: str, logfile: str, tmpdir: str) -> str:
         f"MaxFiles {c.max_files}",
         f"MaxThreads {c.max_threads}",
         "SelfCheck 0",
+        f"DisableCache {'yes' if c.disable_cache else 'no'}",
         "ConcurrentDatabaseReload no",
         "",
     ])

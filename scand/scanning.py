@@ -104,7 +104,7 @@ class Scanner:
         else:
             verdict = self.engine.scan_bytes(data, "stream")
             if isinstance(verdict, Clean):
-                verdict = self._policy_only(data, "")
+                verdict = self._fold(verdict, *self._policy_only(data, ""))
         return ScanOutcome(verdict, bytes=len(data), files=1)
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:
@@ -128,35 +128,50 @@ class Scanner:
                 first_unchecked = first_unchecked or found
         return first_unchecked or CLEAN
 
-    def _policy_only(self, data: bytes, name: str) -> Verdict:
+    def _policy_only(self, data: bytes, name: str) -> tuple[Verdict, list[Part]]:
         """For engines that decode by themselves (clamd): a names-only walk for the policy
         and for what the engine reads one way only.
 
         It reads MIME headers and archive directories, and opens only members
         that are containers themselves, so on ordinary mail it costs a fraction
-        of the scan. Parts that only a non-standard reading reaches (``alt``)
-        are handed to the engine as well; members the engine would scan only in
-        part, and anything the walk could not decode (so no name was checked),
-        are unchecked.
+        of the scan. Members the engine would scan only in part, and anything
+        the walk could not decode (so no name was checked), are unchecked. Parts
+        that only a non-standard reading reaches (``alt``) are returned: the
+        caller hands them to the engine once the engine is free (:meth:`_fold`).
         """
         first_unchecked: Unchecked | None = None
+        alt: list[Part] = []
         for item in walk(data, name, self.config.content, keep_data=False,
                          engine_max=self.engine.member_limit):
             if isinstance(item, Part):
                 banned = self._check(item, data)
                 if banned is not None:
-                    return banned
+                    return banned, []
                 if item.alt and item.data and item.depth > 0:
-                    verdict = self.engine.scan_bytes(item.data, item.where)
-                    if isinstance(verdict, Infected):
-                        return verdict
-                    if isinstance(verdict, Unchecked):
-                        first_unchecked = first_unchecked or verdict
+                    alt.append(item)
                 continue
             found = self._finding(item)
             if isinstance(found, Infected):
-                return found
+                return found, []
             first_unchecked = first_unchecked or found
+        return first_unchecked or CLEAN, alt
+
+    def _fold(self, engine: Verdict, walked: Verdict, alt: list[Part]) -> Verdict:
+        """The engine's verdict on the whole, the walk's, and the engine's on each
+        alternative part: a signature first, then a policy hit, then unchecked."""
+        if isinstance(engine, Infected):
+            return engine
+        if isinstance(walked, Infected):
+            return walked
+        first_unchecked = engine if isinstance(engine, Unchecked) else None
+        for part in alt:
+            verdict = self.engine.scan_bytes(part.data, part.where)
+            if isinstance(verdict, Infected):
+                return verdict
+            if isinstance(verdict, Unchecked):
+                first_unchecked = first_unchecked or verdict
+        if isinstance(walked, Unchecked):
+            first_unchecked = first_unchecked or walked
         return first_unchecked or CLEAN
 
     def _check(self, part: Part, raw: bytes) -> Infected | None:
@@ -263,10 +278,10 @@ class Scanner:
             # meanwhile, then take its verdict (a signature beats a policy hit).
             finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
             data = read_fd(fd, limit)
-            policy: Verdict = (Unchecked(Reason.TOO_LARGE, f">{limit}") if data is None
-                               else self._policy_only(data, name))
-            verdict = finish()
-            return verdict if not isinstance(verdict, Clean) else policy
+            walked: tuple[Verdict, list[Part]] = (
+                (Unchecked(Reason.TOO_LARGE, f">{limit}"), []) if data is None
+                else self._policy_only(data, name))
+            return self._fold(finish(), *walked)
         except OSError as exc:
             return _os_unchecked(exc, real)
         finally:
