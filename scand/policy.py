@@ -43,11 +43,15 @@ def _clean_name(name: str) -> str:
 
 
 def _name_variants(name: str) -> list[str]:
-    """The name, cut at its first control character, and with them removed."""
+    """The name; cut at its first control character, and with them removed; and
+    without an NTFS stream suffix."""
     out = [name]
     if _CONTROL.search(name):
         out.append(_CONTROL.split(name, 1)[0])
         out.append(_CONTROL.sub("", name))
+    base = re.split(r"[\\/]", name)[-1]
+    if ":" in base:  # an NTFS stream ("evil.exe::$DATA", "a.exe:x") opens the file
+        out.append(base.split(":", 1)[0])
     return out
 
 

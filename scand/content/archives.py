@@ -27,9 +27,13 @@ from scand.events import Reason, Unchecked
 # In a names-only walk, members with these suffixes are still opened: they may
 # hold further names.
 CONTAINER_SUFFIXES = (".zip", ".jar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz", ".tar",
-                      ".eml", ".msg", ".mbox")
-# Bytes read from a member to sniff whether it is itself a container.
-SNIFF = 512
+                      ".eml", ".msg", ".mbox", ".iso", ".img", ".exe", ".dat", ".hqx")
+# Bytes read from a member to sniff whether it is itself a container (an ISO 9660
+# volume descriptor starts at 32 KiB).
+SNIFF = 34 * 1024
+# Zip methods ClamAV 1.4 decodes (stored, deflate, deflate64, implode); members in
+# others (bzip2, lzma, ...) are decoded here and handed to it as parts.
+ENGINE_ZIP_METHODS = (0, 1, 6, 8, 9)
 
 Opened = Iterator[Member | Encrypted | Unchecked]
 Opener = Callable[[bytes, tuple[str, ...], Budget, bool, str], Opened]
@@ -117,7 +121,7 @@ def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
         if info.is_dir():
             continue
         assert archive is not None
-        yield from _central_member(archive, info, entry, budget, names_only, where)
+        yield from _central_member(archive, data, info, entry, budget, names_only, where)
     for entry in local.values():
         if any(lo <= entry.offset < hi for lo, hi in covered):
             continue  # covered, or "PK\3\4" inside a covered member's data
@@ -139,7 +143,7 @@ def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
         yield Unchecked(Reason.UNREADABLE, f"corrupt zip at {where}")
 
 
-def _central_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+def _central_member(archive: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo,
                     entry: zipscan.LocalEntry | None, budget: Budget, names_only: bool,
                     where: str) -> Opened:
     label = f"{where}>zip:{info.filename}"
@@ -157,7 +161,9 @@ def _central_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
             yield Unchecked(Reason.TOO_LARGE, f"zip member {label}: {declared}>{limit}, "
                             "the engine would scan a prefix only")
             return
-    alt = entry is not None and entry.zip64 and names_only  # the engine skips these
+    # The engine skips zip64-local members and methods it cannot decode: ours to read.
+    alt = names_only and ((entry is not None and entry.zip64)
+                          or info.compress_type not in ENGINE_ZIP_METHODS)
     try:
         with archive.open(info) as stream:
             if names_only and not alt and not info.filename.lower().endswith(
@@ -173,8 +179,16 @@ def _central_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
         raise
     except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError,
             zlib.error, lzma.LZMAError, RuntimeError, struct.error) as exc:
-        yield Unchecked(Reason.UNREADABLE, f"corrupt zip member {label}: {exc}")
-        return
+        # The stdlib refuses a member whose local name differs from the central
+        # one; readers that trust the local header open it. So do we.
+        try:
+            if entry is None or not zipscan.plausible(entry):
+                raise zipscan.BadMember(str(exc)) from exc
+            body = zipscan.read_local(data, entry, budget, label)
+        except zipscan.BadMember:
+            yield Unchecked(Reason.UNREADABLE, f"corrupt zip member {label}: {exc}")
+            return
+        alt = True
     if names_only and limit is not None and len(body) > limit:
         yield Unchecked(Reason.TOO_LARGE, f"zip member {label}: {len(body)}>{limit}")
         return
@@ -203,9 +217,24 @@ def open_tar(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
                 yield Unchecked(Reason.UNREADABLE, f"corrupt tar member {info.name}: {exc}")
                 continue
             budget.grow(len(body))
-            yield Member(info.name, body)
+            yield Member(info.name, body, names=_tar_names(data, info))
             if len(body) < info.size:
                 yield Unchecked(Reason.UNREADABLE, f"truncated tar member {info.name}")
+
+
+def _tar_names(data: bytes, info: tarfile.TarInfo) -> tuple[str, ...]:
+    """The member's name, and the plain ustar name its pax or GNU long-name header
+    overrode (readers without pax support show that one)."""
+    names = [info.name]
+    header = data[info.offset_data - 512 : info.offset_data]
+    if len(header) == 512:
+        raw = header[:100].split(b"\x00", 1)[0]
+        prefix = header[345:500].split(b"\x00", 1)[0] if header[257:262] == b"ustar" else b""
+        for cand in (raw, prefix + b"/" + raw if prefix else b""):
+            text = cand.decode("utf-8", "replace")
+            if text and text not in names:
+                names.append(text)
+    return tuple(names)
 
 
 def _stream_name(names: tuple[str, ...], suffixes: tuple[str, ...]) -> str:

@@ -17,6 +17,7 @@ Nothing here raises for bad input; undecodable pieces are skipped.
 from __future__ import annotations
 
 import binascii
+import html
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
 _B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
 _PAD_RUN = re.compile(rb"=+")
 _QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
-_UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+?)\r?$")
+_UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{1,4} ([^\r\n]+?)\r?$")
 _UU_END = re.compile(rb"(?m)^end\r?$")
 _Y_BEGIN = re.compile(rb"(?m)^=ybegin (.*?)\r?$")
 _Y_NAME = re.compile(rb"name=(.*)$")
@@ -48,11 +49,12 @@ def base64_readings(body: bytes) -> list[bytes]:
     except (binascii.Error, ValueError):
         first = b""
     out = [first]
-    compact = _B64_JUNK.sub(b"", body)
-    if b"=" not in compact.rstrip(b"="):
-        if not first and compact:
+    pad = body.find(b"=")
+    if pad < 0 or not body[pad:].strip(b"= \t\r\n"):  # no pad before the end: one reading
+        if not first and body.strip():
             out.append(_b64_lines(body))
         return [o for o in out if o] or [b""]
+    compact = _B64_JUNK.sub(b"", body)
     # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
     pieces = [p for p in _PAD_RUN.split(compact) if p]
     out.append(b"".join(_b64(p) for p in pieces))
@@ -100,7 +102,16 @@ def _unique(items: list[bytes]) -> list[bytes]:
 # -- uuencode -------------------------------------------------------------------
 
 def has_uuencode(data: bytes) -> bool:
-    return b"begin " in data and _UU_BEGIN.search(data) is not None
+    """A ``begin`` line: found with bytes.find (a multi-line regex over a big text
+    costs more than the rest of the walk)."""
+    pos = 0 if data.startswith(b"begin") else data.find(b"\nbegin")
+    while pos >= 0:
+        line_end = data.find(b"\n", pos + 1)
+        if _UU_BEGIN.match(data, pos + (data[pos:pos + 1] == b"\n"),
+                           len(data) if line_end < 0 else line_end):
+            return True
+        pos = data.find(b"\nbegin", pos + 1)
+    return False
 
 
 def _uu_line(line: bytes) -> bytes:
@@ -171,15 +182,36 @@ _HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
 _HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
 
 
+_HQX_LINE = re.compile(rb":[!-\-0-689@A-NP-VX-[`a-fh-mpqr]{40,}\r?$")
+
+
+def _hqx_start(data: bytes) -> int:
+    """Where a BinHex 4.0 text starts: its banner, or a ``:`` line of BinHex
+    alphabet (some encoders leave the banner out), or -1."""
+    banner = data.find(_BINHEX)
+    if banner >= 0:
+        return banner
+    pos = 0 if data.startswith(b":") else data.find(b"\n:")
+    while pos >= 0:
+        start = pos + (data[pos:pos + 1] == b"\n")
+        end = data.find(b"\n", start)
+        if _HQX_LINE.match(data, start, len(data) if end < 0 else end):
+            return start
+        pos = data.find(b"\n:", start)
+    return -1
+
+
 def has_binhex(data: bytes) -> bool:
-    return _BINHEX in data
+    return _hqx_start(data) >= 0
 
 
 def binhex_file(data: bytes) -> tuple[str, list[bytes]] | None:
     """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None."""
-    start = data.find(_BINHEX)
-    colon = data.find(b":", data.find(b"\n", start) if start >= 0 else 0)
-    if start < 0 or colon < 0:
+    start = _hqx_start(data)
+    if start < 0:
+        return None
+    colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start) else start)
+    if colon < 0:
         return None
     end = data.find(b":", colon + 1)
     text = data[colon + 1 : end if end > 0 else len(data)]
@@ -228,13 +260,22 @@ def _unrle90(raw: bytes | bytearray) -> bytearray:
 
 # -- data: URIs (HTML smuggling) ---------------------------------------------------------
 
+_DATA_WORD = re.compile(rb"(?i)data(?::|&#0*58;?|&#x0*3a;?|&colon;)")
+
+
 def has_data_uri(data: bytes) -> bool:
-    return b"data:" in data or b"DATA:" in data
+    # Cheap substring tests first: this runs over every decoded text and binary.
+    if b"ata:" not in data and b"ATA:" not in data and b"&" not in data:
+        return False
+    return _DATA_WORD.search(data) is not None
 
 
 def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
     """(name, declared type, bytes) for each ``data:`` URI; the name from a nearby
-    ``download=`` attribute when there is one."""
+    ``download=`` attribute when there is one. HTML character references
+    (``data&#58;``) are resolved first, as a browser does."""
+    if b"&" in data:
+        data = html.unescape(data.decode("latin-1")).encode("latin-1", "replace")
     for m in _DATA_URI.finditer(data):
         payload = re.sub(rb"\s+", b"", m.group(4))
         if len(payload) < MIN_DATA_URI:

@@ -175,4 +175,5 @@ def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only:
     name, forks = found
     for body in forks:
         budget.grow(len(body))
-        yield Member(name or "binhex", body)
+        # ClamAV reads BinHex only at offset 0: hand it the decoded forks as parts.
+        yield Member(name or "binhex", body, alt=True)

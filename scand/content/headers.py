@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 _FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)([ \t]*):(.*)$", re.S)
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 # key=value anywhere in a header value: quoted (possibly unclosed) or a token.
 _PARAM = re.compile(
     r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
@@ -137,7 +138,20 @@ def _ends(head: bytes) -> list[int]:
 
 
 def readings(data: bytes) -> list[Reading]:
-    """Every (headers, body) reading of a message or MIME part, most standard first."""
+    """Every (headers, body) reading of a message or MIME part, most standard first.
+
+    Bare CR line ends (old Macs, and worms) are line ends to some readers: then
+    the same entity with CR as LF is read as well."""
+    out = _readings(data)
+    blank = data.find(b"\n\n", 0, MAX_HEADER_BLOCK)
+    if _BARE_CR.search(data, 0, blank if blank >= 0 else MAX_HEADER_BLOCK):
+        for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
+            reading.headers.odd = True
+            out.append(reading)
+    return out
+
+
+def _readings(data: bytes) -> list[Reading]:
     if data.startswith(b"From "):
         data = data.split(b"\n", 1)[1] if b"\n" in data else b""
     if data.startswith((b"\n", b"\r\n")):
@@ -147,15 +161,12 @@ def readings(data: bytes) -> list[Reading]:
         return [Reading(Headers(), data)]
     standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
     out = [Reading(parse_block(data[: standard[0]]), data[standard[1]:])]
-    bodies = {out[0].body}
     for end in _ends(data[: standard[0]]):
-        body = _skip_one_line(data[end:])
-        if end >= standard[0] - 1 or body in bodies:
+        if end >= standard[0] - 1:
             continue
-        bodies.add(body)
         headers = parse_block(data[:end])
         headers.odd = True
-        out.append(Reading(headers, body))
+        out.append(Reading(headers, _skip_one_line(data[end:])))
     if len(out) > 1:
         out[0].headers.odd = True
     return out
@@ -181,7 +192,7 @@ def _charset_decode(raw: bytes, charset: str) -> str:
             return raw.decode("latin-1")
 
 
-def _word(m: re.Match[str]) -> str:
+def _word(m: re.Match[str], bad: str | None) -> str:
     charset, enc, text = m.group(1).split("*", 1)[0], m.group(2).lower(), m.group(3)
     try:
         if enc == "b":
@@ -189,15 +200,19 @@ def _word(m: re.Match[str]) -> str:
         else:
             raw = binascii.a2b_qp(text.replace("_", " ").encode("latin-1", "replace"))
     except (binascii.Error, ValueError):
-        return m.group(0)
+        return m.group(0) if bad is None else bad
     return _charset_decode(raw, charset)
 
 
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words -> text, anywhere in ``value``; never raises."""
+def decode_words(value: str, *, drop_bad: bool = False) -> str:
+    """RFC 2047 encoded words -> text, anywhere in ``value``; never raises.
+
+    A word that does not decode is kept as it is, or with ``drop_bad`` left out
+    (what a client that shows the rest of the name does)."""
     if "=?" not in value:
         return value
-    return _WORD.sub(_word, _WORD_GAP.sub(r"\1\2", value))
+    bad = "" if drop_bad else None
+    return _WORD.sub(lambda m: _word(m, bad), _WORD_GAP.sub(r"\1\2", value))
 
 
 def _utf8(value: str) -> str:
@@ -308,7 +323,8 @@ def names(h: Headers) -> list[str]:
         raws += [v.strip().strip('"') for v in h.all(header)]
     out: list[str] = []
     for raw in raws:
-        for cand in (decode_words(_utf8(raw)), _utf8(raw), raw):
+        text = _utf8(raw)
+        for cand in (decode_words(text), decode_words(text, drop_bad=True), text, raw):
             cand = cand.strip()
             if cand and cand not in out:
                 out.append(cand)

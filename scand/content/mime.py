@@ -31,30 +31,28 @@ _GUESS = re.compile(rb"(?m)^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$")
 MAX_GUESSES = 4
 
 
-def _delimiters(body: bytes, mark: bytes, prefix: bool) -> list[tuple[int, int]]:
-    """(line start, line end) of each delimiter line for ``mark`` ("--" + boundary).
-
-    ``prefix``: also lines that merely start with the mark (older readers)."""
-    found: list[tuple[int, int]] = []
+def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
+    """(line start, line end, exact) of each line that starts with ``mark``
+    ("--" + boundary). ``exact``: a delimiter to RFC 2046 (only dashes and
+    whitespace may follow); the others are delimiters to prefix-matching readers."""
+    found: list[tuple[int, int, bool]] = []
     pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
     while pos >= 0:
         line_start = pos if body.startswith(mark, pos) else pos + 1
         after = line_start + len(mark)
         line_end = body.find(b"\n", after)
         end = len(body) if line_end < 0 else line_end
-        rest = body[after:end]
-        if prefix or not rest.lstrip(b"-").strip():
-            found.append((line_start, end))
+        found.append((line_start, end, not body[after:end].lstrip(b"-").strip()))
         pos = body.find(b"\n" + mark, after)
     return found
 
 
-def _cut(body: bytes, delims: list[tuple[int, int]]) -> list[bytes]:
+def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[bytes]:
     parts = []
-    for (_, end), (nxt, _) in itertools.pairwise(delims):
+    for (_, end, _x), (nxt, _e, _y) in itertools.pairwise(delims):
         parts.append(body[end + 1 : nxt].rstrip(b"\r\n"))
     if delims:
-        last_start, last_end = delims[-1]
+        last_start, last_end, _ = delims[-1]
         closing = body[last_start:last_end].rstrip().endswith(b"--")
         tail = body[last_end + 1 :]
         if not closing and tail.strip():
@@ -65,10 +63,9 @@ def _cut(body: bytes, delims: list[tuple[int, int]]) -> list[bytes]:
 def split_by(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
     """Parts of ``body`` at ``boundary``'s delimiter lines (union of the exact and
     the prefix readings), and whether the readings disagreed."""
-    mark = b"--" + boundary
-    exact = _delimiters(body, mark, False)
+    loose = _delimiters(body, b"--" + boundary)
+    exact = [d for d in loose if d[2]]
     parts = _cut(body, exact)
-    loose = _delimiters(body, mark, True)
     odd = False
     if len(loose) != len(exact):
         odd = True

@@ -40,8 +40,9 @@ from scand.content import archives, decoders, headers, mime
 from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part
 from scand.events import Reason, Unchecked
 
-# Encoded bytes decoded to sniff a part's type in a names-only walk.
-SNIFF_ENCODED = 1024
+# Encoded bytes decoded to sniff a part's type in a names-only walk: enough for
+# an ISO 9660 image's volume descriptor at 32 KiB.
+SNIFF_ENCODED = 48 * 1024
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*\r?\n")
 _KNOWN_HEADERS = re.compile(
@@ -49,13 +50,24 @@ _KNOWN_HEADERS = re.compile(
     rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
     rb"x-[\w-]+)[ \t]*:")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
-# Names-only walk: leaves of these types are decoded in full (data: URIs hide there).
-_DECODE_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml")
+# Leading bytes looked at to tell text (no NUL) from binary.
+TEXT_SNIFF = 1024
+# Parts a browser renders: data: URIs (HTML smuggling) are looked for in these.
+HTML_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/html")
+HTML_SUFFIXES = (".htm", ".html", ".xhtml", ".shtml", ".svg", ".mht", ".mhtml", ".hta")
+_HTML_SNIFF = re.compile(rb"(?i)<(?:!doctype html|html|svg|body|script|a\s|iframe)")
+
+
+def is_html(data: bytes, names: tuple[str, ...], mime_type: str) -> bool:
+    """A part a browser would render: by declared type, by name, or by its start."""
+    return (mime_type in HTML_TYPES
+            or any(n.lower().rstrip(". ").endswith(HTML_SUFFIXES) for n in names)
+            or _HTML_SNIFF.search(data, 0, 1024) is not None)
 
 
 def looks_like_message(data: bytes) -> bool:
     """An RFC 5322 message (or one mbox entry): header lines first, known names."""
-    head = data[:8192]
+    head = data[:8192].replace(b"\r", b"\n")  # bare CR line ends count as line ends
     if head.startswith(b"From "):
         head = head.split(b"\n", 1)[1] if b"\n" in head else b""
     return bool(_HEADER_LINE.match(head)) and bool(_KNOWN_HEADERS.search(head))
@@ -108,7 +120,8 @@ class _Walker:
         elif looks_like_message(data):
             yield from self.message(data, depth, where, alt)
         else:
-            yield from self.text_blocks(data, depth, where, alt)
+            yield from self.text_blocks(data, depth, where, alt,
+                                        is_html(data, names, mime_type))
 
     def message(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
@@ -127,8 +140,8 @@ class _Walker:
         parts, odd, _ = mime.split(h, body, multipart)
         for raw in parts:
             self.budget.part()  # counted even when already parsed: a bomb is a bomb
-            if not self._first(self.entities, raw):
-                continue
+            if (alt or odd) and not self._first(self.entities, raw):
+                continue  # the same raw part from another reading: parsed already
             for reading in headers.readings(raw):
                 yield from self.entity(reading.headers, reading.body, depth, where,
                                        alt or odd or reading.headers.odd)
@@ -158,11 +171,17 @@ class _Walker:
 
     def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
              depth: int, label: str, alt: bool) -> Iterator[Item]:
-        if not self.keep and not alt and ctype not in _DECODE_TYPES:
+        if not self.keep and not alt and not is_html(b"", names, ctype):
             # Names-only walk: decode just enough to tell whether this part can hold
             # further names (a container, or encoded blocks in text).
             readings, odd = mime.leaf_readings(h, body[:SNIFF_ENCODED])
-            if not odd and archives.sniff(readings[0]) is None and not _has_blocks(body):
+            head = readings[0]
+            encoded = "base64" in headers.transfer_encodings(h)  # no visible blocks then
+            if (not odd and archives.sniff(head) is None and not head.startswith(b"MZ")
+                    and not (_is_text(head, ctype) and (
+                        encoded or "quoted-printable" in headers.transfer_encodings(h)))
+                    and (encoded or not _has_blocks(body))
+                    and not is_html(head, (), "")):
                 self.budget.part()
                 if names or ctype:
                     yield Part(b"", names, ctype, depth + 1, label, False)
@@ -172,13 +191,16 @@ class _Walker:
             self.budget.grow(len(decoded))
             yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd)
 
-    def text_blocks(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
-        """Encoded files inside a text: uuencode, yEnc, BinHex, data: URIs."""
+    def text_blocks(self, data: bytes, depth: int, where: str, alt: bool,
+                    html: bool) -> Iterator[Item]:
+        """Encoded files inside a text: uuencode, yEnc, BinHex; data: URIs in HTML."""
+        if b"\x00" in data[:TEXT_SNIFF]:
+            return  # binary: mail clients look for these blocks in text only
         if decoders.has_uuencode(data):
             for uname, decoded in decoders.uudecode_blocks(data):
                 self.budget.grow(len(decoded))
                 yield from self.bytes_(decoded, (uname,), "", depth + 1,
-                                       f"{where}>uu:{uname}", False, alt)
+                                       f"{where}>uu:{uname}", False, True)
         if decoders.has_yenc(data):
             for yname, decoded in decoders.yenc_blocks(data):
                 self.budget.grow(len(decoded))
@@ -193,7 +215,7 @@ class _Walker:
                     self.budget.grow(len(fork))
                     yield from self.bytes_(fork, (found[0],), "", depth + 1,
                                            f"{where}>binhex:{found[0]}", False, True)
-        if decoders.has_data_uri(data):
+        if html and decoders.has_data_uri(data):
             for dname, dtype, decoded in decoders.data_uris(data):
                 self.budget.grow(len(decoded))
                 yield from self.bytes_(decoded, (dname,) if dname else (), dtype, depth + 1,
@@ -216,6 +238,11 @@ class _Walker:
                                    alt or member.alt)
 
 
+def _is_text(head: bytes, ctype: str) -> bool:
+    """A text a reader may find encoded files in (uuencode, yEnc, BinHex)."""
+    return ctype.startswith("text/") or (not ctype and b"\x00" not in head[:TEXT_SNIFF])
+
+
 def _has_blocks(body: bytes) -> bool:
     return (decoders.has_uuencode(body) or decoders.has_yenc(body)
-            or decoders.has_binhex(body) or decoders.has_data_uri(body))
+            or decoders.has_binhex(body))

@@ -53,7 +53,7 @@ class LocalEntry:
 def has_zip(data: bytes) -> bool:
     """A zip anywhere: a local header at 0, or an end record near the end."""
     return data.startswith(LOCAL) or data.startswith(EOCD) or (
-        EOCD in data[-EOCD_WINDOW:] and LOCAL in data)
+        data.find(EOCD, max(0, len(data) - EOCD_WINDOW)) >= 0 and LOCAL in data)
 
 
 def extra_names(extra: bytes) -> list[str]:
