@@ -105,6 +105,7 @@ def test_grammar_sessions(fuzz_daemon: tuple[Daemon, Path], data: st.DataObject,
     assert len(lines) == want, (payload[:200], lines)
     assert all(line.endswith(b"\n") and line.startswith(REPLY_STARTS) for line in lines)
     assert all(b"\x00" not in line and b"\r" not in line for line in lines)
+    assert not any(line.startswith(b"-1:internal") for line in lines), lines
     if ending:
         assert lines[-1].startswith((b"-1:protocol", b"-1:too-large"))
 
@@ -117,5 +118,6 @@ def test_random_bytes_never_crash(fuzz_daemon: tuple[Daemon, Path], payload: byt
     daemon, _ = fuzz_daemon
     lines = exchange(daemon, payload, cuts)
     assert all(line.startswith(REPLY_STARTS) for line in lines if line.endswith(b"\n"))
+    assert not any(line.startswith(b"-1:internal") for line in lines), lines
     assert daemon.proc.poll() is None
     assert daemon.ask(b"PING\n") == b"PONG\n"
