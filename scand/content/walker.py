@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from scand.config import ContentConfig
 from scand.content import archives, decoders, headers, mime
@@ -50,6 +51,8 @@ _KNOWN_HEADERS = re.compile(
     rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
     rb"x-[\w-]+)[ \t]*:")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
+# message/partial fragments reassembled per id, at most.
+MAX_FRAGMENTS = 100
 # Leading bytes looked at to tell text (no NUL) from binary.
 TEXT_SNIFF = 1024
 # Parts a browser renders: data: URIs (HTML smuggling) are looked for in these.
@@ -83,10 +86,21 @@ def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = Tru
     try:
         yield from walker.bytes_(data, (name,) if name else (), "", 0, name or "input",
                                  False, False)
+        yield from walker.reassemble(0)
     except LimitHit as hit:
         yield hit.verdict
     except RecursionError:
         yield Unchecked(Reason.TOO_DEEP, "recursion limit")
+
+
+@dataclass
+class _Fragments:
+    """The message/partial fragments of one id seen so far."""
+
+    where: str
+    total: int = 0
+    bodies: dict[int, bytes] = field(default_factory=dict)
+    bad: bool = False
 
 
 class _Walker:
@@ -94,6 +108,8 @@ class _Walker:
         self.budget = budget
         self.keep = keep_data
         self.seen: set[tuple[int, int]] = set()  # decoded parts already walked
+        # message/partial fragments by id: number -> body, plus "total" and "where".
+        self.partials: dict[str, _Fragments] = {}
         self.entities: set[tuple[int, int]] = set()  # raw MIME entities already parsed
 
     def _first(self, seen: set[tuple[int, int]], data: bytes) -> bool:
@@ -157,7 +173,7 @@ class _Walker:
             return
         if "message/partial" in types:
             yield Part(b"", names, "message/partial", depth + 1, label, False, alt)
-            yield Unchecked(Reason.UNREADABLE, f"message/partial fragment at {where}")
+            self.partial(h, body, where)
             return
         if any(t in MESSAGE_TYPES for t in types):
             self.budget.depth(depth + 1, label)
@@ -168,6 +184,38 @@ class _Walker:
                 yield from self.message(decoded, depth + 1, label, alt or odd)
             return
         yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts))
+
+    def partial(self, h: headers.Headers, body: bytes, where: str) -> None:
+        """Keep a message/partial fragment for reassembly at the end of the walk."""
+        found: dict[str, list[str]] = {}
+        for value in h.all("content-type"):
+            for key, values in headers.params(value).items():
+                found.setdefault(key, []).extend(values)
+        ident = (found.get("id") or [""])[0]
+        try:
+            number = int((found.get("number") or ["0"])[0])
+            total = int((found.get("total") or ["0"])[0])
+        except ValueError:
+            number = total = 0
+        frags = self.partials.setdefault(ident, _Fragments(where))
+        frags.total = total or frags.total
+        if 0 < number <= MAX_FRAGMENTS:
+            frags.bodies.setdefault(number, body)
+        else:
+            frags.bad = True
+
+    def reassemble(self, depth: int) -> Iterator[Item]:
+        """RFC 2046 5.2.2: fragments with one id, all numbers 1..total present, are
+        one message; it is walked like any other. An incomplete set is unchecked."""
+        for ident, frags in self.partials.items():
+            wanted = range(1, frags.total + 1)
+            if frags.bad or not frags.total or any(n not in frags.bodies for n in wanted):
+                yield Unchecked(Reason.UNREADABLE,
+                                f"message/partial id={ident[:40]!r} incomplete at {frags.where}")
+                continue
+            whole = b"".join(frags.bodies[n] for n in wanted)
+            self.budget.grow(len(whole))
+            yield from self.message(whole, depth + 1, f"partial:{ident[:40]}", True)
 
     def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
              depth: int, label: str, alt: bool) -> Iterator[Item]:

@@ -1,0 +1,92 @@
+"""Unit tests of the walker's union rule that the evasion corpus does not pin alone:
+message/partial reassembly, the dedupe of readings, and what the names-only walk
+beside clamd hands to the engine."""
+
+from __future__ import annotations
+
+import base64
+
+from scand import config as cm
+from scand.config import Config
+from scand.content import Part, walk
+from scand.engines.builtin import EICAR, BuiltinEngine
+from scand.engines.signatures import HashDB
+from scand.events import Unchecked
+from scand.protocol import format_verdict
+from scand.scanning import Scanner
+
+NO_POLICY = cm.override(Config(), "policy", enabled=False)
+HEAD = b"From: a@example.org\nTo: b@example.net\nMIME-Version: 1.0\n"
+INNER = (b"From: x@example.org\nSubject: inner\nMIME-Version: 1.0\n"
+         b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n"
+         + base64.encodebytes(EICAR))
+
+
+def reply(message: bytes, config: Config = NO_POLICY) -> bytes:
+    return format_verdict(Scanner(BuiltinEngine(HashDB()), config).scan_stream(message).verdict)
+
+
+def fragments(*numbers: int, total: int = 2) -> bytes:
+    cut = [INNER[:70], INNER[70:]]
+    body = b"".join(
+        b'--Q\nContent-Type: message/partial; id="frag@example.org"; number=%d; total=%d\n\n'
+        % (n, total) + cut[n - 1] + b"\n" for n in numbers)
+    return HEAD + b"Content-Type: multipart/mixed; boundary=Q\n\n" + body + b"--Q--\n"
+
+
+def test_partial_fragments_are_reassembled_and_scanned() -> None:
+    assert reply(fragments(1, 2)) == b"1:Eicar-Test-Signature\n"
+    assert reply(fragments(2, 1)) == b"1:Eicar-Test-Signature\n"  # any order
+
+
+def test_an_incomplete_partial_set_is_never_clean() -> None:
+    assert reply(fragments(1)).startswith(b"-1:unreadable message/partial")
+    assert reply(fragments(1, 2, total=3)).startswith(b"-1:unreadable")
+
+
+def test_partial_is_banned_by_default() -> None:
+    assert reply(fragments(1, 2), Config()) == b"1:Banned.MimeType.message/partial\n"
+
+
+def test_a_second_reading_does_not_rescan_the_same_bytes() -> None:
+    """A bare CR in the header block makes a second reading (CR as a line end) that
+    decodes to the same attachment: its bytes are scanned once, its names met twice."""
+    msg = (HEAD + b"Subject: a\rb\nContent-Type: multipart/mixed; boundary=A\n\n"
+           b"--A\nContent-Type: application/octet-stream; name=a.bin\n"
+           b"Content-Transfer-Encoding: base64\n\n"
+           + base64.encodebytes(b"x" * 300).replace(b"\n", b"\r", 1) + b"--A--\n")
+    items = [i for i in walk(msg, "", Config().content) if isinstance(i, Part) and i.depth]
+    named = [i for i in items if i.names == ("a.bin",)]
+    assert len(named) == 2  # both readings: the name is met twice
+    assert [len(i.data) for i in named] == [300, 0]  # the bytes are scanned once
+
+
+def test_names_only_walk_hands_alternative_readings_to_the_engine() -> None:
+    """Beside clamd, a part reached only by a lenient reading (here: a header line
+    with a space before its colon hides the CTE from strict readers) keeps its bytes
+    and is marked alt; an ordinary attachment does not."""
+    odd = (HEAD + b"X-Mailer : x\nContent-Type: application/octet-stream\n"
+           b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(EICAR))
+    alt = [i for i in walk(odd, "", Config().content, keep_data=False)
+           if isinstance(i, Part) and i.alt and i.data]
+    assert any(EICAR in p.data for p in alt)
+    plain = (HEAD + b"Content-Type: application/octet-stream\n"
+             b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(EICAR))
+    parts = [i for i in walk(plain, "", Config().content, keep_data=False)
+             if isinstance(i, Part) and i.depth > 0]
+    assert parts and not any(p.alt or p.data for p in parts)
+
+
+def test_names_only_walk_flags_members_over_the_engine_limit() -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.txt", b"a" * 5000)
+    items = list(walk(buf.getvalue(), "x.zip", Config().content, keep_data=False,
+                      engine_max=4096))
+    assert any(isinstance(i, Unchecked) and i.reason == "too-large" for i in items)
+    items = list(walk(buf.getvalue(), "x.zip", Config().content, keep_data=False,
+                      engine_max=8192))
+    assert not any(isinstance(i, Unchecked) for i in items)
