@@ -32,8 +32,8 @@ from scand import config as configmod
 from scand.config import Config
 from scand.content import walk
 from scand.engines.builtin import EICAR, BuiltinEngine
-from scand.engines.clamd import ClamdEngine
-from scand.scanning import Scanner
+from scand.clamd.engine import ClamdEngine
+from scand.worker.scanner import Scanner
 from tests.content.corpus import banned_corpus, clean_corpus, with_attachment, zipped
 
 TESTFILES = Path("/usr/share/clamav-testfiles")

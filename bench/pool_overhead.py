@@ -31,7 +31,7 @@ from scand.engines.base import load_engine
 from scand.pool.pool import Pool
 from scand.pool.process import WorkerProcess
 from scand.pool.spawner import Spawner
-from scand.scanning import Scanner
+from scand.worker.scanner import Scanner
 
 
 def in_process(path: str, n: int) -> list[float]:

@@ -115,7 +115,7 @@ def start_clamd(workdir: Path, signatures: Path, ready_timeout: float = 180.0) -
     """clamd with the very clamd.conf scand writes for its managed clamd (same limits)."""
     from scand import config as configmod
     from scand.config import Config
-    from scand.managed_clamd import render_conf
+    from scand.clamd.supervisor import render_conf
 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)

@@ -16,9 +16,9 @@ import trio
 import scand
 from scand import config as configmod
 from scand import logs, privileges
+from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
-from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.server import Server, SocketPathError, bind_unix, fd_budget

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scand.engines.base import REGISTRY
+from scand.engines.registry import REGISTRY
 
 MiB = 1024 * 1024
 # Default workers per CPU with the clamd engine (its workers wait on clamd's threads).

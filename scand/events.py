@@ -68,19 +68,28 @@ def verdict_label(verdict: Verdict) -> str:
     return str(verdict.reason)
 
 
-def combine(verdicts: list[Verdict]) -> Verdict:
-    """Fold per-file verdicts into one, as PROTOCOL.md §3 rules for directories.
+class Fold:
+    """Verdicts of the pieces of one request -> the request's verdict (PROTOCOL.md §3).
 
-    The first infection wins; otherwise the first unchecked reason; only an
-    all-clean list (or an empty one: an empty directory) is clean.
+    The first infection ends it; otherwise the first unchecked reason; only
+    all-clean pieces (or none: an empty directory) are clean. :meth:`add`
+    returns True once the verdict is final, so callers can stop early.
     """
-    unchecked: Unchecked | None = None
-    for v in verdicts:
-        if isinstance(v, Infected):
-            return v
-        if isinstance(v, Unchecked) and unchecked is None:
-            unchecked = v
-    return unchecked if unchecked is not None else CLEAN
+
+    def __init__(self) -> None:
+        self._infected: Infected | None = None
+        self._unchecked: Unchecked | None = None
+
+    def add(self, verdict: Verdict) -> bool:
+        if isinstance(verdict, Infected):
+            self._infected = self._infected or verdict
+        elif isinstance(verdict, Unchecked) and self._unchecked is None:
+            self._unchecked = verdict
+        return self._infected is not None
+
+    @property
+    def verdict(self) -> Verdict:
+        return self._infected or self._unchecked or CLEAN
 
 
 # --- protocol events (client -> daemon) ------------------------------------

@@ -14,6 +14,7 @@ import structlog
 import trio
 
 import scand
+from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError
 from scand.events import (
@@ -27,7 +28,6 @@ from scand.events import (
     Unchecked,
     verdict_label,
 )
-from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool, Result
 from scand.protocol import format_bad_request, format_line, format_verdict
 from scand.stats import Stats

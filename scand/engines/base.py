@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scand.engines.registry import REGISTRY
 from scand.events import Reason, Unchecked, Verdict
 
 if TYPE_CHECKING:
@@ -124,12 +125,6 @@ class Engine(abc.ABC):
         """Release resources; called when the worker exits."""
 
 
-# Name -> "module:Class"; imported on first use so workers load only what they run.
-REGISTRY: dict[str, str] = {
-    "builtin": "scand.engines.builtin:BuiltinEngine",
-    "chaos": "scand.engines.chaos:ChaosEngine",
-    "clamd": "scand.engines.clamd:ClamdEngine",
-}
 
 
 def engine_class(name: str) -> type[Engine]:

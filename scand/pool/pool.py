@@ -34,7 +34,7 @@ from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.process import WorkerGone, WorkerProcess
 from scand.pool.spawner import Spawner
-from scand.pool.wire import Done, Job, Ready
+from scand.worker.wire import Done, Job, Ready
 
 log = structlog.get_logger("scand.pool")
 

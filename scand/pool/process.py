@@ -18,7 +18,7 @@ import trio
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.pool.spawner import Spawner, WorkerHandle
-from scand.pool.wire import Decoder, Done, Job, Ready, pack
+from scand.worker.wire import Decoder, Done, Job, Ready, pack
 
 # How long a worker may take to load its engine before it counts as broken.
 # Generous: a large hash set takes a while to parse on a busy 2-core host.

@@ -1,4 +1,4 @@
-"""Daemon side of the zygote (:mod:`scand.pool.zygote`): ask it to fork workers.
+"""Daemon side of the zygote (:mod:`scand.worker.zygote`): ask it to fork workers.
 
 A worker forked by the zygote is not the daemon's child, so it is watched and
 signalled through a pidfd: immune to pid reuse, and readable once it exits.
@@ -97,7 +97,7 @@ class Spawner:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "scand.pool.zygote"],
+                [sys.executable, "-m", "scand.worker.zygote"],
                 stdin=child.fileno(), stdout=subprocess.DEVNULL, env=child_env(),
             )
         finally:

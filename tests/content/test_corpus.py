@@ -14,7 +14,7 @@ from scand.config import Config
 from scand.engines.builtin import BuiltinEngine
 from scand.engines.signatures import HashDB
 from scand.protocol import format_verdict
-from scand.scanning import Scanner
+from scand.worker.scanner import Scanner
 from tests.content.corpus import banned_corpus, clean_corpus
 
 SCANNER = Scanner(BuiltinEngine(HashDB()), Config())

@@ -45,7 +45,7 @@ from scand.engines.builtin import BuiltinEngine
 from scand.engines.signatures import HashDB
 from scand.policy import Policy
 from scand.protocol import format_verdict
-from scand.scanning import Scanner
+from scand.worker.scanner import Scanner
 from tests.conftest import Daemon, SophieClient, launch
 from tests.content.evasion_cases import EICAR, MZ, qp, uu
 

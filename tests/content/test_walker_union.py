@@ -13,7 +13,7 @@ from scand.engines.builtin import EICAR, BuiltinEngine
 from scand.engines.signatures import HashDB
 from scand.events import Unchecked
 from scand.protocol import format_verdict
-from scand.scanning import Scanner
+from scand.worker.scanner import Scanner
 
 NO_POLICY = cm.override(Config(), "policy", enabled=False)
 HEAD = b"From: a@example.org\nTo: b@example.net\nMIME-Version: 1.0\n"

@@ -271,7 +271,7 @@ def test_deadline_against_black_hole(scand_daemon: DaemonFactory, short_tmp: Pat
 
 
 def test_clamd_reply_mapping() -> None:
-    from scand.engines.clamd import verdict_from_reply
+    from scand.clamd.engine import verdict_from_reply
     from scand.events import Clean, Infected, Reason, Unchecked
 
     assert verdict_from_reply("stream: OK") == Clean()

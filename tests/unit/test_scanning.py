@@ -12,7 +12,8 @@ from scand.config import Config
 from scand.engines.builtin import BuiltinEngine
 from scand.engines.signatures import HashDB
 from scand.events import CLEAN, Infected, Reason, Unchecked
-from scand.scanning import Scanner, within_roots
+from scand.worker.paths import within_roots
+from scand.worker.scanner import Scanner
 from tests.conftest import EICAR
 
 

@@ -39,7 +39,8 @@ from scand import privileges
 from scand.config import Config
 from scand.engines import base as engine_base
 from scand.engines.base import Engine, EngineError
-from scand.pool import child
+from scand.engines.registry import REGISTRY
+from scand.worker import child
 
 # One request or reply is a pickled Config at most: far below this.
 MAX_PACKET = 1 << 20
@@ -50,7 +51,7 @@ KEEP_GENERATIONS = 2
 
 def preload() -> None:
     """Import every engine now, while the code is still readable: workers import nothing."""
-    for name in engine_base.REGISTRY:
+    for name in REGISTRY:
         try:
             engine_base.engine_class(name)
         except ImportError as exc:  # e.g. pyclamd missing: that engine fails at load

@@ -1,11 +1,15 @@
 """The worker process: load an engine once, then scan jobs one at a time.
 
-Started by the daemon as ``python -m scand.pool.child``. It speaks length-
-prefixed pickles (:mod:`scand.pool.wire`) on stdin/stdout; everything else a
-library prints goes to stderr, so a stray ``print`` cannot corrupt a reply.
+Forked by the zygote (:mod:`scand.worker.zygote`), which hands it its job and
+result pipes; ``python -m scand.worker.child`` runs one stand-alone on
+stdin/stdout (for debugging and tests). It speaks length-prefixed pickles
+(:mod:`scand.worker.wire`); everything else a library prints goes to stderr, so
+a stray ``print`` cannot corrupt a reply.
 
-This module must never import trio (a test proves it): a worker is a plain,
-synchronous process that the daemon can kill at any moment.
+This module must never import trio or anything daemon-side: a worker is a
+plain, synchronous process that the daemon can kill at any moment. Each
+worker reports what it holds of :data:`scand.worker.DAEMON_SIDE` in its
+``Ready`` message, and a test asserts it holds none.
 
 The hard memory cap is enforced here with RLIMIT_AS, set afresh before each
 job to "current address space + cap", so it bounds what one request may
@@ -27,8 +31,9 @@ import traceback
 from scand.config import Config
 from scand.engines.base import Engine, EngineError, load_engine
 from scand.events import Reason, Unchecked, Verdict
-from scand.pool.wire import HEADER, Done, FrameError, Job, Ready, pack
-from scand.scanning import Scanner, ScanOutcome
+from scand.worker import DAEMON_SIDE
+from scand.worker.scanner import Scanner, ScanOutcome
+from scand.worker.wire import HEADER, Done, FrameError, Job, Ready, pack
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PR_SET_PDEATHSIG = 1
@@ -125,6 +130,12 @@ def die_with_parent() -> None:
         pass
 
 
+def daemon_side_modules() -> tuple[str, ...]:
+    """The daemon-side modules this process holds (a worker must hold none)."""
+    return tuple(sorted(m for m in sys.modules
+                        if any(m == p or m.startswith(p + ".") for p in DAEMON_SIDE)))
+
+
 def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> int:
     """Report Ready on ``out``, then answer jobs from ``inp`` until EOF.
 
@@ -147,7 +158,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
             engine=info.name,
             signatures=info.signatures,
             detail=info.detail,
-            modules=tuple(m for m in ("trio", "structlog") if m in sys.modules),
+            modules=daemon_side_modules(),
             uid=os.getuid(),
         ),
     )
@@ -164,7 +175,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
 
 
 def main() -> int:
-    """Stand-alone worker (``python -m scand.pool.child``): config, then jobs, on stdin."""
+    """Stand-alone worker (``python -m scand.worker.child``): config, then jobs, on stdin."""
     # Replies go to a private copy of stdout; fd 1 becomes stderr for stray prints.
     out = os.dup(1)
     os.dup2(2, 1)

@@ -1,0 +1,177 @@
+"""One request, inside a worker: walk it, scan every part, apply the policy.
+
+Runs in the worker process (no trio). Which files a request may read, and
+how they are opened, is :mod:`scand.worker.paths`; how the verdicts of the
+pieces fold into one is :class:`scand.events.Fold`. Here: the content walk
+(every part to the engine, then the policy) for engines that want parts, and
+for engines that decode by themselves (clamd, libclamav) the names-only walk
+beside them, with the parts only a non-standard reading reaches handed to
+the engine as well.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from scand.config import Config
+from scand.content import Encrypted, Part, walk
+from scand.engines.base import Engine, Target, read_fd
+from scand.events import CLEAN, Clean, Fold, Infected, Reason, Unchecked, Verdict
+from scand.policy import Policy
+from scand.worker import paths
+from scand.worker.paths import os_unchecked, within_roots
+
+
+@dataclass
+class ScanOutcome:
+    """A verdict plus what it cost, for the canonical log line and STATS."""
+
+    verdict: Verdict
+    bytes: int = 0
+    files: int = 0
+
+
+class Scanner:
+    """Scans paths and streams with one engine under one config's limits."""
+
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self.engine = engine
+        self.config = config
+        self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+        self.policy = Policy(config.policy)
+
+    # -- entry points --------------------------------------------------------
+
+    def scan_path(self, path: str) -> ScanOutcome:
+        """Scan a file or a directory tree named by an absolute path."""
+        if not path.startswith("/"):
+            return ScanOutcome(Unchecked(Reason.PROTOCOL, "relative path"))
+        real = os.path.realpath(path)
+        if not within_roots(real, self.roots):
+            return ScanOutcome(Unchecked(Reason.NOT_ALLOWED, path))
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            return ScanOutcome(os_unchecked(exc, path))
+        outcome = ScanOutcome(CLEAN)
+        if stat.S_ISDIR(st.st_mode):
+            self._scan_tree(real, outcome)
+        else:
+            outcome.verdict = self._scan_one(real, st, outcome)
+        return outcome
+
+    def scan_stream(self, data: bytes) -> ScanOutcome:
+        """Scan bytes a client sent with ``STREAM <n>``."""
+        if self.engine.wants_parts:
+            verdict = self._scan_content(data, "")
+        else:
+            verdict = self.engine.scan_bytes(data, "stream")
+            if isinstance(verdict, Clean):
+                verdict = self._fold(verdict, *self._policy_only(data, ""))
+        return ScanOutcome(verdict, bytes=len(data), files=1)
+
+    def _scan_content(self, data: bytes, name: str) -> Verdict:
+        """Walk the object; every part gets the signatures, then the policy."""
+        fold = Fold()
+        for item in walk(data, name, self.config.content):
+            if isinstance(item, Part):
+                verdict = self.engine.scan_bytes(item.data, item.where)
+                if isinstance(verdict, Clean):
+                    verdict = self._check(item, data) or CLEAN
+            else:
+                verdict = self._finding(item)
+            if fold.add(verdict):
+                break
+        return fold.verdict
+
+    def _policy_only(self, data: bytes, name: str) -> tuple[Verdict, list[Part]]:
+        """For engines that decode by themselves (clamd): a names-only walk for the policy
+        and for what the engine reads one way only.
+
+        It reads MIME headers and archive directories, and opens only members
+        that are containers themselves, so on ordinary mail it costs a fraction
+        of the scan. Members the engine would scan only in part, and anything
+        the walk could not decode (so no name was checked), are unchecked. Parts
+        that only a non-standard reading reaches (``alt``) are returned: the
+        caller hands them to the engine once the engine is free (:meth:`_fold`).
+        """
+        fold = Fold()
+        alt: list[Part] = []
+        for item in walk(data, name, self.config.content, keep_data=False,
+                         engine_max=self.engine.member_limit):
+            if isinstance(item, Part):
+                if item.alt and item.data and item.depth > 0:
+                    alt.append(item)
+                verdict: Verdict = self._check(item, data) or CLEAN
+            else:
+                verdict = self._finding(item)
+            if fold.add(verdict):
+                return fold.verdict, []
+        return fold.verdict, alt
+
+    def _fold(self, engine: Verdict, walked: Verdict, alt: list[Part]) -> Verdict:
+        """The engine's verdict on the whole, the walk's, and the engine's on each
+        alternative part: a signature first, then a policy hit, then unchecked."""
+        fold = Fold()
+        if fold.add(engine) or fold.add(walked if isinstance(walked, Infected) else CLEAN):
+            return fold.verdict
+        for part in alt:
+            if fold.add(self.engine.scan_bytes(part.data, part.where)):
+                return fold.verdict
+        fold.add(walked)
+        return fold.verdict
+
+    def _check(self, part: Part, raw: bytes) -> Infected | None:
+        if part.depth == 0:
+            raw_hit = self.policy.check_raw(raw)
+            if raw_hit is not None:
+                return raw_hit
+        return self.policy.check_part(part.names, part.mime, part.in_archive)
+
+    def _finding(self, item: Encrypted | Unchecked) -> Infected | Unchecked:
+        if isinstance(item, Unchecked):
+            return item
+        if self.config.content.encrypted == "banned":
+            return self.policy.check_encrypted(item.name)
+        return Unchecked(Reason.ENCRYPTED, item.where)
+
+    # -- internals -----------------------------------------------------------
+
+    def _scan_tree(self, top: str, outcome: ScanOutcome) -> None:
+        fold = Fold()
+        for item in paths.tree(top, self.roots, self.config.limits):
+            verdict = item if isinstance(item, Unchecked) else self._scan_one(*item, outcome)
+            if fold.add(verdict):
+                break
+        outcome.verdict = fold.verdict
+
+    def _scan_one(self, real: str, st: os.stat_result, outcome: ScanOutcome) -> Verdict:
+        """Open, verify and scan one file."""
+        limit = self.config.limits.max_file_size
+        opened = paths.open_checked(real, st, self.roots, limit)
+        if isinstance(opened, Unchecked):
+            return opened
+        fd, fst = opened
+        try:
+            outcome.bytes += fst.st_size
+            outcome.files += 1
+            name = os.path.basename(real)
+            if self.engine.wants_parts:
+                data = read_fd(fd, limit)
+                if data is None:
+                    return Unchecked(Reason.TOO_LARGE, f">{limit}")
+                return self._scan_content(data, name)
+            # The engine scans in its own process: start it, walk for the policy
+            # meanwhile, then take its verdict (a signature beats a policy hit).
+            finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
+            data = read_fd(fd, limit)
+            walked: tuple[Verdict, list[Part]] = (
+                (Unchecked(Reason.TOO_LARGE, f">{limit}"), []) if data is None
+                else self._policy_only(data, name))
+            return self._fold(finish(), *walked)
+        except OSError as exc:
+            return os_unchecked(exc, real)
+        finally:
+            os.close(fd)
