@@ -1,10 +1,9 @@
-"""trio glue: the Unix listener and one task per connection. It only moves bytes.
+"""trio glue: the Unix listener, the accept loop and the graceful drain.
 
-Per connection, a reader task keeps feeding the sans-IO parser (bounded
-read-ahead) and watches for the client vanishing; the main task answers
-requests strictly in order, one ``send()`` per reply. A client that closes
-while its scan runs cancels the scan and gets nothing written; a client that
-only half-closes (``shutdown(SHUT_WR)``) still gets its pending replies.
+Each accepted client is served by a :class:`~scand.connection.ClientConnection`
+(one task per connection). Here: the socket file (stale, live, mode, group),
+the descriptor budget, refusing connections over ``max_connections`` with
+``-1:busy``, surviving EMFILE with a reserve descriptor, and stopping.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import errno
 import grp
 import os
 import resource
-import select
 import socket as stdsocket
 import stat
 
@@ -22,31 +20,24 @@ import structlog
 import trio
 
 from scand.config import Config
-from scand.events import BadRequest, Reason
+from scand.connection import RECV_SIZE, ClientConnection, SocketTransport
+from scand.events import Reason
 from scand.privileges import Identity
-from scand.protocol import NEED_DATA, Closed, Connection, format_unchecked
+from scand.protocol import format_unchecked
 from scand.service import Service
 
 log = structlog.get_logger("scand.server")
 
-# Pipelined bytes buffered ahead of the request being answered. Past this the
-# reader stops reading (back-pressure), except to finish a STREAM body.
-READ_AHEAD = 64 * 1024
-RECV_SIZE = 64 * 1024
-# How often a connection whose read-ahead is full checks whether its peer hung up.
-HUP_POLL = 0.1
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 # Descriptors kept back from connections: listener, logs, signal pipe, reserve, spawns.
 FD_RESERVE = 32
 # Pipes per worker (stdin, stdout) plus one for a replacement being started.
 FDS_PER_WORKER = 4
-# How often a draining server checks whether its last connection has finished.
-DRAIN_POLL = 0.05
-# Draining: how often, and how long each time, to wait for a request already in flight.
-DRAIN_READ_TRIES = 5
-DRAIN_READ_PAUSE = 0.01
 # Pause after a failed accept() (EMFILE, ENFILE, ENOBUFS) before trying again.
 ACCEPT_BACKOFF = 0.05
+# accept() errors that mean "out of capacity": back off and retry. Any other
+# error is a bug or a broken listener and is raised (as trio.serve_listeners does).
+CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 class SocketPathError(RuntimeError):
@@ -123,129 +114,6 @@ def fd_budget(config: Config) -> tuple[int, int]:
     return soft, max(1, min(config.server.max_connections, soft - spare))
 
 
-def peer_gone(sock: trio.socket.SocketType) -> bool:
-    """True if the peer fully closed; False if it only shut down its write side."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLHUP)
-    return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
-
-
-class ClientConnection:
-    """One accepted client."""
-
-    def __init__(self, sock: trio.socket.SocketType, service: Service) -> None:
-        self.sock = sock
-        self.service = service
-        cfg = service.config
-        self.proto = Connection(max_stream=cfg.server.max_stream_bytes)
-        self._wake = trio.Event()
-        self._eof = False
-        self._waiting = False  # the main task needs bytes to make progress
-        self._request_started: float | None = None
-        self.draining = False
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader, nursery.cancel_scope)
-                await self._answer_loop()
-                nursery.cancel_scope.cancel()
-        finally:
-            self.sock.close()
-
-    async def _reader(self, scope: trio.CancelScope) -> None:
-        while True:
-            if self.proto.buffered >= READ_AHEAD and not self._waiting:
-                await trio.sleep(HUP_POLL)
-                if peer_gone(self.sock):
-                    scope.cancel()
-                    return
-                continue
-            try:
-                data = await self.sock.recv(RECV_SIZE)
-            except OSError:
-                data = b""
-            if not data:
-                if peer_gone(self.sock):
-                    scope.cancel()  # gone: cancel the running scan, write nothing
-                    return
-                self._eof = True
-            self.proto.receive_data(data)
-            self.wake()
-            if not data:
-                return
-
-    async def _wait_for_bytes(self) -> bool:
-        """Wait for more input; on timeout answer if mid-request. False = close."""
-        cfg = self.service.config.server
-        mid = self.proto.mid_request
-        if not mid:
-            self._request_started = None
-            deadline = trio.current_time() + cfg.idle_timeout
-        else:
-            # The request deadline runs from its first byte: a client dribbling
-            # one byte a second does not reset it.
-            if self._request_started is None:
-                self._request_started = trio.current_time()
-            deadline = self._request_started + cfg.request_timeout
-        self._waiting = True
-        try:
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
-                self._wake = trio.Event()
-                return not (self.draining and not self.proto.mid_request)
-        finally:
-            self._waiting = False
-        if mid:
-            await self._send(format_unchecked(Reason.TIMEOUT, "request not completed in time"))
-        return False
-
-    async def _answer_loop(self) -> None:
-        while True:
-            event = self.proto.next_event()
-            if event is NEED_DATA:
-                if self.draining:
-                    if await self._last_bytes():
-                        continue  # answer what the client sent just before the stop
-                    return
-                if not await self._wait_for_bytes():
-                    return
-                continue
-            if isinstance(event, Closed):
-                return
-            self._request_started = None
-            reply = await self.service.handle(event)
-            await self._send(reply)
-            if isinstance(event, BadRequest) and event.fatal:
-                return
-
-    async def _last_bytes(self) -> bool:
-        """While draining: let the reader take bytes already queued in the socket,
-        so a request sent just before the stop is answered, not dropped."""
-        for _ in range(DRAIN_READ_TRIES):
-            poller = select.poll()
-            poller.register(self.sock.fileno(), select.POLLIN)
-            if not poller.poll(0) or self._eof:
-                return False
-            before = self.proto.buffered
-            await trio.sleep(DRAIN_READ_PAUSE)
-            if self.proto.buffered != before:
-                return True
-        return False
-
-    async def _send(self, reply: bytes) -> None:
-        """One reply, one send() (PROTOCOL.md §3); the rest only if the kernel split it."""
-        try:
-            sent = await self.sock.send(reply)
-            while sent < len(reply):
-                sent += await self.sock.send(reply[sent:])
-        except OSError:
-            pass  # the client left; it gets nothing, as the protocol says
-
-
 class Server:
     """Accept loop plus graceful drain."""
 
@@ -261,6 +129,7 @@ class Server:
         self.listener = trio.socket.from_stdlib_socket(raw_listener)
         self.path = path
         self.connections: set[ClientConnection] = set()
+        self._all_closed = trio.Event()
         self._accepting = trio.CancelScope()
         self.max_connections = max_connections
         self.accept_errors = 0
@@ -288,12 +157,14 @@ class Server:
                         conn_sock.close()
                         self.refused += 1
                         continue
-                    conn = ClientConnection(conn_sock, self.service)
+                    conn = ClientConnection(SocketTransport(conn_sock), self.service)
                     nursery.start_soon(self._serve_one, conn)
 
     async def _accept_failed(self, exc: OSError) -> None:
         """EMFILE/ENFILE: free the reserve descriptor, accept one client, answer it
-        ``-1:busy``, and back off; never spin, never crash the loop."""
+        ``-1:busy``, and back off; never spin. Other errors are raised."""
+        if exc.errno not in CAPACITY_ERRORS:
+            raise exc
         self.accept_errors += 1
         if exc.errno in (errno.EMFILE, errno.ENFILE) and self._reserve is not None:
             os.close(self._reserve)
@@ -319,6 +190,8 @@ class Server:
             await conn.run()
         finally:
             self.connections.discard(conn)
+            if not self.connections:
+                self._all_closed.set()
 
     def stop_accepting(self) -> None:
         """Close the listener and remove the socket file: new clients get ECONNREFUSED/ENOENT.
@@ -355,8 +228,9 @@ class Server:
             conn.draining = True
             conn.wake()
         with trio.move_on_after(grace):
-            while self.connections:
-                await trio.sleep(DRAIN_POLL)
+            if self.connections:
+                self._all_closed = trio.Event()
+                await self._all_closed.wait()
         if self.connections:
             log.warning("drain_timeout", connections=len(self.connections))
         self._nursery.cancel_scope.cancel()

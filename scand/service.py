@@ -61,6 +61,20 @@ class Service:
             task_status.started()
             await trio.sleep_forever()
 
+    # -- what a connection needs (scand.connection.Handler) -------------------------
+
+    @property
+    def max_stream(self) -> int:
+        return self.config.server.max_stream_bytes
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.config.server.idle_timeout
+
+    @property
+    def request_timeout(self) -> float:
+        return self.config.server.request_timeout
+
     # -- requests ----------------------------------------------------------------
 
     async def handle(self, event: Event) -> bytes:
