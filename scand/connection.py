@@ -64,7 +64,7 @@ class Transport(Protocol):
     def has_input(self) -> bool:
         """True if unread input is waiting right now."""
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class SocketTransport:
@@ -99,7 +99,7 @@ class SocketTransport:
     def has_input(self) -> bool:
         return bool(self._poll(select.POLLIN) & select.POLLIN)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.sock.close()
 
 
@@ -127,8 +127,9 @@ class StreamTransport:
     def has_input(self) -> bool:
         return False
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed = True
+        await self.stream.aclose()
 
 
 class ClientConnection:
@@ -154,7 +155,8 @@ class ClientConnection:
                 await self._answer_loop()
                 nursery.cancel_scope.cancel()
         finally:
-            self.transport.close()
+            with trio.CancelScope(shield=True):
+                await self.transport.aclose()
 
     async def _reader(self, scope: trio.CancelScope) -> None:
         while True:
