@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from clients import cliutil, core
 from clients import scandclient as sc
 from tests.clients.conftest import FakeSophie, Handler, read_line
 
@@ -55,18 +56,18 @@ def test_verdicts_are_values() -> None:
 
 
 def test_parse_options() -> None:
-    opts, operands = sc.parse_options(
+    opts, operands = cliutil.parse_options(
         ["--json", "a", "--socket=/s", "-", "-f", "", "--timeout", "3", "--", "-x", "--json"],
         ("--json",), ("--socket", "--timeout", "-f"),
     )
     assert opts == {"--json": True, "--socket": "/s", "-f": "", "--timeout": "3"}
     assert operands == ["a", "-", "-x", "--json"]
-    with pytest.raises(sc.UsageError, match="unknown option"):
-        sc.parse_options(["--nope"], (), ())
-    with pytest.raises(sc.UsageError, match="needs a value"):
-        sc.parse_options(["--socket"], (), ("--socket",))
-    with pytest.raises(sc.UsageError, match="must be > 0"):
-        sc.option_float({"--timeout": "0"}, "--timeout", 1.0)
+    with pytest.raises(cliutil.UsageError, match="unknown option"):
+        cliutil.parse_options(["--nope"], (), ())
+    with pytest.raises(cliutil.UsageError, match="needs a value"):
+        cliutil.parse_options(["--socket"], (), ("--socket",))
+    with pytest.raises(cliutil.UsageError, match="must be > 0"):
+        cliutil.option_float({"--timeout": "0"}, "--timeout", 1.0)
 
 
 def test_default_socket_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_default_socket_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert sc.default_socket_path() == "/run/x/sophie"
     monkeypatch.delenv("SCAND_SOCKET")
     system = tmp_path / "sophie"
-    monkeypatch.setattr(sc, "SYSTEM_SOCKET", str(system))
+    monkeypatch.setattr(core, "SYSTEM_SOCKET", str(system))  # where the function lives
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
     assert sc.default_socket_path() == "/run/user/1000/scand/sophie"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
