@@ -9,27 +9,39 @@ from __future__ import annotations
 import os
 import sys
 
-from clients.core import Verdict
-from clients.message import Message, unspool
+from clients.core import (
+    CLIENT_VERSION,
+    DEFAULT_TIMEOUT,
+    TYPE_CHECKING,
+    ScandError,
+    Unchecked,
+    Verdict,
+)
+from clients.message import Message, stage, unspool
 from clients.sync import Client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
 
 
 class UsageError(Exception):
     """A bad command line or environment variable (the message says which)."""
 
 
-def env_float(name: str, default: float) -> float:
-    """A positive number from the environment, or ``default`` when unset."""
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
+def _positive(raw: str, what: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"{name}={raw!r} is not a number") from None
+        raise UsageError(f"{what} is not a number: {raw!r}") from None
     if not value > 0:
-        raise UsageError(f"{name} must be > 0, got {raw!r}")
+        raise UsageError(f"{what} must be > 0, got {raw!r}")
     return value
+
+
+def env_float(name: str, default: float) -> float:
+    """A positive number from the environment, or ``default`` when unset."""
+    raw = os.environ.get(name, "")
+    return _positive(raw, name) if raw else default
 
 
 def parse_options(
@@ -70,15 +82,20 @@ def parse_options(
 def option_float(opts: dict[str, str | bool], name: str, default: float) -> float:
     """A positive number given as ``name`` on the command line, else ``default``."""
     raw = opts.get(name)
-    if not isinstance(raw, str):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name}: not a number: {raw!r}") from None
-    if not value > 0:
-        raise UsageError(f"{name}: must be > 0, got {raw!r}")
+    return _positive(raw, name) if isinstance(raw, str) else default
+
+
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """``$name`` if it is one of ``choices``, the first choice when unset; else a UsageError."""
+    value = os.environ.get(name, "") or choices[0]
+    if value not in choices:
+        raise UsageError(f"{name} must be {' or '.join(choices)}, got {value!r}")
     return value
+
+
+def scan_timeout(opts: dict[str, str | bool]) -> float:
+    """``--timeout``, else ``$SCAND_TIMEOUT``, else the default: seconds for the whole scan."""
+    return option_float(opts, "--timeout", env_float("SCAND_TIMEOUT", DEFAULT_TIMEOUT))
 
 
 def option_str(opts: dict[str, str | bool], name: str, env: str, default: str = "") -> str:
@@ -95,6 +112,53 @@ def scan_message(client: Client, msg: Message) -> Verdict:
         finally:
             unspool(msg)
     return client.scan_fd(msg.fd, msg.offset, msg.length)
+
+
+def stage_and_scan(opts: dict[str, str | bool], timeout: float) -> tuple[Message, Verdict | str]:
+    """Stage descriptor 0 (``--spool-dir``/``$SCAND_SPOOL_DIR`` or a memfd) and scan it.
+
+    Returns the message and its verdict, or the message and why there is no
+    verdict (a text for the log). A spool file's name is always removed.
+    """
+    msg = Message(-1, 0, 0)
+    try:
+        msg = stage(0, option_str(opts, "--spool-dir", "SCAND_SPOOL_DIR"))
+        with Client(option_str(opts, "--socket", "SCAND_SOCKET") or None, timeout) as client:
+            return msg, scan_message(client, msg)
+    except ScandError as exc:
+        return msg, f"virus scanner unavailable: {exc}"
+    except OSError as exc:
+        what = "read" if msg.fd >= 0 else "spool"
+        return msg, f"cannot {what} the message: {exc}"
+    finally:
+        unspool(msg)
+
+
+def not_scanned(verdict: Unchecked) -> str:
+    """The log text for a ``-1:<reason>`` reply."""
+    detail = f" {verdict.detail}" if verdict.detail else ""
+    return f"message not scanned: {verdict.reason}{detail}"
+
+
+def manual_asked(opts: dict[str, str | bool], prog: str, manual: str) -> bool:
+    """Print the manual (-h, --help) or the version (--version) if asked; True if so."""
+    if "-h" in opts or "--help" in opts:
+        sys.stdout.write(manual)  # only ever asked for by a person at a terminal
+    elif "--version" in opts:
+        sys.stdout.write(f"{prog} {CLIENT_VERSION}\n")
+    else:
+        return False
+    sys.stdout.flush()
+    return True
+
+
+def guarded(run: Callable[[list[str]], int], prog: str, argv: list[str], code: int) -> int:
+    """``run(argv)``; a bug (any Exception) is logged and exits ``code``: defer, never pass."""
+    try:
+        return run(argv)
+    except Exception as exc:
+        warn(prog, f"temporary failure: internal error: {type(exc).__name__}: {exc}")
+        return code
 
 
 def warn(prog: str, message: str) -> None:

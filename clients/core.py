@@ -11,6 +11,16 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms per message)
+if TYPE_CHECKING:  # pragma: no cover - type names only, never at run time
+    from typing import Protocol, TypeVar
+
+    class Closable(Protocol):
+        def fileno(self) -> int: ...
+        def close(self) -> None: ...
+
+    Conn = TypeVar("Conn", bound=Closable)
+
 CLIENT_VERSION = "0.1.0"
 # Longer than the daemon's default queue wait + scan timeout (10 + 60 s), so its own
 # `-1:timeout`/`-1:busy` normally wins; far below the 10-minute SMTP end-of-data timeout.
@@ -121,6 +131,42 @@ class ScandProtocolError(ScandError):
 
 class NothingSent(Exception):
     """The connection was found closed before any byte of the request left."""
+
+
+def unavailable(socket_path: str, exc: OSError) -> ScandUnavailable:
+    """The error for a socket that could not be connected."""
+    why = exc.strerror or str(exc)
+    return ScandUnavailable(f"cannot connect to {socket_path}: {why}")
+
+
+def closed_at_once(socket_path: str) -> ScandProtocolError:
+    """The error for a fresh connection that the daemon closed before reading anything."""
+    return ScandProtocolError(f"{socket_path}: the daemon closed the connection at once")
+
+
+def still_good(sock: Conn | None) -> Conn | None:
+    """A cached connection, or None (closed) if it has hung up or holds unasked-for bytes."""
+    if sock is None:
+        return None
+    import select  # already loaded by every client that caches connections
+
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    if poller.poll(0):
+        sock.close()
+        return None
+    return sock
+
+
+def keep_or_close(sock: Conn, line: bytes, in_step: bool) -> Conn | None:
+    """The connection to cache after a reply, or None (closed).
+
+    Out of step, or a ``-1``: the daemon closes after some (too-large, protocol).
+    """
+    if in_step and not line.startswith(b"-1"):
+        return sock
+    sock.close()
+    return None
 
 
 def parse_verdict(line: bytes) -> Verdict:

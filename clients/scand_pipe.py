@@ -1,8 +1,6 @@
-#!/usr/bin/env -S python3 -IS
 """scand-pipe: a Postfix pipe(8) content filter that asks scand, then reinjects.
 
-A single-file, stdlib-only client: copy it anywhere that has Python 3.11+.
-Run ``scand-pipe --help`` for the manual.
+Scan the message; reinject it with sendmail (posix_spawn) only if clean.
 """
 
 from __future__ import annotations
@@ -14,22 +12,20 @@ import time
 
 from clients.cliutil import (
     UsageError,
+    env_choice,
     env_float,
+    guarded,
+    manual_asked,
+    not_scanned,
     option_float,
     option_str,
     parse_options,
-    scan_message,
+    scan_timeout,
+    stage_and_scan,
     warn,
 )
-from clients.core import (
-    CLIENT_VERSION,
-    DEFAULT_TIMEOUT,
-    Infected,
-    ScandError,
-    Unchecked,
-)
-from clients.message import Message, copy_range, stage, unspool, write_all
-from clients.sync import Client
+from clients.core import DEFAULT_TIMEOUT, Infected, Unchecked
+from clients.message import Message, copy_range, write_all
 
 PROG = "scand-pipe"
 USAGE = f"usage: {PROG} [options] -f SENDER -- RECIPIENT..."
@@ -230,13 +226,9 @@ def run(argv: list[str]) -> int:
             ("-f", "--socket", "--timeout", "--spool-dir", "--sendmail", "--sendmail-timeout",
              "--quarantine"),
         )
-        if "-h" in opts or "--help" in opts:
-            sys.stdout.write(HELP)
+        if manual_asked(opts, PROG, HELP):
             return EX_OK
-        if "--version" in opts:
-            sys.stdout.write(f"{PROG} {CLIENT_VERSION}\n")
-            return EX_OK
-        timeout = option_float(opts, "--timeout", env_float("SCAND_TIMEOUT", DEFAULT_TIMEOUT))
+        timeout = scan_timeout(opts)
         sendmail_timeout = option_float(
             opts, "--sendmail-timeout",
             env_float("SCAND_SENDMAIL_TIMEOUT", DEFAULT_SENDMAIL_TIMEOUT),
@@ -246,9 +238,7 @@ def run(argv: list[str]) -> int:
             raise UsageError("no -f SENDER given")
         if not recipients:
             raise UsageError("no RECIPIENT given")
-        on_infected = os.environ.get("SCAND_ON_INFECTED", "discard") or "discard"
-        if on_infected not in ("discard", "bounce"):
-            raise UsageError(f"SCAND_ON_INFECTED must be discard or bounce, got {on_infected!r}")
+        on_infected = env_choice("SCAND_ON_INFECTED", ("discard", "bounce"))
         command = split_command(option_str(opts, "--sendmail", "SCAND_SENDMAIL",
                                            DEFAULT_SENDMAIL))
         if not command:
@@ -259,27 +249,13 @@ def run(argv: list[str]) -> int:
     log = _Log("--no-syslog" not in opts and os.environ.get("SCAND_SYSLOG", "1") != "0")
     bounce = "--bounce" in opts or on_infected == "bounce"
     quarantine = option_str(opts, "--quarantine", "SCAND_QUARANTINE")
-    socket_path = option_str(opts, "--socket", "SCAND_SOCKET") or None
     envelope = f"from=<{sender}> to=<{'>,<'.join(recipients)}>"
-    try:
-        msg = stage(0, option_str(opts, "--spool-dir", "SCAND_SPOOL_DIR"))
-    except OSError as exc:
-        log(f"temporary failure: cannot spool the message: {exc}", warning=True)
+    msg, verdict = stage_and_scan(opts, timeout)
+    if isinstance(verdict, str):
+        log(f"temporary failure: {verdict}", warning=True)
         return EX_TEMPFAIL
-    try:
-        with Client(socket_path, timeout) as client:
-            verdict = scan_message(client, msg)
-    except ScandError as exc:
-        log(f"temporary failure: virus scanner unavailable: {exc}", warning=True)
-        return EX_TEMPFAIL
-    except OSError as exc:
-        log(f"temporary failure: cannot read the message: {exc}", warning=True)
-        return EX_TEMPFAIL
-    finally:
-        unspool(msg)
     if isinstance(verdict, Unchecked):
-        detail = f" {verdict.detail}" if verdict.detail else ""
-        log(f"temporary failure: message not scanned: {verdict.reason}{detail}", warning=True)
+        log(f"temporary failure: {not_scanned(verdict)}", warning=True)
         return EX_TEMPFAIL
     if isinstance(verdict, Infected):
         if bounce:
@@ -308,11 +284,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except Exception as exc:  # a bug must defer the mail, never deliver or lose it
-        warn(PROG, f"temporary failure: internal error: {type(exc).__name__}: {exc}")
-        return EX_TEMPFAIL
+    return guarded(run, PROG, sys.argv[1:] if argv is None else argv, EX_TEMPFAIL)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,25 @@
-#!/usr/bin/env -S python3 -IS
-"""scand-qfilter: a qmail-qfilter filter that asks scand about each message.
+"""scand-qfilter: a qmail-qfilter filter that asks scand.
 
-A single-file, stdlib-only client: copy it anywhere that has Python 3.11+.
-Run ``scand-qfilter --help`` for the manual.
+Scan the message on descriptor 0; copy it to descriptor 1 only if clean.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from clients.cliutil import (
     UsageError,
-    env_float,
-    option_float,
-    option_str,
+    env_choice,
+    guarded,
+    manual_asked,
+    not_scanned,
     parse_options,
-    scan_message,
+    scan_timeout,
+    stage_and_scan,
     warn,
 )
-from clients.core import CLIENT_VERSION, DEFAULT_TIMEOUT, Clean, Infected, ScandError
-from clients.message import copy_range, stage, unspool
-from clients.sync import Client
+from clients.core import DEFAULT_TIMEOUT, Clean, Infected
+from clients.message import copy_range
 
 PROG = "scand-qfilter"
 USAGE = f"usage: {PROG} [--socket PATH] [--timeout S] [--spool-dir DIR] [--drop]"
@@ -89,59 +87,38 @@ def run(argv: list[str]) -> int:
         opts, operands = parse_options(
             argv, ("--drop", "-h", "--help", "--version"), ("--socket", "--timeout", "--spool-dir")
         )
-        if "-h" in opts or "--help" in opts:
-            sys.stdout.write(HELP)
-            return EXIT_PASS
-        if "--version" in opts:
-            sys.stdout.write(f"{PROG} {CLIENT_VERSION}\n")
+        if manual_asked(opts, PROG, HELP):
             return EXIT_PASS
         if operands:
             raise UsageError(f"unexpected argument {operands[0]!r}")
-        timeout = option_float(opts, "--timeout", env_float("SCAND_TIMEOUT", DEFAULT_TIMEOUT))
-        on_infected = os.environ.get("SCAND_ON_INFECTED", "reject") or "reject"
-        if on_infected not in ("reject", "drop"):
-            raise UsageError(f"SCAND_ON_INFECTED must be reject or drop, got {on_infected!r}")
-        drop = "--drop" in opts or on_infected == "drop"
+        timeout = scan_timeout(opts)
+        drop = "--drop" in opts or env_choice("SCAND_ON_INFECTED", ("reject", "drop")) == "drop"
     except UsageError as exc:
         warn(PROG, f"temporary failure: {exc}")
         return EXIT_TEMPFAIL
-    socket_path = option_str(opts, "--socket", "SCAND_SOCKET") or None
-    try:
-        msg = stage(0, option_str(opts, "--spool-dir", "SCAND_SPOOL_DIR"))
-    except OSError as exc:
-        warn(PROG, f"temporary failure: cannot spool the message: {exc}")
+    msg, verdict = stage_and_scan(opts, timeout)
+    if isinstance(verdict, str):
+        warn(PROG, f"temporary failure: {verdict}")
         return EXIT_TEMPFAIL
-    try:
-        with Client(socket_path, timeout) as client:
-            verdict = scan_message(client, msg)
-        if isinstance(verdict, Clean):
+    if isinstance(verdict, Clean):
+        try:
             copy_range(msg, 1)  # the same bytes: sendfile from the scanned file
-            return EXIT_PASS
-    except ScandError as exc:
-        warn(PROG, f"temporary failure: virus scanner unavailable: {exc}")
-        return EXIT_TEMPFAIL
-    except OSError as exc:
-        warn(PROG, f"temporary failure: cannot read or pass on the message: {exc}")
-        return EXIT_TEMPFAIL
-    finally:
-        unspool(msg)
+        except OSError as exc:
+            warn(PROG, f"temporary failure: cannot pass on the message: {exc}")
+            return EXIT_TEMPFAIL
+        return EXIT_PASS
     if isinstance(verdict, Infected):
         if drop:
             warn(PROG, f"message dropped: it contains {verdict.name}")
             return EXIT_DROP
         warn(PROG, f"message rejected: it contains {verdict.name}")
         return EXIT_REJECT
-    detail = f" {verdict.detail}" if verdict.detail else ""
-    warn(PROG, f"temporary failure: message not scanned: {verdict.reason}{detail}")
+    warn(PROG, f"temporary failure: {not_scanned(verdict)}")
     return EXIT_TEMPFAIL
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except Exception as exc:  # any bug must defer the mail, never pass or bounce it
-        warn(PROG, f"temporary failure: internal error: {type(exc).__name__}: {exc}")
-        return EXIT_TEMPFAIL
+    return guarded(run, PROG, sys.argv[1:] if argv is None else argv, EXIT_TEMPFAIL)
 
 
 if __name__ == "__main__":

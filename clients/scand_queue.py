@@ -1,8 +1,6 @@
-#!/usr/bin/env -S python3 -IS
 """scand-queue: a QMAILQUEUE replacement that asks scand before queueing.
 
-A single-file, stdlib-only client: copy it anywhere that has Python 3.11+.
-Run ``scand-queue --help`` for the manual.
+Read the message from descriptor 0, scan it, exec the real qmail-queue if clean.
 """
 
 from __future__ import annotations
@@ -12,16 +10,18 @@ import sys
 
 from clients.cliutil import (
     UsageError,
-    env_float,
-    option_float,
+    env_choice,
+    guarded,
+    manual_asked,
+    not_scanned,
     option_str,
     parse_options,
-    scan_message,
+    scan_timeout,
+    stage_and_scan,
     warn,
 )
-from clients.core import CLIENT_VERSION, DEFAULT_TIMEOUT, Clean, Infected, ScandError
-from clients.message import Message, as_stdin, stage, unspool
-from clients.sync import Client
+from clients.core import DEFAULT_TIMEOUT, Clean, Infected
+from clients.message import Message, as_stdin
 
 PROG = "scand-queue"
 USAGE = f"usage: {PROG} [--socket PATH] [--timeout S] [--spool-dir DIR] [--qmail-queue PATH]"
@@ -140,41 +140,20 @@ def run(argv: list[str]) -> int:
             ("-h", "--help", "--version"),
             ("--socket", "--timeout", "--spool-dir", "--qmail-queue"),
         )
-        if "-h" in opts or "--help" in opts:
-            sys.stdout.write(HELP)  # only ever asked for by a person at a terminal
-            sys.stdout.flush()
-            return 0
-        if "--version" in opts:
-            sys.stdout.write(f"{PROG} {CLIENT_VERSION}\n")
-            sys.stdout.flush()
+        if manual_asked(opts, PROG, HELP):
             return 0
         if operands:
             raise UsageError(f"unexpected argument {operands[0]!r}")
-        timeout = option_float(opts, "--timeout", env_float("SCAND_TIMEOUT", DEFAULT_TIMEOUT))
-        custom = os.environ.get("SCAND_QMAIL_CUSTOM_ERROR", "0") or "0"
-        if custom not in ("0", "1"):
-            raise UsageError(f"SCAND_QMAIL_CUSTOM_ERROR must be 0 or 1, got {custom!r}")
+        timeout = scan_timeout(opts)
+        custom = env_choice("SCAND_QMAIL_CUSTOM_ERROR", ("0", "1"))
     except UsageError as exc:
         warn(PROG, f"temporary failure: {exc}")
         return EXIT_TEMPFAIL
     qmail_queue = option_str(opts, "--qmail-queue", "SCAND_QMAILQUEUE", DEFAULT_QMAIL_QUEUE)
-    socket_path = option_str(opts, "--socket", "SCAND_SOCKET") or None
-    try:
-        msg = stage(0, option_str(opts, "--spool-dir", "SCAND_SPOOL_DIR"))
-    except OSError as exc:
-        warn(PROG, f"temporary failure: cannot spool the message: {exc}")
+    msg, verdict = stage_and_scan(opts, timeout)
+    if isinstance(verdict, str):
+        warn(PROG, f"temporary failure: {verdict}")
         return EXIT_TEMPFAIL
-    try:
-        with Client(socket_path, timeout) as client:
-            verdict = scan_message(client, msg)
-    except ScandError as exc:
-        warn(PROG, f"temporary failure: virus scanner unavailable: {exc}")
-        return EXIT_TEMPFAIL
-    except OSError as exc:
-        warn(PROG, f"temporary failure: cannot read the message: {exc}")
-        return EXIT_TEMPFAIL
-    finally:
-        unspool(msg)
     if isinstance(verdict, Clean):
         return _exec_qmail_queue(qmail_queue, msg)
     if isinstance(verdict, Infected):
@@ -182,8 +161,7 @@ def run(argv: list[str]) -> int:
         if custom == "1":
             return _custom_error("D", f"5.7.1 message rejected: it contains {verdict.name}")
         return EXIT_REJECT
-    detail = f" {verdict.detail}" if verdict.detail else ""
-    warn(PROG, f"temporary failure: message not scanned: {verdict.reason}{detail}")
+    warn(PROG, f"temporary failure: {not_scanned(verdict)}")
     return EXIT_TEMPFAIL
 
 
@@ -192,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ({"-h", "--help", "--version"} & set(args)):
         # Descriptor 1 is the envelope pipe: a stray print() must not corrupt it.
         sys.stdout = sys.stderr
-    try:
-        return run(args)
-    except Exception as exc:  # a bug must defer the mail, never queue or bounce it
-        warn(PROG, f"temporary failure: internal error: {type(exc).__name__}: {exc}")
-        return EXIT_BUG
+    return guarded(run, PROG, args, EXIT_BUG)  # a bug defers the mail, never queues it
 
 
 if __name__ == "__main__":

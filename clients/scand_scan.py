@@ -1,8 +1,6 @@
-#!/usr/bin/env -S python3 -IS
 """scand-scan: scan files with the scand daemon, clamdscan style.
 
-A single-file, stdlib-only client: copy it anywhere that has Python 3.11+.
-Run ``scand-scan --help`` for the manual.
+One line per file, clamdscan-like exit codes (0 clean, 1 infected, 2 other).
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ import os
 import stat
 import sys
 
-from clients.cliutil import UsageError, env_float, option_float, parse_options, warn
+from clients.cliutil import UsageError, manual_asked, parse_options, scan_timeout, warn
 from clients.core import (
-    CLIENT_VERSION,
     DEFAULT_TIMEOUT,
     Clean,
     Infected,
@@ -162,13 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         opts, operands = parse_options(
             args, ("--stream", "--json", "-h", "--help", "--version"), ("--socket", "--timeout")
         )
-        if "-h" in opts or "--help" in opts:
-            sys.stdout.write(HELP)
+        if manual_asked(opts, PROG, HELP):
             return 0
-        if "--version" in opts:
-            sys.stdout.write(f"{PROG} {CLIENT_VERSION}\n")
-            return 0
-        timeout = option_float(opts, "--timeout", env_float("SCAND_TIMEOUT", DEFAULT_TIMEOUT))
+        timeout = scan_timeout(opts)
         if not operands:
             raise UsageError("no PATH given")
         if operands.count("-") > 1:

@@ -37,12 +37,12 @@ also built as a single copyable file by clients/build.py, and so is this module.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from clients.core import (
     DEFAULT_TIMEOUT,
     RECV_SIZE,
     SEND_CHUNK,
+    TYPE_CHECKING,
     Clean,
     Infected,
     NothingSent,
@@ -54,12 +54,16 @@ from clients.core import (
     Unchecked,
     Verdict,
     check_path,
+    closed_at_once,
     command_line,
     default_socket_path,
+    keep_or_close,
     parse_stats,
     parse_verdict,
+    still_good,
+    unavailable,
 )
-from clients.sync import Client, dead_or_dirty
+from clients.sync import Client
 
 if TYPE_CHECKING:  # pragma: no cover - type names only, never imported at run time
     from types import TracebackType
@@ -136,11 +140,8 @@ class AsyncClient:
         raise ScandTimeout(f"no reply from {self.socket_path} within {self.timeout:g}s")
 
     async def _request_in_time(self, chunks: list[bytes]) -> bytes:
-        sock, self._sock = self._sock, None
+        sock, self._sock = still_good(self._sock), None
         cached = sock is not None
-        if sock is not None and dead_or_dirty(sock.fileno()):
-            sock.close()
-            sock, cached = None, False
         for attempt in (1, 2):
             if sock is None:
                 sock = await self._connect()
@@ -151,16 +152,11 @@ class AsyncClient:
                 sock = None
                 if cached and attempt == 1:
                     continue
-                raise ScandProtocolError(
-                    f"{self.socket_path}: the daemon closed the connection at once"
-                ) from None
+                raise closed_at_once(self.socket_path) from None
             except BaseException:
                 sock.close()  # includes trio.Cancelled: the connection is out of step
                 raise
-            if in_step and not line.startswith(b"-1"):
-                self._sock = sock
-            else:
-                sock.close()
+            self._sock = keep_or_close(sock, line, in_step)
             return line
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -172,8 +168,7 @@ class AsyncClient:
             await sock.connect(self.socket_path)
         except OSError as exc:
             sock.close()
-            why = exc.strerror or str(exc)
-            raise ScandUnavailable(f"cannot connect to {self.socket_path}: {why}") from exc
+            raise unavailable(self.socket_path, exc) from exc
         except BaseException:
             sock.close()
             raise

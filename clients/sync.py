@@ -22,13 +22,16 @@ from clients.core import (
     ScandError,
     ScandProtocolError,
     ScandTimeout,
-    ScandUnavailable,
     Verdict,
     check_path,
+    closed_at_once,
     command_line,
     default_socket_path,
+    keep_or_close,
     parse_stats,
     parse_verdict,
+    still_good,
+    unavailable,
 )
 
 try:  # the C module: importing `socket` costs ~7 ms of enum set-up per message
@@ -39,13 +42,6 @@ except ImportError:  # pragma: no cover - every CPython has it
 _MSG_NOSIGNAL = getattr(_sock, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE (Linux)
 _POLL_ANY_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 Part = bytes | tuple[int, int, int]  # bytes, or (fd, offset, length) sent with sendfile
-
-
-def dead_or_dirty(fd: int) -> bool:
-    """True if an idle connection has hung up or holds bytes nobody asked for."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _send_part(sock: _sock.socket, part: Part, done: int) -> int:
@@ -186,18 +182,14 @@ class Client:
             raise ScandTimeout(f"{self.socket_path}: connect timed out") from exc
         except OSError as exc:
             sock.close()
-            why = exc.strerror or str(exc)
-            raise ScandUnavailable(f"cannot connect to {self.socket_path}: {why}") from exc
+            raise unavailable(self.socket_path, exc) from exc
         return sock
 
     def _request(self, parts: list[Part]) -> bytes:
         """One request, one reply line, one deadline; reconnects once if nothing was sent."""
         deadline = time.monotonic() + self.timeout
-        sock, self._sock = self._sock, None
+        sock, self._sock = still_good(self._sock), None
         cached = sock is not None
-        if sock is not None and dead_or_dirty(sock.fileno()):
-            sock.close()
-            sock, cached = None, False
         for attempt in (1, 2):
             if sock is None:
                 sock = self._connect(deadline)
@@ -208,9 +200,7 @@ class Client:
                 sock = None
                 if cached and attempt == 1:
                     continue  # the daemon had closed our idle connection: one fresh try
-                raise ScandProtocolError(
-                    f"{self.socket_path}: the daemon closed the connection at once"
-                ) from None
+                raise closed_at_once(self.socket_path) from None
             except ScandTimeout:
                 sock.close()
                 raise ScandTimeout(
@@ -219,9 +209,6 @@ class Client:
             except BaseException:
                 sock.close()
                 raise
-            if in_step and not line.startswith(b"-1"):
-                self._sock = sock
-            else:  # out of step, or a -1: the daemon closes after some (too-large, protocol)
-                sock.close()
+            self._sock = keep_or_close(sock, line, in_step)
             return line
         raise AssertionError("unreachable")  # pragma: no cover
