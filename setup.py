@@ -1,16 +1,19 @@
-"""Build step: the single-file clients are built from clients/ and installed as scripts.
+"""Build step: the single-file clients, built from clients/, byte-compiled, behind stubs.
 
 Everything else is in pyproject.toml. The four command-line clients are not
 entry points: pip's entry-point wrappers import ``re`` and the whole package,
-with site-packages, on every run. Installed as scripts, they are the same
-single files an admin copies to a relay host, run by this interpreter with
-``-IS`` (no site-packages: they need only the stdlib).
+with site-packages, on every run. Their console scripts are three-line stubs
+(this interpreter, ``-IS``) that import the single files clients/build.py
+makes, byte-compiled: from build/client-lib/ in the source tree (editable
+installs), else from the installed package (clients/_built/).
 """
 
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 try:
     from setuptools.command.build_scripts import build_scripts
@@ -21,28 +24,40 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from clients import build  # noqa: E402 - after the path is set
 
-OUT = ROOT / "build" / "client-scripts"
+LIB = ROOT / "build" / "client-lib"
+STUBS = ROOT / "build" / "client-stubs"
+NAMES = [n for n in build.ENTRIES if "." not in n]
+LIBDIRS = [str(LIB), str(Path(sysconfig.get_paths()["purelib"]) / "clients" / "_built")]
 
 
 class BuildClientScripts(build_scripts):  # type: ignore[misc]
-    """Build the single files, then give them this interpreter with ``-IS``.
+    """The stubs, with this interpreter's absolute path on their first line.
 
-    setuptools writes ``#!python -IS`` and pip replaces that whole line with a
-    bare interpreter path, dropping ``-IS``; an absolute first line is left alone.
+    setuptools would write ``#!python -IS`` and pip would replace that whole
+    line with a bare interpreter path, dropping ``-IS``; an absolute one is kept.
     """
 
     def copy_scripts(self):  # type: ignore[no-untyped-def]
-        build.build(OUT)
+        build.build_lib(LIB)
         outfiles, updated = super().copy_scripts()
         for name in outfiles:
-            path = Path(name)
-            text = path.read_text()
-            path.write_text(f"#!{sys.executable} -IS\n" + text.partition("\n")[2])
+            Path(name).write_text(build.stub(Path(name).name, LIBDIRS, sys.executable))
         return outfiles, updated
 
 
-build.build(OUT)  # the files must exist when setup() reads the list
+class BuildPyWithClients(build_py):  # type: ignore[misc]
+    """Also put the single files in the package (clients/_built/) for non-editable installs."""
+
+    def run(self):  # type: ignore[no-untyped-def]
+        super().run()
+        self.mkpath(str(Path(self.build_lib, "clients", "_built")))
+        for path in build.build_lib(LIB):
+            self.copy_file(str(path), str(Path(self.build_lib, "clients", "_built", path.name)))
+
+
+for _name in NAMES:  # the script files must exist when setup() reads the list
+    build._write(STUBS / _name, build.stub(_name, LIBDIRS, sys.executable))
 setup(
-    scripts=[str((OUT / n).relative_to(ROOT)) for n in build.ENTRIES if "." not in n],
-    cmdclass={"build_scripts": BuildClientScripts},
+    scripts=[str((STUBS / n).relative_to(ROOT)) for n in NAMES],
+    cmdclass={"build_scripts": BuildClientScripts, "build_py": BuildPyWithClients},
 )
