@@ -23,6 +23,7 @@ except ImportError:  # setuptools < 69 has only the distutils command
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from clients import build  # noqa: E402 - after the path is set
+from clients.cliutil import stub_text  # noqa: E402
 
 LIB = ROOT / "build" / "client-lib"
 STUBS = ROOT / "build" / "client-stubs"
@@ -40,8 +41,8 @@ class BuildClientScripts(build_scripts):  # type: ignore[misc]
     def copy_scripts(self):  # type: ignore[no-untyped-def]
         build.build_lib(LIB)
         outfiles, updated = super().copy_scripts()
-        for name in outfiles:
-            Path(name).write_text(build.stub(Path(name).name, LIBDIRS, sys.executable))
+        for out in map(Path, outfiles):
+            out.write_text(stub_text(out.name, build.ENTRIES[out.name], LIBDIRS, sys.executable))
         return outfiles, updated
 
 
@@ -56,7 +57,7 @@ class BuildPyWithClients(build_py):  # type: ignore[misc]
 
 
 for _name in NAMES:  # the script files must exist when setup() reads the list
-    build._write(STUBS / _name, build.stub(_name, LIBDIRS, sys.executable))
+    build._write(STUBS / _name, stub_text(_name, build.ENTRIES[_name], LIBDIRS, sys.executable))
 setup(
     scripts=[str((STUBS / n).relative_to(ROOT)) for n in NAMES],
     cmdclass={"build_scripts": BuildClientScripts, "build_py": BuildPyWithClients},

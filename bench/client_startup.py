@@ -13,8 +13,9 @@ temporary directory and runs, interleaved, N times each:
         clients/build.py; run by its ``#!/usr/bin/env -S python3 -IS`` line
         with ``python3`` resolving to the same interpreter), compiled on
         every run as any script is, and
-      - as ``python3 -m clients.build --install PREFIX`` installs it (a stub
-        that imports the same file, byte-compiled)
+      - as ``scand-queue --install PREFIX`` installs it (a stub that
+        imports the same file, byte-compiled: what docs/CLIENTS.md tells a
+        qmail admin to do)
 
 with a 1 KB clean message on descriptor 0. The real qmail-queue and sendmail
 are ``/bin/true`` here (their own cost is an MTA's, not the client's, and is
@@ -107,7 +108,9 @@ def main() -> int:
         sample.write_bytes(MESSAGE)
         built = work / "built"
         build.build(built)
-        build.install(work / "prefix", python)  # the documented install: stubs + bytecode
+        for name in CLIENTS:  # the documented install: a stub + the file, byte-compiled
+            subprocess.run([python, "-I", "-S", str(built / name), "--install",
+                            str(work / "prefix")], check=True, stdout=subprocess.DEVNULL)
         sock = str(work / "scand.sock")
         env = {"PATH": f"{pybin}:/usr/bin:/bin", "SCAND_SOCKET": sock, "SCAND_SYSLOG": "0",
                "SCAND_QMAILQUEUE": "/bin/true", "SCAND_SENDMAIL": "/bin/true"}
@@ -125,7 +128,7 @@ def main() -> int:
             if (bindir / name).exists():
                 cmds[f"{name} (console script)"] = [str(bindir / name), *extra]
             cmds[f"{name} (single file)"] = [str(built / name), *extra]
-            cmds[f"{name} (build.py --install)"] = [str(work / "prefix" / "bin" / name), *extra]
+            cmds[f"{name} (single file --install)"] = [str(work / "prefix" / "bin" / name), *extra]
             old = Path(args.old or "/nonexistent") / (name.replace("-", "_") + ".py")
             if args.old and old.exists():
                 cmds[f"{name} (before: single file)"] = [python, "-I", "-S", str(old), *extra]

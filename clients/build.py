@@ -23,6 +23,8 @@ import os
 import sys
 from pathlib import Path
 
+from clients.cliutil import stub_text
+
 SOURCE = Path(__file__).resolve().parent
 PACKAGE = "clients"
 ENTRIES = {
@@ -151,7 +153,7 @@ def build_lib(libdir: str | os.PathLike[str], python: str | None = None) -> list
 
     A script's own code is compiled on every run (about 5 ms of CPU per
     message for these); an imported module's is read from __pycache__. The
-    console scripts are stubs (:func:`stub`) that import these.
+    console scripts are stubs (cliutil.stub_text) that import these.
     """
     out = Path(libdir)
     written = [_write(out / f"{module}.py", render(module)) for module in ENTRIES.values()]
@@ -160,18 +162,6 @@ def build_lib(libdir: str | os.PathLike[str], python: str | None = None) -> list
     subprocess.run([python or sys.executable, "-I", "-m", "compileall", "-q", str(out)],
                    check=True)
     return written
-
-
-def stub(name: str, libdirs: list[str], python: str) -> str:
-    """A console script that runs the byte-compiled client ``name`` from ``libdirs``."""
-    return (
-        f"#!{python} -IS\n"
-        f'"""{name}: runs the byte-compiled single file {ENTRIES[name]}.py (clients/build.py)."""\n'
-        "import sys\n"
-        f"sys.path[:0] = {libdirs!r}\n"
-        f"from {ENTRIES[name]} import main\n"
-        "sys.exit(main())\n"
-    )
 
 
 def install(prefix: str | os.PathLike[str], python: str) -> list[Path]:
@@ -183,7 +173,7 @@ def install(prefix: str | os.PathLike[str], python: str) -> list[Path]:
     root = Path(prefix).resolve()
     lib = root / "lib" / "scand-clients"
     build_lib(lib, python)
-    return [_write(root / "bin" / name, stub(name, [str(lib)], python))
+    return [_write(root / "bin" / name, stub_text(name, ENTRIES[name], [str(lib)], python))
             for name in ENTRIES if "." not in name]
 
 

@@ -65,6 +65,8 @@ options:
                     (default: $SCAND_ON_INFECTED, "reject" or "drop")
   -h, --help        show this manual and exit
   --version         show the version and exit
+  --install PREFIX  install this file byte-compiled, for a faster
+                    start: PREFIX/bin/scand-qfilter runs PREFIX/lib/scand-clients/
 
 exit status:
   0 clean (message copied to standard output), 31 infected, 99 infected with
@@ -85,7 +87,8 @@ run file). Other filters can follow after "--" on the qmail-qfilter line.
 def run(argv: list[str]) -> int:
     try:
         opts, operands = parse_options(
-            argv, ("--drop", "-h", "--help", "--version"), ("--socket", "--timeout", "--spool-dir")
+            argv, ("--drop", "-h", "--help", "--version"),
+            ("--socket", "--timeout", "--spool-dir", "--install"),
         )
         if manual_asked(opts, PROG, HELP):
             return EXIT_PASS

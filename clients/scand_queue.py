@@ -76,6 +76,8 @@ options:
                       {DEFAULT_QMAIL_QUEUE})
   -h, --help          show this manual and exit
   --version           show the version and exit
+  --install PREFIX    install this file byte-compiled, for a faster
+                      start: PREFIX/bin/scand-queue runs PREFIX/lib/scand-clients/
 
 exit status:
   that of the real qmail-queue when clean; 31 infected; 71 any failure;
@@ -138,7 +140,7 @@ def run(argv: list[str]) -> int:
         opts, operands = parse_options(
             argv,
             ("-h", "--help", "--version"),
-            ("--socket", "--timeout", "--spool-dir", "--qmail-queue"),
+            ("--socket", "--timeout", "--spool-dir", "--qmail-queue", "--install"),
         )
         if manual_asked(opts, PROG, HELP):
             return 0
@@ -167,7 +169,7 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not ({"-h", "--help", "--version"} & set(args)):
+    if not any(a in ("-h", "--help", "--version") or a.startswith("--install") for a in args):
         # Descriptor 1 is the envelope pipe: a stray print() must not corrupt it.
         sys.stdout = sys.stderr
     return guarded(run, PROG, args, EXIT_BUG)  # a bug defers the mail, never queues it

@@ -45,6 +45,9 @@ options:
                   (default: $SCAND_TIMEOUT, else {DEFAULT_TIMEOUT:g})
   -h, --help      show this manual and exit
   --version       show the version and exit
+  --install PREFIX
+                  install this file byte-compiled, for a faster start:
+                  PREFIX/bin/scand-scan runs PREFIX/lib/scand-clients/
 
 output (one line per file, on standard output):
   PATH: OK                    scanned completely, nothing found
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         opts, operands = parse_options(
-            args, ("--stream", "--json", "-h", "--help", "--version"), ("--socket", "--timeout")
+            args, ("--stream", "--json", "-h", "--help", "--version"),
+            ("--socket", "--timeout", "--install"),
         )
         if manual_asked(opts, PROG, HELP):
             return 0

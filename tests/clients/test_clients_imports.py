@@ -164,6 +164,23 @@ def test_install_writes_stubs_that_run_the_compiled_clients(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_a_copied_single_file_installs_itself_compiled(name: str, tmp_path: Path) -> None:
+    """`scand-queue --install PREFIX`: what docs/CLIENTS.md tells a qmail admin to run."""
+    copy = tmp_path / name
+    shutil.copy2(SCRIPTS[name], copy)
+    done = subprocess.run([sys.executable, "-I", "-S", str(copy), "--install", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    module = name.replace("-", "_")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == [str(tmp_path / "bin" / name),
+                                   str(tmp_path / "lib" / "scand-clients" / f"{module}.py")]
+    assert any((tmp_path / "lib" / "scand-clients" / "__pycache__").glob(f"{module}.*.pyc"))
+    done = subprocess.run([str(tmp_path / "bin" / name), "--version"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, f"{name} 0.1.0\n")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_scripts_are_executable_single_files_with_a_manual(name: str) -> None:
     path = SCRIPTS[name]
     assert os.access(path, os.X_OK)
