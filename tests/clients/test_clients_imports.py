@@ -163,6 +163,25 @@ def test_install_writes_stubs_that_run_the_compiled_clients(tmp_path: Path) -> N
     assert (done.returncode, done.stdout, done.stderr) == (0, "scand-queue 0.1.0\n", "")
 
 
+HEAVY = ("signal", "enum", "subprocess", "shlex", "re", "typing", "socket", "json", "argparse",
+         "collections", "contextlib", "functools", "importlib.util", "tempfile")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_loading_a_client_imports_nothing_heavy(name: str) -> None:
+    """Start-up near the interpreter's floor: none of the modules that cost ms per message."""
+    probe = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(BUILT)!r})
+        from importlib.machinery import SourceFileLoader
+        SourceFileLoader("client", {str(SCRIPTS[name])!r}).load_module()
+        print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, ""), done.stderr
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_a_copied_single_file_installs_itself_compiled(name: str, tmp_path: Path) -> None:
     """`scand-queue --install PREFIX`: what docs/CLIENTS.md tells a qmail admin to run."""
