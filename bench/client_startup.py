@@ -22,7 +22,8 @@ are ``/bin/true`` here (their own cost is an MTA's, not the client's, and is
 a few hundred microseconds). CPU is user + system time of the process and its
 children, from wait4(2). Reports the median of each and its ratio to the
 floor (the target: at most 2x). ``--old DIR`` adds the single files found in
-DIR (``scand_queue.py`` ...), for a before/after comparison.
+DIR (``scand_queue.py`` ...) and pip's entry-point wrapper around them, for a
+before/after comparison (``git archive <commit> clients | tar -x -C /tmp/old``).
 
 Usage: python bench/client_startup.py [--runs N] [--old DIR] [--json FILE]
 """
@@ -132,6 +133,11 @@ def main() -> int:
             old = Path(args.old or "/nonexistent") / (name.replace("-", "_") + ".py")
             if args.old and old.exists():
                 cmds[f"{name} (before: single file)"] = [python, "-I", "-S", str(old), *extra]
+                # The entry-point wrapper pip wrote before: site-packages, `re`, the package.
+                wrapper = (f"import re, sys; sys.path.insert(0, {str(old.parent.parent)!r}); "
+                           f"from clients.{old.stem} import main; sys.exit(main())")
+                cmds[f"{name} (before: console script)"] = [sys.executable, "-c", wrapper,
+                                                            *extra]
         for cmd in cmds.values():  # warm the caches
             cpu_ms(cmd, sample, env)
         times: dict[str, list[float]] = {name: [] for name in cmds}
