@@ -42,6 +42,7 @@ from typing import Any
 import psutil
 
 from bench import corpus, exim
+from bench.client_startup import wait_for_ping
 from bench.verdicts import PROFILES, owed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,20 +146,8 @@ def start_scand(work: Path, sigs: Path) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "scand.cli", "serve", "--socket", str(sock), "--config", str(conf),
          "--signatures", str(sigs)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 60
-    import socket
-
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(sock))
-                s.sendall(b"PING\n")
-                if s.recv(8).startswith(b"PONG"):
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("scand did not answer PING")
+    wait_for_ping(str(sock), proc)
+    return proc
 
 
 def stop_cpu(proc: subprocess.Popen[bytes]) -> float:
