@@ -382,3 +382,23 @@ async def test_async_requests_queue_on_the_lock_within_one_deadline(fake_sophie:
     assert isinstance(results["/second"], sc.ScandTimeout)
     client.timeout = 5
     assert await client.scan_path("/third") == sc.Infected("third")
+
+
+def test_reply_reader_is_sans_io() -> None:
+    """The one reply parser both clients use: bytes in, a line (or an error) out."""
+    r = core.ReplyReader()
+    assert r.feed(b"1:Eicar-") is None
+    assert r.feed(b"Test\n") == b"1:Eicar-Test"
+    assert r.extra == 0
+    r = core.ReplyReader()
+    assert r.feed(b"0\nPONG\n") == b"0"
+    assert r.extra == 5  # bytes after the line: the connection is out of step
+    r = core.ReplyReader()
+    assert r.feed(b"x" * core.MAX_REPLY_LINE) is None
+    with pytest.raises(sc.ScandProtocolError, match="longer than"):
+        r.feed(b"x")
+    assert isinstance(core.ReplyReader().closed(0, None), core.NothingSent)
+    r = core.ReplyReader()
+    r.feed(b"-1:too")
+    err = r.closed(10, BrokenPipeError(32, "Broken pipe"))
+    assert isinstance(err, sc.ScandProtocolError) and "sending failed: Broken pipe" in str(err)
