@@ -110,7 +110,8 @@ def render(entry: str) -> str:
 
 def _spaced(chunks: list[str]) -> str:
     """Two blank lines around a def or class, none between plain statements."""
-    out, after_block = [], False
+    out: list[str] = []
+    after_block = False
     for c in chunks:
         c = c.rstrip("\n") + "\n"
         block = c.lstrip().startswith(("def ", "class ", "@", "async def", "if ", "try:"))

@@ -107,7 +107,7 @@ def _exec_qmail_queue(qmail_queue: str, msg: Message) -> int:
             warn(PROG, f"temporary failure: {qmail_queue} is scand-queue itself (loop)")
             return EXIT_TEMPFAIL
         as_stdin(msg)  # the very bytes that were scanned; descriptor 1 is untouched
-        import _signal  # the C module: `signal` would build its enums (~3 ms)
+        import _signal  # type: ignore[import-not-found]  # C module: `signal` builds enums (~3 ms)
 
         # Python ignores SIGPIPE and SIGXFSZ; qmail-queue expects the defaults, as
         # subprocess's restore_signals would give it.
