@@ -17,9 +17,11 @@ temporary directory and runs, interleaved, N times each:
         imports the same file, byte-compiled: what docs/CLIENTS.md tells a
         qmail admin to do)
 
-with a 1 KB clean message on descriptor 0. The real qmail-queue and sendmail
-are ``/bin/true`` here (their own cost is an MTA's, not the client's, and is
-a few hundred microseconds). CPU is user + system time of the process and its
+with a 1 KB clean message on descriptor 0 (and, when ClamAV is installed,
+``clamdscan --no-summary FILE`` against a clamd with a one-line database: the
+C client, for reference; its own CPU, not clamd's). The real qmail-queue and
+sendmail are ``/bin/true`` here (their own cost is an MTA's, not the client's,
+and is a few hundred microseconds). CPU is user + system time of the process and its
 children, from wait4(2). Reports the median of each and its ratio to the
 floor (the target: at most 2x). ``--old DIR`` adds the single files found in
 DIR (``scand_queue.py`` ...) and pip's entry-point wrapper around them, for a
@@ -31,6 +33,7 @@ Usage: python bench/client_startup.py [--runs N] [--old DIR] [--json FILE]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 from clients import build  # noqa: E402 - after the path is set
 
 CLIENTS = ("scand-queue", "scand-qfilter", "scand-pipe", "scand-scan")
+# Built from halves: this file must not itself be an EICAR test file.
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MESSAGE = (b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: invoice\r\n\r\n"
            + b"Please find the invoice attached. " * 30 + b"\r\n")
 
@@ -84,6 +89,26 @@ def cpu_ms(cmd: list[str], message: Path, env: dict[str, str]) -> float:
     return (usage.ru_utime + usage.ru_stime) * 1000
 
 
+def start_clamd(work: Path) -> tuple[subprocess.Popen[bytes], list[str]] | None:
+    """clamd with a one-line database, and the clamdscan command (the C reference)."""
+    clamd = shutil.which("clamd", path="/usr/sbin:/usr/bin")
+    clamdscan = shutil.which("clamdscan", path="/usr/bin:/usr/sbin")
+    if not (clamd and clamdscan):
+        return None
+    db = work / "db"
+    db.mkdir()
+    (db / "bench.hdb").write_text(
+        f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:Eicar-Test-Signature\n")
+    conf = work / "clamd.conf"
+    conf.write_text(f"LocalSocket {work}/clamd.sock\nDatabaseDirectory {db}\nForeground yes\n"
+                    f"LogFile {work}/clamd.log\n" + ("User root\n" if os.geteuid() == 0 else ""))
+    with open(work / "clamd.out", "wb") as log:
+        proc = subprocess.Popen([clamd, "-c", str(conf)], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+    wait_for_ping(f"{work}/clamd.sock", proc)
+    return proc, [clamdscan, f"--config-file={conf}", "--no-summary"]
+
+
 def client_args(name: str, sample: Path) -> list[str]:
     return {"scand-queue": [], "scand-qfilter": [],
             "scand-pipe": ["-f", "alice@example.org", "--", "bob@example.net"],
@@ -104,6 +129,7 @@ def main() -> int:
     pybin.mkdir()
     (pybin / "python3").symlink_to(python)
     proc = None
+    clamd = None
     try:
         sample = work / "clean.eml"
         sample.write_bytes(MESSAGE)
@@ -138,6 +164,9 @@ def main() -> int:
                            f"from clients.{old.stem} import main; sys.exit(main())")
                 cmds[f"{name} (before: console script)"] = [sys.executable, "-c", wrapper,
                                                             *extra]
+        clamd = start_clamd(work)
+        if clamd is not None:
+            cmds["clamdscan (C, the reference)"] = [*clamd[1], str(sample)]
         for cmd in cmds.values():  # warm the caches
             cpu_ms(cmd, sample, env)
         times: dict[str, list[float]] = {name: [] for name in cmds}
@@ -145,9 +174,10 @@ def main() -> int:
             for name, cmd in cmds.items():
                 times[name].append(cpu_ms(cmd, sample, env))
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
+        for p in (proc, clamd[0] if clamd else None):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(15)
         shutil.rmtree(work, ignore_errors=True)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     floor = next(iter(medians.values()))
