@@ -86,7 +86,7 @@ exit status:
 environment:
   SCAND_SOCKET, SCAND_TIMEOUT, SCAND_SPOOL_DIR, SCAND_QMAILQUEUE
   SCAND_QMAIL_CUSTOM_ERROR=1  name the virus in the SMTP reply: write
-      "D5.7.1 message rejected: it contains NAME" on descriptor 6 and exit 82
+      "Dmessage rejected: it contains NAME (#5.7.1)" on descriptor 6 and exit 82
       (notqmail's custom error). Off by default: an older qmail-smtpd reads
       82 as a temporary failure and would defer the virus for ever. Without
       a descriptor 6 it falls back to exit 31.
@@ -161,7 +161,7 @@ def run(argv: list[str]) -> int:
     if isinstance(verdict, Infected):
         warn(PROG, f"message rejected: it contains {verdict.name}")
         if custom == "1":
-            return _custom_error("D", f"5.7.1 message rejected: it contains {verdict.name}")
+            return _custom_error("D", f"message rejected: it contains {verdict.name} (#5.7.1)")
         return EXIT_REJECT
     warn(PROG, f"temporary failure: {not_scanned(verdict)}")
     return EXIT_TEMPFAIL

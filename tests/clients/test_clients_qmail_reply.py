@@ -47,7 +47,7 @@ def test_virus_name_in_the_reply_only_when_asked(scand_daemon: DaemonFactory,
     assert queue_with_fd6(d.socket, qq, fd6=True)[:2] == (31, b"")
     # Asked: 82, and notqmail's qmail-smtpd reads "D<text>" for a permanent reply.
     code, said, err = queue_with_fd6(d.socket, qq, fd6=True, SCAND_QMAIL_CUSTOM_ERROR="1")
-    assert (code, said) == (82, b"D5.7.1 message rejected: it contains Eicar-Test-Signature")
+    assert (code, said) == (82, b"Dmessage rejected: it contains Eicar-Test-Signature (#5.7.1)")
     assert b"message rejected: it contains Eicar-Test-Signature" in err
     # Asked, but this qmail-smtpd gave no descriptor 6: fall back to 31, never a 451 loop.
     assert queue_with_fd6(d.socket, qq, fd6=False, SCAND_QMAIL_CUSTOM_ERROR="1")[0] == 31
