@@ -95,7 +95,9 @@ example (/service/qmail-smtpd/run):
   #!/bin/sh
   QMAILQUEUE=/usr/local/bin/scand-queue; export QMAILQUEUE
   SCAND_SOCKET=/var/run/sophie; export SCAND_SOCKET
-  exec tcpserver -v -R -u 7791 -g 2108 0 smtp /var/qmail/bin/qmail-smtpd 2>&1
+  exec softlimit -m 24000000 tcpserver -v -H -R -x /etc/tcp.smtp.cdb \\
+    -u 7791 -g 2108 0 smtp /var/qmail/bin/qmail-smtpd 2>&1
+  (the whole recipe, tcprules included: docs/CLIENTS.md)
 """
 
 
