@@ -1,7 +1,13 @@
 """Thin, stdlib-only scand clients for MTAs (see docs/CLIENTS.md).
 
-Every module here is also a single file that can be copied on its own to a
-host without scand: ``scandclient.py`` (the Python API) and the command-line
-clients ``scand_scan.py``, ``scand_qfilter.py``, ``scand_queue.py`` and
-``scand_pipe.py``, each of which embeds the client core.
+One source, many single files. The core is ``core.py`` (verdicts, errors, the
+sans-IO reply parser), ``sync.py`` (the blocking client), ``message.py`` (the
+message as a file range: memfd, sendfile, splice) and ``cliutil.py`` (what the
+command-line clients share). The entry modules ``scand_scan.py``,
+``scand_qfilter.py``, ``scand_queue.py``, ``scand_pipe.py`` and
+``scandclient.py`` (the Python API, with the trio client) import them;
+``build.py`` inlines those imports into one copyable file per client
+(``python3 -m clients.build DIR``; ``pip install`` does it for the console
+scripts). Nothing here imports anything but the stdlib (trio only inside
+``AsyncClient``).
 """

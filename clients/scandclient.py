@@ -30,459 +30,45 @@ even when sending fails, so a stream over the daemon's limit is reported as
 
 :class:`AsyncClient` is the same API for trio code (trio is imported only when
 it is used). The command-line clients (scand-scan, scand-qfilter, scand-queue,
-scand-pipe) each embed a copy of the core block below so that each is also a
-single copyable file; tests/clients/test_clients_embedded.py keeps the copies
-identical.
+scand-pipe) share this core (clients/core.py, clients/sync.py); each is
+also built as a single copyable file by clients/build.py, and so is this module.
 """
 
 from __future__ import annotations
 
 import os
-import select
-import sys
-import time
-from typing import TYPE_CHECKING
+
+from clients.core import (
+    DEFAULT_TIMEOUT,
+    RECV_SIZE,
+    SEND_CHUNK,
+    TYPE_CHECKING,
+    Clean,
+    Infected,
+    NothingSent,
+    ReplyReader,
+    ScandError,
+    ScandProtocolError,
+    ScandTimeout,
+    ScandUnavailable,
+    Unchecked,
+    Verdict,
+    check_path,
+    closed_at_once,
+    command_line,
+    default_socket_path,
+    keep_or_close,
+    parse_stats,
+    parse_verdict,
+    still_good,
+    unavailable,
+)
+from clients.sync import Client
 
 if TYPE_CHECKING:  # pragma: no cover - type names only, never imported at run time
     from types import TracebackType
 
     import trio
-
-# ----- BEGIN scand client core (identical in every clients/*.py; see scandclient.py) -----
-CLIENT_VERSION = "0.1.0"
-try:  # the C module: importing `socket` costs ~7 ms of enum set-up per message
-    import _socket as _sock
-except ImportError:  # pragma: no cover - every CPython has it
-    import socket as _sock  # type: ignore[no-redef]
-
-# Longer than the daemon's default queue wait + scan timeout (10 + 60 s), so its own
-# `-1:timeout`/`-1:busy` normally wins; far below the 10-minute SMTP end-of-data timeout.
-DEFAULT_TIMEOUT = 120.0
-# The daemon's replies are one short line; anything longer is not a Sophie daemon.
-MAX_REPLY_LINE = 64 * 1024
-# Bytes handed to one send(): large enough for few syscalls, small enough to keep
-# watching for an early reply (the daemon answers an oversize STREAM at once).
-SEND_CHUNK = 256 * 1024
-RECV_SIZE = 64 * 1024
-# Where the daemon listens when /var/run/sophie does not exist (its own default).
-SYSTEM_SOCKET = "/var/run/sophie"
-_MSG_NOSIGNAL = getattr(_sock, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE (Linux)
-_POLL_ANY_IN = select.POLLIN | select.POLLHUP | select.POLLERR
-
-
-def default_socket_path() -> str:
-    """``$SCAND_SOCKET``, else ``/var/run/sophie`` if it exists (even as a dangling
-    symlink), else the per-user path.
-
-    The per-user path is ``$XDG_RUNTIME_DIR/scand/sophie`` when that variable is
-    set, else ``/tmp/scand-<uid>/sophie``: where the daemon itself listens by
-    default when it cannot write to /var/run.
-    """
-    env = os.environ.get("SCAND_SOCKET")
-    if env:
-        return env
-    if os.path.lexists(SYSTEM_SOCKET):  # a dangling symlink still names the system socket
-        return SYSTEM_SOCKET
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "scand", "sophie")
-    return f"/tmp/scand-{os.getuid()}/sophie"
-
-
-class Clean:
-    """Every byte was scanned and nothing was found (reply ``0``)."""
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Clean)
-
-    def __hash__(self) -> int:
-        return hash("Clean")
-
-    def __repr__(self) -> str:
-        return "Clean()"
-
-
-class Infected:
-    """A signature or policy rule matched (reply ``1:<name>``)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Infected) and other.name == self.name
-
-    def __hash__(self) -> int:
-        return hash(("Infected", self.name))
-
-    def __repr__(self) -> str:
-        return f"Infected({self.name!r})"
-
-
-class Unchecked:
-    """Not fully scanned (reply ``-1:<reason>[ <detail>]``): defer, never pass."""
-
-    __slots__ = ("detail", "reason")
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Unchecked)
-            and other.reason == self.reason
-            and other.detail == self.detail
-        )
-
-    def __hash__(self) -> int:
-        return hash(("Unchecked", self.reason, self.detail))
-
-    def __repr__(self) -> str:
-        return f"Unchecked({self.reason!r}, {self.detail!r})"
-
-
-Verdict = Clean | Infected | Unchecked
-
-
-class ScandError(Exception):
-    """No verdict: the daemon could not be asked or did not answer properly."""
-
-
-class ScandUnavailable(ScandError):
-    """The socket could not be connected (missing, refused, no permission)."""
-
-
-class ScandTimeout(ScandError):
-    """The call's total deadline passed before a full reply line arrived."""
-
-
-class ScandProtocolError(ScandError):
-    """The daemon closed without replying, or sent something that is not a reply."""
-
-
-class _NothingSent(Exception):
-    """The connection was found closed before any byte of the request left."""
-
-
-def parse_verdict(line: bytes) -> Verdict:
-    """One reply line (without its LF) as a verdict; anything else is a protocol error."""
-    if line == b"0":
-        return Clean()
-    if line.startswith(b"1:") and len(line) > 2:
-        return Infected(line[2:].decode("utf-8", "replace"))
-    if line == b"-1" or line.startswith(b"-1:"):
-        reason, _, detail = line[3:].decode("utf-8", "replace").partition(" ")
-        return Unchecked(reason or "unspecified", detail)
-    # `1` and `1:` are refused too: Exim would read them as clean, we read them as garbage.
-    raise ScandProtocolError(f"not a Sophie verdict: {line[:80]!r}")
-
-
-def _dead_or_dirty(fd: int) -> bool:
-    """True if an idle connection has hung up or holds bytes nobody asked for."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _exchange(sock: _sock.socket, chunks: list[bytes], deadline: float) -> tuple[bytes, bool]:
-    """Send ``chunks`` and read one reply line, both before ``deadline``.
-
-    Sending and receiving are interleaved, so a reply that comes early (the
-    daemon refuses an oversize STREAM at once and closes) is read, not lost
-    behind a broken pipe. Returns the line and whether the connection is still
-    in step for another request.
-    """
-    views = [memoryview(c) for c in chunks if len(c)]
-    index = offset = sent = 0
-    send_error: OSError | None = None
-    buf = bytearray()
-    poller = select.poll()
-    fd = sock.fileno()
-    while True:
-        nl = buf.find(b"\n", 0, MAX_REPLY_LINE + 1)
-        if nl >= 0:
-            in_step = index == len(views) and send_error is None and nl + 1 == len(buf)
-            return bytes(buf[:nl]), in_step
-        if len(buf) > MAX_REPLY_LINE:
-            raise ScandProtocolError(f"reply longer than {MAX_REPLY_LINE} bytes")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ScandTimeout("no reply in time")
-        sending = index < len(views) and send_error is None
-        poller.register(fd, select.POLLIN | (select.POLLOUT if sending else 0))
-        events = poller.poll(max(1, int(remaining * 1000 + 0.999)))
-        mask = events[0][1] if events else 0
-        if mask & _POLL_ANY_IN:
-            try:
-                data = sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except ConnectionResetError:
-                data = b""  # the daemon closed with our bytes unread: same as EOF
-            except OSError as exc:
-                raise ScandProtocolError(f"receiving failed: {exc.strerror or exc}") from exc
-            if data:
-                buf += data
-                continue
-            if sent == 0 and not buf:
-                raise _NothingSent
-            why = f" (sending failed: {send_error.strerror})" if send_error else ""
-            raise ScandProtocolError(f"the daemon closed the connection without a reply{why}")
-        if sending and mask & select.POLLOUT:
-            try:
-                n = sock.send(views[index][offset : offset + SEND_CHUNK], _MSG_NOSIGNAL)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:  # EPIPE, ECONNRESET: the daemon stopped reading
-                if sent == 0:
-                    raise _NothingSent from exc
-                send_error = exc  # keep reading: the reply may already be there
-                continue
-            sent += n
-            offset += n
-            if offset == len(views[index]):
-                index, offset = index + 1, 0
-
-
-class Client:
-    """A synchronous scand client with one persistent connection.
-
-    ``socket_path`` defaults to :func:`default_socket_path`; ``timeout`` is the
-    total deadline of each call in seconds. Not thread-safe: use one per thread.
-    """
-
-    def __init__(self, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.socket_path = socket_path or default_socket_path()
-        self.timeout = timeout
-        self._sock: _sock.socket | None = None
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the cached connection (the daemon ends the session quietly)."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def scan_path(self, path: str | os.PathLike[str]) -> Verdict:
-        """Ask the daemon to scan a file or directory it can read (an absolute path)."""
-        raw = os.fsencode(path)
-        if not raw.startswith(b"/"):
-            raise ValueError(f"scand needs an absolute path, got {os.fsdecode(raw)!r}")
-        if b"\n" in raw or b"\0" in raw:
-            raise ValueError("a path sent to scand cannot contain LF or NUL")
-        return parse_verdict(self._request([raw + b"\n"]))
-
-    def scan_bytes(self, data: bytes) -> Verdict:
-        """Send ``data`` itself (``STREAM <n>``): for hosts that share no disk with the daemon."""
-        return parse_verdict(self._request([b"STREAM %d\n" % len(data), data]))
-
-    def command(self, name: str) -> str:
-        """Send one of scand's own lines (``PING``, ``VERSION``, ``STATS``, ``RELOAD``)."""
-        if not name or name.startswith("/") or "\n" in name:
-            raise ValueError(f"not a command line: {name!r}")
-        return self._request([name.encode("ascii") + b"\n"]).decode("utf-8", "replace")
-
-    def ping(self) -> bool:
-        """True if the daemon answers ``PONG`` in time; never raises ScandError."""
-        try:
-            return self.command("PING") == "PONG"
-        except ScandError:
-            return False
-
-    def version(self) -> str:
-        """``scand <version> <engine> <signatures>``."""
-        return self.command("VERSION")
-
-    def stats(self) -> dict[str, object]:
-        """The daemon's counters (the ``STATS`` line, parsed)."""
-        import json  # only here: keeps start-up of the filter scripts lean
-
-        try:
-            data = json.loads(self.command("STATS"))
-        except ValueError as exc:
-            raise ScandProtocolError(f"STATS reply is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ScandProtocolError("STATS reply is not a JSON object")
-        return data
-
-    def _connect(self, deadline: float) -> _sock.socket:
-        sock = _sock.socket(_sock.AF_UNIX, _sock.SOCK_STREAM)
-        try:
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(self.socket_path)
-            sock.setblocking(False)
-        except TimeoutError as exc:
-            sock.close()
-            raise ScandTimeout(f"{self.socket_path}: connect timed out") from exc
-        except OSError as exc:
-            sock.close()
-            why = exc.strerror or str(exc)
-            raise ScandUnavailable(f"cannot connect to {self.socket_path}: {why}") from exc
-        return sock
-
-    def _request(self, chunks: list[bytes]) -> bytes:
-        """One request, one reply line, one deadline; reconnects once if nothing was sent."""
-        deadline = time.monotonic() + self.timeout
-        sock, self._sock = self._sock, None
-        cached = sock is not None
-        if sock is not None and _dead_or_dirty(sock.fileno()):
-            sock.close()
-            sock, cached = None, False
-        for attempt in (1, 2):
-            if sock is None:
-                sock = self._connect(deadline)
-            try:
-                line, in_step = _exchange(sock, chunks, deadline)
-            except _NothingSent:
-                sock.close()
-                sock = None
-                if cached and attempt == 1:
-                    continue  # the daemon had closed our idle connection: one fresh try
-                raise ScandProtocolError(
-                    f"{self.socket_path}: the daemon closed the connection at once"
-                ) from None
-            except ScandTimeout:
-                sock.close()
-                raise ScandTimeout(
-                    f"no reply from {self.socket_path} within {self.timeout:g}s"
-                ) from None
-            except BaseException:
-                sock.close()
-                raise
-            if in_step and not line.startswith(b"-1"):
-                self._sock = sock
-            else:  # out of step, or a -1: the daemon closes after some (too-large, protocol)
-                sock.close()
-            return line
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-def env_float(name: str, default: float) -> float:
-    """A positive number from the environment, or ``default`` when unset."""
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise UsageError(f"{name} must be > 0, got {raw!r}")
-    return value
-
-
-class UsageError(Exception):
-    """A bad command line or environment variable (the message says which)."""
-
-
-def parse_options(
-    argv: list[str], flags: tuple[str, ...], valued: tuple[str, ...]
-) -> tuple[dict[str, str | bool], list[str]]:
-    """A small getopt: ``--opt VALUE``, ``--opt=VALUE``, ``-o VALUE``, flags, ``--``.
-
-    ``-`` alone is an operand. Options may follow operands until ``--``.
-    (argparse and getopt pull in `re` and `gettext`: ~7 ms on every message.)
-    """
-    opts: dict[str, str | bool] = {}
-    operands: list[str] = []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if arg == "--":
-            operands += args[i:]
-            break
-        if arg == "-" or not arg.startswith("-"):
-            operands.append(arg)
-            continue
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in flags and not eq:
-            opts[name] = True
-        elif name in valued:
-            if not eq:
-                if i >= len(args):
-                    raise UsageError(f"option {name} needs a value")
-                value = args[i]
-                i += 1
-            opts[name] = value
-        else:
-            raise UsageError(f"unknown option {arg!r}")
-    return opts, operands
-
-
-def option_float(opts: dict[str, str | bool], name: str, default: float) -> float:
-    """A positive number given as ``name`` on the command line, else ``default``."""
-    raw = opts.get(name)
-    if not isinstance(raw, str):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name}: not a number: {raw!r}") from None
-    if not value > 0:
-        raise UsageError(f"{name}: must be > 0, got {raw!r}")
-    return value
-
-
-def spool_and_scan(client: Client, data: bytes, spool_dir: str, mode: int = 0o640) -> Verdict:
-    """Write ``data`` to a new private file in ``spool_dir``, scan it by path, delete it.
-
-    The file is created with O_EXCL and ``mode`` (group-readable, so a daemon in
-    the spool directory's group can read it); it is removed whatever happens.
-    """
-    directory = os.path.abspath(spool_dir)
-    for _ in range(100):
-        name = os.path.join(directory, f"msg-{os.getpid()}-{os.urandom(6).hex()}")
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 collisions of 48 random bits
-        raise OSError(f"{directory}: cannot create a unique spool file")
-    try:
-        try:
-            os.fchmod(fd, mode)  # after creation: the umask must not widen or narrow it
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        return client.scan_path(name)
-    finally:
-        try:  # noqa: SIM105 - contextlib costs ~2 ms of start-up per message
-            os.unlink(name)
-        except FileNotFoundError:  # pragma: no cover - someone else cleaned up
-            pass
-
-
-def read_all(fd: int) -> bytes:
-    """Every byte of a file descriptor (the message), binary-safe."""
-    parts: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-
-
-def warn(prog: str, message: str) -> None:
-    """One line on stderr, prefixed with the program name."""
-    sys.stderr.write(f"{prog}: {message}\n")
-    sys.stderr.flush()
-
-
-# ----- END scand client core -----
 
 
 class AsyncClient:
@@ -520,20 +106,13 @@ class AsyncClient:
         self.close()
 
     async def scan_path(self, path: str | os.PathLike[str]) -> Verdict:
-        raw = os.fsencode(path)
-        if not raw.startswith(b"/"):
-            raise ValueError(f"scand needs an absolute path, got {os.fsdecode(raw)!r}")
-        if b"\n" in raw or b"\0" in raw:
-            raise ValueError("a path sent to scand cannot contain LF or NUL")
-        return parse_verdict(await self._request([raw + b"\n"]))
+        return parse_verdict(await self._request([check_path(path)]))
 
     async def scan_bytes(self, data: bytes) -> Verdict:
         return parse_verdict(await self._request([b"STREAM %d\n" % len(data), data]))
 
     async def command(self, name: str) -> str:
-        if not name or name.startswith("/") or "\n" in name:
-            raise ValueError(f"not a command line: {name!r}")
-        line = await self._request([name.encode("ascii") + b"\n"])
+        line = await self._request([command_line(name)])
         return line.decode("utf-8", "replace")
 
     async def ping(self) -> bool:
@@ -546,15 +125,7 @@ class AsyncClient:
         return await self.command("VERSION")
 
     async def stats(self) -> dict[str, object]:
-        import json
-
-        try:
-            data = json.loads(await self.command("STATS"))
-        except ValueError as exc:
-            raise ScandProtocolError(f"STATS reply is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ScandProtocolError("STATS reply is not a JSON object")
-        return data
+        return parse_stats(await self.command("STATS"))
 
     async def _request(self, chunks: list[bytes]) -> bytes:
         import trio
@@ -569,31 +140,23 @@ class AsyncClient:
         raise ScandTimeout(f"no reply from {self.socket_path} within {self.timeout:g}s")
 
     async def _request_in_time(self, chunks: list[bytes]) -> bytes:
-        sock, self._sock = self._sock, None
+        sock, self._sock = still_good(self._sock), None
         cached = sock is not None
-        if sock is not None and _dead_or_dirty(sock.fileno()):
-            sock.close()
-            sock, cached = None, False
         for attempt in (1, 2):
             if sock is None:
                 sock = await self._connect()
             try:
                 line, in_step = await _async_exchange(sock, chunks)
-            except _NothingSent:
+            except NothingSent:
                 sock.close()
                 sock = None
                 if cached and attempt == 1:
                     continue
-                raise ScandProtocolError(
-                    f"{self.socket_path}: the daemon closed the connection at once"
-                ) from None
+                raise closed_at_once(self.socket_path) from None
             except BaseException:
                 sock.close()  # includes trio.Cancelled: the connection is out of step
                 raise
-            if in_step and not line.startswith(b"-1"):
-                self._sock = sock
-            else:
-                sock.close()
+            self._sock = keep_or_close(sock, line, in_step)
             return line
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -605,8 +168,7 @@ class AsyncClient:
             await sock.connect(self.socket_path)
         except OSError as exc:
             sock.close()
-            why = exc.strerror or str(exc)
-            raise ScandUnavailable(f"cannot connect to {self.socket_path}: {why}") from exc
+            raise unavailable(self.socket_path, exc) from exc
         except BaseException:
             sock.close()
             raise
@@ -633,23 +195,19 @@ async def _async_exchange(
                 view = view[n:]
     except OSError as exc:  # EPIPE, ECONNRESET: the daemon stopped reading
         if sent == 0:
-            raise _NothingSent from exc
+            raise NothingSent from exc
         send_error = exc
-    buf = bytearray()
-    while (nl := buf.find(b"\n", 0, MAX_REPLY_LINE + 1)) < 0:
-        if len(buf) > MAX_REPLY_LINE:
-            raise ScandProtocolError(f"reply longer than {MAX_REPLY_LINE} bytes")
+    reader = ReplyReader()
+    while True:
         try:
             data = await sock.recv(RECV_SIZE)
         except ConnectionResetError:
             data = b""
         if not data:
-            if sent == 0 and not buf:  # pragma: no cover - an empty request is never sent
-                raise _NothingSent
-            why = f" (sending failed: {send_error.strerror})" if send_error else ""
-            raise ScandProtocolError(f"the daemon closed the connection without a reply{why}")
-        buf += data
-    return bytes(buf[:nl]), send_error is None and nl + 1 == len(buf)
+            raise reader.closed(sent, send_error)
+        line = reader.feed(data)
+        if line is not None:
+            return line, send_error is None and not reader.extra
 
 
 __all__ = [

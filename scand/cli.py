@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", metavar="FILE", help="TOML config file (see examples/)")
     serve.add_argument("--socket", metavar="PATH", help="Unix socket path (server.socket)")
+    serve.add_argument("--socket-group", metavar="GROUP",
+                       help="group of the socket, name or number (server.socket_group)")
+    serve.add_argument("--socket-mode", metavar="MODE",
+                       help="octal mode of the socket, e.g. 0660 (server.socket_mode)")
     serve.add_argument(
         "--engine", metavar="NAME", help="scanner engine: builtin (default) or chaos (tests)"
     )
@@ -104,7 +108,8 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
 
     def load() -> Config:
         config = configmod.load(args.config) if args.config else Config()
-        config = configmod.override(config, "server", socket=args.socket)
+        config = configmod.override(config, "server", socket=args.socket,
+                                    socket_group=args.socket_group, socket_mode=args.socket_mode)
         config = configmod.override(
             config, "engine", name=args.engine, signatures=args.signatures
         )

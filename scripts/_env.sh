@@ -17,7 +17,15 @@ make_venv() {  # $1 = pip extras, e.g. "[test]" or ""
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV" || { apt_install python3-venv && "$PY" -m venv "$VENV"; }
   fi
+  # Reinstall only when what the install is made of changed (pip -e takes ~10 s even then).
+  local stamp="$VENV/.scand-install-$(echo "$1" | tr -c 'a-z0-9\n' '_')"
+  local want
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/clients/*.py | sha256sum | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1" 2> >(grep -v "^WARNING: Location" >&2)
+  echo "$want" > "$stamp"
 }
 
 apt_install() {  # install Debian packages that are missing (needs root or sudo)
@@ -30,6 +38,7 @@ apt_install() {  # install Debian packages that are missing (needs root or sudo)
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing Debian packages: ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+    "${missing[@]}" >/dev/null
 }

@@ -1,7 +1,8 @@
 """Helpers for the client tests: run a client script as a subprocess, fake Sophie servers.
 
-The scripts are run as single files with ``python -I -S``: no site-packages and
-no repository on sys.path, exactly as when copied alone to a relay host.
+The scripts are the single files that clients/build.py makes from clients/, run
+with ``python -I -S``: no site-packages and no repository on sys.path, exactly
+as when copied alone to a relay host.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from clients import build
 from tests.conftest import EICAR
 
 CLIENTS = Path(__file__).resolve().parents[2] / "clients"
-SCRIPTS = {
-    "scand-scan": CLIENTS / "scand_scan.py",
-    "scand-qfilter": CLIENTS / "scand_qfilter.py",
-    "scand-queue": CLIENTS / "scand_queue.py",
-    "scand-pipe": CLIENTS / "scand_pipe.py",
-}
+# The single files, built from clients/ as an admin gets them (clients/build.py).
+BUILT = CLIENTS.parent / "build" / "test-clients"
+build.build(BUILT)
+SCRIPTS = {name: BUILT / name for name in ("scand-scan", "scand-qfilter", "scand-queue",
+                                           "scand-pipe")}
 # A message body the chaos engine answers with `-1:internal` (an unknown fault word).
 CHAOS_UNCHECKED = b"SCAND-CHAOS no-such-fault\n"
 
-__all__ = ["CHAOS_UNCHECKED", "CLIENTS", "EICAR", "SCRIPTS", "FakeSophie", "run_client"]
+__all__ = ["BUILT", "CHAOS_UNCHECKED", "CLIENTS", "EICAR", "SCRIPTS", "FakeSophie", "run_client"]
 
 
 def client_env(**extra: str) -> dict[str, str]:

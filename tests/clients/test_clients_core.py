@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from clients import cliutil, core
 from clients import scandclient as sc
 from tests.clients.conftest import FakeSophie, Handler, read_line
 
@@ -55,18 +56,18 @@ def test_verdicts_are_values() -> None:
 
 
 def test_parse_options() -> None:
-    opts, operands = sc.parse_options(
+    opts, operands = cliutil.parse_options(
         ["--json", "a", "--socket=/s", "-", "-f", "", "--timeout", "3", "--", "-x", "--json"],
         ("--json",), ("--socket", "--timeout", "-f"),
     )
     assert opts == {"--json": True, "--socket": "/s", "-f": "", "--timeout": "3"}
     assert operands == ["a", "-", "-x", "--json"]
-    with pytest.raises(sc.UsageError, match="unknown option"):
-        sc.parse_options(["--nope"], (), ())
-    with pytest.raises(sc.UsageError, match="needs a value"):
-        sc.parse_options(["--socket"], (), ("--socket",))
-    with pytest.raises(sc.UsageError, match="must be > 0"):
-        sc.option_float({"--timeout": "0"}, "--timeout", 1.0)
+    with pytest.raises(cliutil.UsageError, match="unknown option"):
+        cliutil.parse_options(["--nope"], (), ())
+    with pytest.raises(cliutil.UsageError, match="needs a value"):
+        cliutil.parse_options(["--socket"], (), ("--socket",))
+    with pytest.raises(cliutil.UsageError, match="must be > 0"):
+        cliutil.option_float({"--timeout": "0"}, "--timeout", 1.0)
 
 
 def test_default_socket_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_default_socket_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert sc.default_socket_path() == "/run/x/sophie"
     monkeypatch.delenv("SCAND_SOCKET")
     system = tmp_path / "sophie"
-    monkeypatch.setattr(sc, "SYSTEM_SOCKET", str(system))
+    monkeypatch.setattr(core, "SYSTEM_SOCKET", str(system))  # where the function lives
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
     assert sc.default_socket_path() == "/run/user/1000/scand/sophie"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
@@ -381,3 +382,23 @@ async def test_async_requests_queue_on_the_lock_within_one_deadline(fake_sophie:
     assert isinstance(results["/second"], sc.ScandTimeout)
     client.timeout = 5
     assert await client.scan_path("/third") == sc.Infected("third")
+
+
+def test_reply_reader_is_sans_io() -> None:
+    """The one reply parser both clients use: bytes in, a line (or an error) out."""
+    r = core.ReplyReader()
+    assert r.feed(b"1:Eicar-") is None
+    assert r.feed(b"Test\n") == b"1:Eicar-Test"
+    assert r.extra == 0
+    r = core.ReplyReader()
+    assert r.feed(b"0\nPONG\n") == b"0"
+    assert r.extra == 5  # bytes after the line: the connection is out of step
+    r = core.ReplyReader()
+    assert r.feed(b"x" * core.MAX_REPLY_LINE) is None
+    with pytest.raises(sc.ScandProtocolError, match="longer than"):
+        r.feed(b"x")
+    assert isinstance(core.ReplyReader().closed(0, None), core.NothingSent)
+    r = core.ReplyReader()
+    r.feed(b"-1:too")
+    err = r.closed(10, BrokenPipeError(32, "Broken pipe"))
+    assert isinstance(err, sc.ScandProtocolError) and "sending failed: Broken pipe" in str(err)
