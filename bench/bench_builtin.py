@@ -29,10 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scand import config as configmod
+from scand.clamd.engine import ClamdEngine
 from scand.config import Config
 from scand.content import walk
 from scand.engines.builtin import EICAR, BuiltinEngine
-from scand.clamd.engine import ClamdEngine
 from scand.worker.scanner import Scanner
 from tests.content.corpus import banned_corpus, clean_corpus, with_attachment, zipped
 

@@ -114,8 +114,8 @@ def clamd_binary() -> str:
 def start_clamd(workdir: Path, signatures: Path, ready_timeout: float = 180.0) -> Managed:
     """clamd with the very clamd.conf scand writes for its managed clamd (same limits)."""
     from scand import config as configmod
-    from scand.config import Config
     from scand.clamd.supervisor import render_conf
+    from scand.config import Config
 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
