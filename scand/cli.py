@@ -18,6 +18,8 @@ from scand import config as configmod
 from scand import logs, privileges
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
+from scand.fronts import clamd_listen
+from scand.fronts.clamd_server import ClamdServer
 from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
@@ -54,6 +56,7 @@ exit status:
 examples:
   scand serve                                     built-in engine, default socket
   scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
+  scand serve --clamd-socket /run/clamav/clamd.ctl    also a drop-in for clamd clients
   scand check-config /etc/scand/scand.toml
   printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
 """
@@ -88,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
     )
+    serve.add_argument(
+        "--clamd-socket", metavar="PATH",
+        help="also speak clamd's protocol on this Unix socket (clamd_front.socket)",
+    )
     check = sub.add_parser(
         "check-config",
         help="validate a config file and its signature set, then exit",
@@ -108,6 +115,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(
             config, "engine", name=args.engine, signatures=args.signatures
         )
+        config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -123,6 +131,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             log.info("fd_budget", nofile=nofile, max_connections=max_conns,
                      configured=config.server.max_connections)
             listener = bind_unix(config, who)
+            clamd_listeners = clamd_listen.bind_all(config.clamd_front, who)
+            clamd_server: ClamdServer | None = None
             spawner = Spawner()
             try:
                 await spawner.start(config)  # as root if we are: it drops privileges itself
@@ -142,14 +152,20 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
+                if clamd_listeners:
+                    clamd_server = ClamdServer(service, clamd_listeners, max_conns,
+                                               lambda: os.kill(os.getpid(), signal.SIGTERM))
+                    await nursery.start(clamd_server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
+                clamd_listen.close_all(clamd_listeners, config.clamd_front)
                 listener.close()
                 with contextlib.suppress(OSError):
                     os.unlink(config.socket_path)
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
+                     clamd=[lst.name for lst in clamd_listeners],
                      workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -158,7 +174,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
-            await server.drain(service.config.server.shutdown_grace)
+            grace = service.config.server.shutdown_grace
+            async with trio.open_nursery() as drains:
+                drains.start_soon(server.drain, grace)
+                if clamd_server is not None:
+                    drains.start_soon(clamd_server.drain, grace)
             nursery.cancel_scope.cancel()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)

@@ -1,0 +1,368 @@
+"""Sans-IO clamd protocol (ClamAV 1.4.6, PROTOCOL.md §6): bytes in, events out.
+
+No trio, no socket, no clock. The glue feeds each received packet (and any
+descriptors that came with it) into :meth:`ClamdConnection.receive_data` and
+drains :meth:`ClamdConnection.next_event`. Every event carries a :class:`Tag`
+(terminator and, inside IDSESSION, the request number) so the reply can be
+framed exactly as clamd frames it (:func:`frame`).
+
+Rules reproduced from clamd (each was checked against a live clamd 1.4.6):
+* ``z`` prefix: NUL-terminated; ``n``: LF-terminated (a CR before it is
+  dropped); no prefix ("old style"): up to LF, a limited command set;
+* outside IDSESSION exactly one command per connection, the rest is ignored;
+* no-argument commands must match exactly; commands with a path take
+  everything after the command word plus one (unchecked) byte;
+* INSTREAM chunks are ``<u32 big-endian length><data>``, ended by a zero
+  length; the quota is checked at each chunk header;
+* FILDES takes one descriptor that arrives with at least one dummy byte.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import struct
+from dataclasses import dataclass
+
+# clamd's command buffer is PATH_MAX + 8: a longer unterminated command ends the connection.
+MAX_COMMAND = 4096 + 8
+# Default INSTREAM quota (Debian's StreamMaxLength); the glue passes the configured one.
+DEFAULT_MAX_STREAM = 25 * 1024 * 1024
+CHUNK_HEADER = struct.Struct("!I")
+
+NO_ARG = ("PING", "VERSION", "VERSIONCOMMANDS", "RELOAD", "SHUTDOWN", "QUIT", "STATS",
+          "IDSESSION", "END", "INSTREAM", "FILDES", "DETSTATS", "DETSTATSCLEAR")
+WITH_PATH = ("SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN")
+# Accepted without an n/z prefix (clamd's commands[] support_old flag).
+OLD_STYLE = frozenset({"SCAN", "CONTSCAN", "MULTISCAN", "PING", "VERSION", "RELOAD",
+                       "SHUTDOWN", "QUIT", "FILDES", "DETSTATS", "DETSTATSCLEAR"})
+# Allowed inside IDSESSION; anything else there ends the session.
+IN_SESSION = frozenset({"SCAN", "INSTREAM", "FILDES", "VERSION", "VERSIONCOMMANDS", "PING",
+                        "STATS", "END"})
+COMMAND_LIST = ("SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN "
+                "MULTISCAN FILDES STATS IDSESSION INSTREAM DETSTATSCLEAR DETSTATS ALLMATCHSCAN")
+
+UNKNOWN_COMMAND = "UNKNOWN COMMAND"
+SIZE_LIMIT = "INSTREAM size limit exceeded. ERROR"
+NO_FD = "No file descriptor received. ERROR"
+STRAY_FD = "PROTOCOL ERROR: ancillary data sent without FILDES. ERROR"
+INVALID_IN_SESSION = "Command invalid inside IDSESSION. ERROR"
+ONLY_PREFIXED = "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR"
+
+
+class NeedData(enum.Enum):
+    NEED_DATA = "need-data"
+
+
+class Closed(enum.Enum):
+    CLOSED = "closed"
+
+
+NEED_DATA = NeedData.NEED_DATA
+CLOSED = Closed.CLOSED
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """How a reply is framed: its terminator, and the IDSESSION request number."""
+
+    term: bytes = b"\n"
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Simple:
+    """A command without a scan: PING, VERSION, VERSIONCOMMANDS, RELOAD, SHUTDOWN, STATS."""
+
+    tag: Tag
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PathScan:
+    """SCAN, CONTSCAN, MULTISCAN or ALLMATCHSCAN of a path as sent."""
+
+    tag: Tag
+    command: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamScan:
+    """A complete INSTREAM body."""
+
+    tag: Tag
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FdScan:
+    """FILDES: the received descriptor (now owned by the receiver of this event)."""
+
+    tag: Tag
+    fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer the parser can give by itself; ``close`` ends the connection after it."""
+
+    tag: Tag
+    text: str
+    close: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EndSession:
+    """END (or half-close) in IDSESSION: send what is pending, then close."""
+
+
+ClamdEvent = Simple | PathScan | StreamScan | FdScan | Reply | EndSession
+
+
+def frame(tag: Tag, text: str) -> bytes:
+    """One reply line: ``[<id>: ]<text><term>``."""
+    prefix = f"{tag.id}: " if tag.id is not None else ""
+    return (prefix + text).encode("utf-8", "surrogateescape") + tag.term
+
+
+class ClamdConnection:
+    """Parser state for one client connection."""
+
+    def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM, fd_passing: bool = True) -> None:
+        self.max_stream = max_stream
+        self.fd_passing = fd_passing
+        self._buf = bytearray()
+        self._fds: collections.deque[int] = collections.deque()
+        self._eof = False
+        self.in_session = False
+        self._done = False  # one command outside a session was parsed: nothing more
+        self._ids = 0
+        self._stream: bytearray | None = None
+        self._stream_tag = Tag()
+        self._chunk_left = 0  # bytes still owed by the current INSTREAM chunk
+        self._fildes: Tag | None = None  # FILDES seen, waiting for its byte and descriptor
+
+    # -- input ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+        """Feed one received packet (``b""`` = end of input) and its SCM_RIGHTS descriptors."""
+        self._fds.extend(fds)
+        if not data:
+            self._eof = True
+            return
+        if not self._done:
+            self._buf += data
+
+    def take_fds(self) -> list[int]:
+        """Descriptors received but not handed out in an event (the caller closes them)."""
+        fds = list(self._fds)
+        self._fds.clear()
+        return fds
+
+    @property
+    def mid_request(self) -> bool:
+        """Part of a request has arrived but not all of it."""
+        if self._done:
+            return False
+        return bool(self._buf) or self._stream is not None or self._fildes is not None
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed (stream data already taken is not counted)."""
+        return len(self._buf)
+
+    @property
+    def waiting_for(self) -> tuple[str, Tag | None]:
+        """What a timeout interrupts: ``("stream", tag)``, ``("fildes", tag)`` or
+        ``("command", None)``."""
+        if self._stream is not None:
+            return "stream", self._stream_tag
+        if self._fildes is not None:
+            return "fildes", self._fildes
+        return "command", None
+
+    # -- events -----------------------------------------------------------------
+
+    def next_event(self) -> ClamdEvent | NeedData | Closed:
+        if self._done:
+            return CLOSED
+        if self._stream is not None:
+            return self._next_stream()
+        if self._fildes is not None:
+            return self._next_fildes()
+        if not self._buf:
+            if self._eof:
+                return self._end_of_input()
+            return NEED_DATA
+        return self._next_command()
+
+    def _end_of_input(self) -> ClamdEvent | Closed:
+        self._done = True
+        if self.in_session:
+            return EndSession()
+        return CLOSED
+
+    def _next_command(self) -> ClamdEvent | NeedData | Closed:
+        first = bytes(self._buf[:1])
+        if first in (b"z", b"n"):
+            term = b"\0" if first == b"z" else b"\n"
+            end = self._buf.find(term, 1)
+            if end < 0:
+                return self._incomplete()
+            raw = bytes(self._buf[1:end])
+            del self._buf[: end + 1]
+            if term == b"\n" and raw.endswith(b"\r"):
+                raw = raw[:-1]
+            return self._command(raw, term, prefixed=True)
+        if self.in_session:
+            return self._finish(Reply(self._tag(b"\n"), ONLY_PREFIXED))
+        return self._old_style()
+
+    def _old_style(self) -> ClamdEvent | NeedData | Closed:
+        """clamd takes the first packet up to LF; a LF arriving later is also accepted here,
+        and a known no-argument command needs no LF at all (``PING``)."""
+        end = self._buf.find(b"\n")
+        if end < 0:
+            raw = bytes(self._buf).rstrip(b"\r")
+            word = raw.decode("latin-1")
+            if not (self._eof or word in OLD_STYLE - set(WITH_PATH) or not _could_be(word)):
+                return self._incomplete()
+        else:
+            raw = bytes(self._buf[:end]).rstrip(b"\r")
+        self._buf.clear()
+        return self._command(raw, b"\n", prefixed=False)
+
+    def _incomplete(self) -> ClamdEvent | NeedData | Closed:
+        if len(self._buf) > MAX_COMMAND:
+            self._done = True  # clamd drops the connection without a reply
+            self._buf.clear()
+            return CLOSED
+        if self._eof:
+            return self._end_of_input()
+        return NEED_DATA
+
+    def _tag(self, term: bytes) -> Tag:
+        if not self.in_session:
+            return Tag(term)
+        self._ids += 1
+        return Tag(term, self._ids)
+
+    def _finish(self, event: ClamdEvent) -> ClamdEvent:
+        """After this event no more commands are parsed (outside IDSESSION, or fatal)."""
+        if not self.in_session or (isinstance(event, Reply) and event.close):
+            self._done = True
+            self._buf.clear()
+        return event
+
+    def _command(self, raw: bytes, term: bytes, *, prefixed: bool
+                 ) -> ClamdEvent | NeedData | Closed:
+        text = raw.decode("utf-8", "surrogateescape")
+        name, arg = _match(text)
+        tag = self._tag(term)
+        if name is None or (not prefixed and name not in OLD_STYLE):
+            if self.in_session:
+                return self._finish(Reply(tag, INVALID_IN_SESSION))
+            return self._finish(Reply(tag, UNKNOWN_COMMAND))
+        if self.in_session and name not in IN_SESSION:
+            return self._finish(Reply(tag, INVALID_IN_SESSION))
+        if self._fds and name != "FILDES":
+            return self._finish(Reply(tag, STRAY_FD))
+        if name == "IDSESSION":
+            self.in_session = True
+            self._ids = 0
+            return self.next_event()
+        if name == "END":
+            if not self.in_session:
+                return self._finish(Reply(tag, UNKNOWN_COMMAND))
+            self._done = True
+            self._buf.clear()
+            return EndSession()
+        if name in ("DETSTATS", "DETSTATSCLEAR"):
+            # Removed features: clamd accepts them and answers nothing.
+            return self._finish(Reply(tag, "", close=True))
+        if name == "INSTREAM":
+            self._stream = bytearray()
+            self._stream_tag = tag
+            self._chunk_left = 0
+            return self.next_event()
+        if name == "FILDES":
+            self._fildes = tag
+            return self.next_event()
+        if arg is not None:
+            return self._finish(PathScan(tag, name, arg))
+        return self._finish(Simple(tag, "SHUTDOWN" if name == "QUIT" else name))
+
+    def _next_stream(self) -> ClamdEvent | NeedData | Closed:
+        assert self._stream is not None
+        while True:
+            if self._chunk_left:
+                take = min(self._chunk_left, len(self._buf))
+                if take == 0:
+                    return self._stream_stalled()
+                self._stream += self._buf[:take]
+                del self._buf[:take]
+                self._chunk_left -= take
+                continue
+            if len(self._buf) < CHUNK_HEADER.size:
+                return self._stream_stalled()
+            (n,) = CHUNK_HEADER.unpack_from(self._buf)
+            del self._buf[: CHUNK_HEADER.size]
+            if n == 0:
+                data, self._stream = bytes(self._stream), None
+                return self._finish(StreamScan(self._stream_tag, data))
+            if n > self.max_stream - len(self._stream):
+                self._stream = None
+                self._done = True
+                self._buf.clear()
+                return Reply(self._stream_tag, SIZE_LIMIT)
+            self._chunk_left = n
+
+    def _stream_stalled(self) -> NeedData | Closed:
+        if self._eof:
+            self._stream = None
+            self._done = True
+            return CLOSED  # the client left mid-stream: nothing to answer
+        return NEED_DATA
+
+    def _next_fildes(self) -> ClamdEvent | NeedData | Closed:
+        tag = self._fildes
+        assert tag is not None
+        if not self._buf and not self._fds:
+            if self._eof:
+                self._fildes = None
+                self._done = True
+                return CLOSED
+            return NEED_DATA
+        self._fildes = None
+        if self._buf:
+            del self._buf[:1]  # the dummy byte that carried the descriptor
+        if not self._fds or not self.fd_passing:
+            return self._finish(Reply(tag, NO_FD))
+        return self._finish(FdScan(tag, self._fds.popleft()))
+
+
+def _could_be(text: str) -> bool:
+    """True while ``text`` may still grow into an old-style command."""
+    return any(name.startswith(text) or text.startswith(name) for name in OLD_STYLE)
+
+
+def _match(text: str) -> tuple[str | None, str | None]:
+    """(command, path argument or None); (None, None) when clamd would not know it."""
+    if text in NO_ARG:
+        return text, None
+    for name in WITH_PATH:
+        if text.startswith(name) and len(text) > len(name):
+            return name, text[len(name) + 1 :]
+    return None, None
+
+
+__all__ = [
+    "CLOSED", "COMMAND_LIST", "NEED_DATA", "ClamdConnection", "ClamdEvent", "Closed",
+    "EndSession", "FdScan", "NeedData", "PathScan", "Reply", "Simple", "StreamScan", "Tag",
+    "frame",
+]
