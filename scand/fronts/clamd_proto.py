@@ -133,7 +133,11 @@ class ClamdConnection:
         self.max_stream = max_stream
         self.fd_passing = fd_passing
         self._buf = bytearray()
-        self._fds: collections.deque[int] = collections.deque()
+        # Each descriptor with the stream offset of the end of the packet it came with:
+        # it belongs to the byte before that offset (FILDES's dummy byte).
+        self._fds: collections.deque[tuple[int, int]] = collections.deque()
+        self._received = 0
+        self._consumed = 0
         self._eof = False
         self.in_session = False
         self._done = False  # one command outside a session was parsed: nothing more
@@ -147,7 +151,8 @@ class ClamdConnection:
 
     def receive_data(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
         """Feed one received packet (``b""`` = end of input) and its SCM_RIGHTS descriptors."""
-        self._fds.extend(fds)
+        self._received += len(data)
+        self._fds.extend((self._received, fd) for fd in fds)
         if not data:
             self._eof = True
             return
@@ -156,7 +161,7 @@ class ClamdConnection:
 
     def take_fds(self) -> list[int]:
         """Descriptors received but not handed out in an event (the caller closes them)."""
-        fds = list(self._fds)
+        fds = [fd for _, fd in self._fds]
         self._fds.clear()
         return fds
 
@@ -215,7 +220,7 @@ class ClamdConnection:
             if end < 0:
                 return self._incomplete()
             raw = bytes(self._buf[1:end])
-            del self._buf[: end + 1]
+            self._consume(end + 1)
             if term == b"\n" and raw.endswith(b"\r"):
                 raw = raw[:-1]
             return self._command(raw, term, prefixed=True)
@@ -234,13 +239,13 @@ class ClamdConnection:
                 return self._incomplete()
         else:
             raw = bytes(self._buf[:end]).rstrip(b"\r")
-        self._buf.clear()
+        self._consume(len(self._buf))
         return self._command(raw, b"\n", prefixed=False)
 
     def _incomplete(self) -> ClamdEvent | NeedData | Closed:
         if len(self._buf) > MAX_COMMAND:
             self._done = True  # clamd drops the connection without a reply
-            self._buf.clear()
+            self._consume(len(self._buf))
             return CLOSED
         if self._eof:
             return self._end_of_input()
@@ -256,7 +261,7 @@ class ClamdConnection:
         """After this event no more commands are parsed (outside IDSESSION, or fatal)."""
         if not self.in_session or (isinstance(event, Reply) and event.close):
             self._done = True
-            self._buf.clear()
+            self._consume(len(self._buf))
         return event
 
     def _command(self, raw: bytes, term: bytes, *, prefixed: bool
@@ -270,7 +275,7 @@ class ClamdConnection:
             return self._finish(Reply(tag, UNKNOWN_COMMAND))
         if self.in_session and name not in IN_SESSION:
             return self._finish(Reply(tag, INVALID_IN_SESSION))
-        if self._fds and name != "FILDES":
+        if self._fd_ready() and name != "FILDES":
             return self._finish(Reply(tag, STRAY_FD))
         if name == "IDSESSION":
             self.in_session = True
@@ -280,7 +285,7 @@ class ClamdConnection:
             if not self.in_session:
                 return self._finish(Reply(tag, UNKNOWN_COMMAND))
             self._done = True
-            self._buf.clear()
+            self._consume(len(self._buf))
             return EndSession()
         if name in ("DETSTATS", "DETSTATSCLEAR"):
             # Removed features: clamd accepts them and answers nothing.
@@ -305,20 +310,20 @@ class ClamdConnection:
                 if take == 0:
                     return self._stream_stalled()
                 self._stream += self._buf[:take]
-                del self._buf[:take]
+                self._consume(take)
                 self._chunk_left -= take
                 continue
             if len(self._buf) < CHUNK_HEADER.size:
                 return self._stream_stalled()
             (n,) = CHUNK_HEADER.unpack_from(self._buf)
-            del self._buf[: CHUNK_HEADER.size]
+            self._consume(CHUNK_HEADER.size)
             if n == 0:
                 data, self._stream = bytes(self._stream), None
                 return self._finish(StreamScan(self._stream_tag, data))
             if n > self.max_stream - len(self._stream):
                 self._stream = None
                 self._done = True
-                self._buf.clear()
+                self._consume(len(self._buf))
                 return Reply(self._stream_tag, SIZE_LIMIT)
             self._chunk_left = n
 
@@ -332,7 +337,7 @@ class ClamdConnection:
     def _next_fildes(self) -> ClamdEvent | NeedData | Closed:
         tag = self._fildes
         assert tag is not None
-        if not self._buf and not self._fds:
+        if not self._buf and not self._fd_ready():
             if self._eof:
                 self._fildes = None
                 self._done = True
@@ -340,10 +345,18 @@ class ClamdConnection:
             return NEED_DATA
         self._fildes = None
         if self._buf:
-            del self._buf[:1]  # the dummy byte that carried the descriptor
-        if not self._fds or not self.fd_passing:
+            self._consume(1)  # the dummy byte that carried the descriptor
+        if not self._fd_ready() or not self.fd_passing:
             return self._finish(Reply(tag, NO_FD))
-        return self._finish(FdScan(tag, self._fds.popleft()))
+        return self._finish(FdScan(tag, self._fds.popleft()[1]))
+
+    def _consume(self, n: int) -> None:
+        del self._buf[:n]
+        self._consumed += n
+
+    def _fd_ready(self) -> bool:
+        """A descriptor arrived with a byte already consumed (or with the current packet)."""
+        return bool(self._fds) and self._fds[0][0] <= self._consumed + (1 if self._buf else 0)
 
 
 def _could_be(text: str) -> bool:
