@@ -27,6 +27,7 @@ from scand.engines.base import read_fd
 from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.fronts import clamd_reply as text
 from scand.fronts.clamd_proto import (
+    SIZE_LIMIT,
     ClamdEvent,
     EndSession,
     FdScan,
@@ -61,9 +62,14 @@ class ClamdHandler:
         if isinstance(event, EndSession):
             return b""
         if isinstance(event, Reply):
-            if event.text:
-                log.info("request_rejected", front="clamd", detail=event.text)
-            return frame(event.tag, event.text) if event.text else b""
+            if not event.text:
+                return b""
+            log.info("request_rejected", front="clamd", detail=event.text)
+            if event.text == SIZE_LIMIT and self.as_found:
+                # rspamd passes any reply but OK/FOUND: name the refusal instead.
+                return frame(event.tag, "stream: " + text.unchecked_text("too-large",
+                                                                           as_found=True))
+            return frame(event.tag, event.text)
         if isinstance(event, Simple):
             return self._simple(event)
         if isinstance(event, StreamScan):

@@ -100,12 +100,15 @@ def test_idsession_numbering_and_end() -> None:
     assert events(b"nIDSESSION\nnPING\n") == [Simple(Tag(b"\n", 1), "PING"), EndSession()]
 
 
+INVALID = "Command invalid inside IDSESSION. ERROR"
+ONLY = "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR"
+
+
 @pytest.mark.parametrize(("raw", "want"), [
-    (b"nIDSESSION\nnCONTSCAN /x\n", Reply(Tag(b"\n", 1), "Command invalid inside IDSESSION. ERROR")),
-    (b"nIDSESSION\nnIDSESSION\n", Reply(Tag(b"\n", 1), "Command invalid inside IDSESSION. ERROR")),
-    (b"nIDSESSION\nnFOO\n", Reply(Tag(b"\n", 1), "Command invalid inside IDSESSION. ERROR")),
-    (b"nIDSESSION\nPING\n", Reply(Tag(b"\n", 1),
-                                  "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR")),
+    (b"nIDSESSION\nnCONTSCAN /x\n", Reply(Tag(b"\n", 1), INVALID)),
+    (b"nIDSESSION\nnIDSESSION\n", Reply(Tag(b"\n", 1), INVALID)),
+    (b"nIDSESSION\nnFOO\n", Reply(Tag(b"\n", 1), INVALID)),
+    (b"nIDSESSION\nPING\n", Reply(Tag(b"\n", 1), ONLY)),
 ])
 def test_idsession_errors_end_it(raw: bytes, want: Reply) -> None:
     assert events(raw + b"nPING\n") == [want]
@@ -174,11 +177,11 @@ def test_walk_order_limits_and_display(tmp_path: object) -> None:
 def test_config_section() -> None:
     cfg = from_mapping({"clamd_front": {"socket": "/run/c.ctl", "socket_mode": "0666"}})
     assert cfg.clamd_front.socket_mode == 0o666 and not cfg.clamd_front.unchecked_as_found
-    with pytest.raises(ConfigError, match="clamd_front.tcp_allow: required"):
+    with pytest.raises(ConfigError, match=r"clamd_front.tcp_allow: required"):
         from_mapping({"clamd_front": {"tcp": ["127.0.0.1:3310"]}})
-    with pytest.raises(ConfigError, match="clamd_front.tcp_allow: not a network"):
+    with pytest.raises(ConfigError, match=r"clamd_front.tcp_allow: not a network"):
         from_mapping({"clamd_front": {"tcp": ["127.0.0.1:3310"], "tcp_allow": ["nope"]}})
-    with pytest.raises(ConfigError, match="clamd_front.tls_key"):
+    with pytest.raises(ConfigError, match=r"clamd_front.tls_key"):
         from_mapping({"clamd_front": {"tls_cert": "/x.pem"}})
-    with pytest.raises(ConfigError, match="clamd_front.bogus: unknown key"):
+    with pytest.raises(ConfigError, match=r"clamd_front.bogus: unknown key"):
         from_mapping({"clamd_front": {"bogus": 1}})
