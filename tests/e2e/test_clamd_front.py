@@ -107,12 +107,15 @@ def test_tls_with_client_certificate(scand_daemon: DaemonFactory, short_tmp: Pat
         assert s.recv(200) == f"stream: {EICAR_NAME} FOUND\0".encode()
     # Without a client certificate: the handshake is refused.
     bare = ssl.create_default_context(cafile=str(pki["ca.pem"]))
-    with pytest.raises((ssl.SSLError, OSError)):
+    def without_cert() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
                 bare.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(b"zPING\0")
             if not s.recv(100):
                 raise ConnectionResetError("closed")
+
+    with pytest.raises((ssl.SSLError, OSError)):
+        without_cert()
     # Plain text to the TLS port: no PONG, the connection is closed.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"zPING\0")
@@ -129,7 +132,7 @@ def test_tls_with_client_certificate(scand_daemon: DaemonFactory, short_tmp: Pat
 
 
 def test_connection_limit_and_deadlines(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
-    d, sock = start(scand_daemon, short_tmp,
+    _, sock = start(scand_daemon, short_tmp,
                     "[server]\nmax_connections = 2\nrequest_timeout = 1.0\n")
     idle = []
     for _ in range(2):
@@ -213,7 +216,8 @@ def test_engine_failures_are_errors(scand_daemon: DaemonFactory, short_tmp: Path
     crash = short_tmp / "crash.txt"
     crash.write_text("SCAND-CHAOS crash\n")
     assert talk(sock, f"zSCAN {hang}\0".encode()) == f"{hang}: timeout ERROR\0".encode()
-    assert talk(sock, f"zCONTSCAN {crash}\0".encode()) == f"{crash}: worker-crashed ERROR\0".encode()
+    assert talk(sock, f"zCONTSCAN {crash}\0".encode()) == (
+        f"{crash}: worker-crashed ERROR\0".encode())
     assert talk(sock, b"zINSTREAM\0" + chunk(b"SCAND-CHAOS crash\n") + chunk(b"")) == (
         b"stream: worker-crashed ERROR\0")
 
@@ -238,8 +242,9 @@ def test_fildes_and_shutdown(scand_daemon: DaemonFactory, short_tmp: Path) -> No
     time.sleep(0.3)
     assert proc.num_fds() <= before + 2  # every received descriptor was closed
     # SHUTDOWN and QUIT are off by default: answered as a disabled command.
-    assert talk(sock, b"nSHUTDOWN\n") == b"SHUTDOWN command disabled by clamd configuration. ERROR\n"
-    assert talk(sock, b"QUIT\n") == b"SHUTDOWN command disabled by clamd configuration. ERROR\n"
+    disabled = b"SHUTDOWN command disabled by clamd configuration. ERROR\n"
+    assert talk(sock, b"nSHUTDOWN\n") == disabled
+    assert talk(sock, b"QUIT\n") == disabled
     assert d.proc.poll() is None  # type: ignore[attr-defined]
     # SIGTERM removes the clamd socket with the Sophie one.
     assert d.stop() == 0  # type: ignore[attr-defined]
