@@ -160,6 +160,8 @@ class ClamdHandler:
         entries = await trio.to_thread.run_sync(
             list_tree, top.shown, roots, limits.max_files, limits.max_depth)
         lines = await self._tree(event.command, entries)
+        if not entries and event.command == "MULTISCAN":
+            return []  # clamd 1.4.6 answers nothing at all for an empty directory here
         return lines or [f"{top.shown}: OK"]
 
     async def _tree(self, command: str, entries: list[tuple[str, Unchecked | None]]

@@ -36,6 +36,9 @@ WITH_PATH = ("SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN")
 # Accepted without an n/z prefix (clamd's commands[] support_old flag).
 OLD_STYLE = frozenset({"SCAN", "CONTSCAN", "MULTISCAN", "PING", "VERSION", "RELOAD",
                        "SHUTDOWN", "QUIT", "FILDES", "DETSTATS", "DETSTATSCLEAR"})
+# Old-style commands answered without waiting for a LF (FILDES waits: its LF must not
+# be taken for the byte that carries the descriptor).
+NO_LF_NEEDED = frozenset({"PING", "VERSION", "RELOAD", "SHUTDOWN", "QUIT", "DETSTATSCLEAR"})
 # Allowed inside IDSESSION; anything else there ends the session.
 IN_SESSION = frozenset({"SCAN", "INSTREAM", "FILDES", "VERSION", "VERSIONCOMMANDS", "PING",
                         "STATS", "END"})
@@ -235,7 +238,7 @@ class ClamdConnection:
         if end < 0:
             raw = bytes(self._buf).rstrip(b"\r")
             word = raw.decode("latin-1")
-            if not (self._eof or word in OLD_STYLE - set(WITH_PATH) or not _could_be(word)):
+            if not (self._eof or word in NO_LF_NEEDED or not _could_be(word)):
                 return self._incomplete()
         else:
             raw = bytes(self._buf[:end]).rstrip(b"\r")

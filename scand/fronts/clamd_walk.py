@@ -43,6 +43,8 @@ def display(path: str) -> str:
 def inspect(path: str, roots: tuple[str, ...]) -> Top:
     """Classify the client's path without opening it."""
     shown = display(path)
+    if not path:
+        return Top(shown, "missing", error=os.strerror(2))  # clamd: ENOENT for ""
     if not path.startswith("/"):
         # The daemon has no meaningful working directory: refuse, as the Sophie side does.
         return Top(shown, "refused", verdict=Unchecked(Reason.PROTOCOL, "relative path"))
