@@ -19,7 +19,7 @@ from scand import logs, privileges
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.fronts import clamd_listen
-from scand.fronts.clamd_server import ClamdServer
+from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
 from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
@@ -153,7 +153,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
                 if clamd_listeners:
-                    clamd_server = ClamdServer(service, clamd_listeners, max_conns,
+                    clamd_conns = clamd_connection_budget(config, nofile, max_conns)
+                    clamd_server = ClamdServer(service, clamd_listeners, clamd_conns,
                                                lambda: os.kill(os.getpid(), signal.SIGTERM))
                     await nursery.start(clamd_server.run)
             except BaseException:

@@ -22,6 +22,7 @@ import ssl
 import structlog
 import trio
 
+from scand.config import Config
 from scand.fronts.clamd_handler import ClamdHandler
 from scand.fronts.clamd_listen import Listener
 from scand.fronts.clamd_proto import (
@@ -35,7 +36,7 @@ from scand.fronts.clamd_proto import (
     frame,
 )
 from scand.fronts.clamd_reply import unchecked_text
-from scand.server import ACCEPT_BACKOFF, DRAIN_POLL, peer_gone
+from scand.server import ACCEPT_BACKOFF, DRAIN_POLL, FD_RESERVE, FDS_PER_WORKER, peer_gone
 from scand.service import Service
 
 log = structlog.get_logger("scand.clamd")
@@ -49,6 +50,13 @@ HUP_POLL = 0.1
 MAX_FDS = 4
 FD_SPACE = stdsocket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 TIMED_OUT = b"COMMAND READ TIMED OUT\n"  # clamd's text, always LF
+
+
+def clamd_connection_budget(config: Config, nofile: int, sophie_connections: int) -> int:
+    """Connections the clamd front may hold within RLIMIT_NOFILE, after the Sophie
+    socket's share: two descriptors each (the socket and a FILDES descriptor being read)."""
+    spare = FD_RESERVE + FDS_PER_WORKER * config.worker_count + sophie_connections
+    return max(1, min(config.server.max_connections, (nofile - spare) // 2))
 
 
 class Transport:
