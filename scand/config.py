@@ -164,6 +164,9 @@ class ClamdFrontConfig:
     allow_shutdown: bool = False  # SHUTDOWN/QUIT stop the daemon (clamd's default is on)
     allow_allmatch: bool = True  # AllowAllMatchScan
     session_requests: int = 16  # IDSESSION requests in progress per connection
+    # INSTREAM data held in the daemon for all connections together (each is also
+    # capped by server.max_stream_bytes); a chunk past it gets "stream: busy ERROR".
+    stream_memory_mb: int = 512
 
     def __post_init__(self) -> None:
         if self.tcp and not self.tcp_allow:
@@ -283,6 +286,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         (f"not host:port: {a!r}" for a in v if not a.rpartition(":")[2].isdigit()), None),
     "clamd_front.tcp_allow": _networks,
     "clamd_front.session_requests": _at_least(1),
+    "clamd_front.stream_memory_mb": _at_least(1),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

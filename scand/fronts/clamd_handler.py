@@ -28,6 +28,7 @@ from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.fronts import clamd_reply as text
 from scand.fronts.clamd_proto import (
     SIZE_LIMIT,
+    STREAM_BUSY,
     ClamdEvent,
     EndSession,
     FdScan,
@@ -65,10 +66,10 @@ class ClamdHandler:
             if not event.text:
                 return b""
             log.info("request_rejected", front="clamd", detail=event.text)
-            if event.text == SIZE_LIMIT and self.as_found:
+            refused = {SIZE_LIMIT: "too-large", STREAM_BUSY: "busy"}.get(event.text)
+            if refused and self.as_found:
                 # rspamd passes any reply but OK/FOUND: name the refusal instead.
-                return frame(event.tag, "stream: " + text.unchecked_text("too-large",
-                                                                           as_found=True))
+                return frame(event.tag, "stream: " + text.unchecked_text(refused, as_found=True))
             return frame(event.tag, event.text)
         if isinstance(event, Simple):
             return self._simple(event)

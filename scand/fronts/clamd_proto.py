@@ -53,6 +53,31 @@ INVALID_IN_SESSION = "Command invalid inside IDSESSION. ERROR"
 ONLY_PREFIXED = "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR"
 
 
+STREAM_BUSY = "stream: busy ERROR"
+
+
+class StreamBudget:
+    """Bytes of INSTREAM data the daemon may hold for all connections together.
+
+    Each connection is capped by ``max_stream``; this caps their sum, so many
+    clients streaming at once cannot hold many whole messages in the daemon.
+    A chunk that does not fit is refused at its header (``stream: busy ERROR``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def try_take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+
 class NeedData(enum.Enum):
     NEED_DATA = "need-data"
 
@@ -132,8 +157,11 @@ def frame(tag: Tag, text: str) -> bytes:
 class ClamdConnection:
     """Parser state for one client connection."""
 
-    def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM, fd_passing: bool = True) -> None:
+    def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM, fd_passing: bool = True,
+                 budget: StreamBudget | None = None) -> None:
         self.max_stream = max_stream
+        self.budget = budget
+        self.held = 0  # bytes taken from the budget and not yet released
         self.fd_passing = fd_passing
         self._buf = bytearray()
         # Each descriptor with the stream offset of the end of the packet it came with:
@@ -324,11 +352,27 @@ class ClamdConnection:
                 data, self._stream = bytes(self._stream), None
                 return self._finish(StreamScan(self._stream_tag, data))
             if n > self.max_stream - len(self._stream):
-                self._stream = None
-                self._done = True
-                self._consume(len(self._buf))
-                return Reply(self._stream_tag, SIZE_LIMIT)
+                return self._refuse_stream(SIZE_LIMIT)
+            if self.budget is not None:
+                if not self.budget.try_take(n):
+                    return self._refuse_stream(STREAM_BUSY)
+                self.held += n
             self._chunk_left = n
+
+    def _refuse_stream(self, text: str) -> Reply:
+        """Refused at a chunk header: the rest is not read; reply, then close."""
+        self._stream = None
+        self._done = True
+        self._consume(len(self._buf))
+        self.release(self.held)
+        return Reply(self._stream_tag, text)
+
+    def release(self, n: int) -> None:
+        """Give back ``n`` budget bytes (a StreamScan's data, once its scan is done)."""
+        n = min(n, self.held)
+        self.held -= n
+        if self.budget is not None:
+            self.budget.give(n)
 
     def _stream_stalled(self) -> NeedData | Closed:
         if self._eof:
@@ -378,7 +422,21 @@ def _match(text: str) -> tuple[str | None, str | None]:
 
 
 __all__ = [
-    "CLOSED", "COMMAND_LIST", "NEED_DATA", "ClamdConnection", "ClamdEvent", "Closed",
-    "EndSession", "FdScan", "NeedData", "PathScan", "Reply", "Simple", "StreamScan", "Tag",
+    "CLOSED",
+    "COMMAND_LIST",
+    "NEED_DATA",
+    "STREAM_BUSY",
+    "ClamdConnection",
+    "ClamdEvent",
+    "Closed",
+    "EndSession",
+    "FdScan",
+    "NeedData",
+    "PathScan",
+    "Reply",
+    "Simple",
+    "StreamBudget",
+    "StreamScan",
+    "Tag",
     "frame",
 ]

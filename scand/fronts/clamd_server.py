@@ -30,8 +30,11 @@ from scand.fronts.clamd_proto import (
     NEED_DATA,
     NO_FD,
     ClamdConnection,
+    ClamdEvent,
     EndSession,
     Reply,
+    StreamBudget,
+    StreamScan,
     Tag,
     frame,
 )
@@ -108,13 +111,14 @@ class Transport:
 class ClamdClient:
     """One accepted connection."""
 
-    def __init__(self, transport: Transport, handler: ClamdHandler, service: Service) -> None:
+    def __init__(self, transport: Transport, handler: ClamdHandler, service: Service,
+                 budget: StreamBudget | None = None) -> None:
         self.t = transport
         self.handler = handler
         self.service = service
         cfg = service.config
         self.proto = ClamdConnection(max_stream=cfg.server.max_stream_bytes,
-                                     fd_passing=transport.unix)
+                                     fd_passing=transport.unix, budget=budget)
         self._wake = trio.Event()
         self._send_lock = trio.Lock()
         self._started = trio.current_time()  # clamd's CommandReadTimeout runs from accept
@@ -135,6 +139,7 @@ class ClamdClient:
             for fd in self.proto.take_fds():
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            self.proto.release(self.proto.held)
             await self.t.aclose()
 
     async def _reader(self, scope: trio.CancelScope) -> None:
@@ -205,7 +210,7 @@ class ClamdClient:
                 self._request_started = None
                 tag = getattr(event, "tag", Tag())
                 if tag.id is None:
-                    await self._send(await self.handler.answer(event))
+                    await self._send(await self._answer(event))
                     return
                 await limit.acquire()
                 self._pending += 1
@@ -215,11 +220,18 @@ class ClamdClient:
 
     async def _session_request(self, event: object, limit: trio.Semaphore) -> None:
         try:
-            await self._send(await self.handler.answer(event))  # type: ignore[arg-type]
+            await self._send(await self._answer(event))  # type: ignore[arg-type]
         finally:
             self._pending -= 1
             limit.release()
             self.wake()
+
+    async def _answer(self, event: ClamdEvent) -> bytes:
+        try:
+            return await self.handler.answer(event)
+        finally:
+            if isinstance(event, StreamScan):
+                self.proto.release(len(event.data))
 
     async def _send(self, reply: bytes) -> None:
         if not reply:
@@ -243,6 +255,7 @@ class ClamdServer:
         self.denied = 0
         self._accepting = trio.CancelScope()
         self._shutdown = shutdown
+        self.budget = StreamBudget(service.config.clamd_front.stream_memory_mb * 1024 * 1024)
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -302,7 +315,8 @@ class ClamdServer:
                 log.warning("clamd_tls_refused", listener=lst.name, error=repr(exc)[:200])
                 sock.close()
                 return
-        client = ClamdClient(Transport(sock, tls, lst.kind == "unix"), handler, self.service)
+        client = ClamdClient(Transport(sock, tls, lst.kind == "unix"), handler, self.service,
+                             self.budget)
         self.connections.add(client)
         try:
             await client.run()

@@ -249,3 +249,18 @@ def test_fildes_and_shutdown(scand_daemon: DaemonFactory, short_tmp: Path) -> No
     # SIGTERM removes the clamd socket with the Sophie one.
     assert d.stop() == 0  # type: ignore[attr-defined]
     assert not os.path.exists(sock)
+
+
+def test_stream_memory_budget(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
+    """Streams held in the daemon are capped across connections, not only per connection."""
+    _, sock = start(scand_daemon, short_tmp, "[clamd_front]\nstream_memory_mb = 1\n")
+    holder = socket.socket(socket.AF_UNIX)
+    holder.settimeout(10)
+    holder.connect(sock)
+    holder.sendall(b"zINSTREAM\0" + struct.pack("!I", 900_000) + b"x" * 1000)  # 900 KB promised
+    time.sleep(0.3)
+    # Refused at the chunk header, before its data is read (as clamd's size limit).
+    assert talk(sock, b"zINSTREAM\0" + struct.pack("!I", 200_000)) == b"stream: busy ERROR\0"
+    holder.close()  # gone mid-stream: its share comes back
+    time.sleep(0.3)
+    assert talk(sock, b"zINSTREAM\0" + chunk(b"y" * 200_000) + chunk(b"")) == b"stream: OK\0"

@@ -12,12 +12,14 @@ from scand.fronts import clamd_reply
 from scand.fronts.clamd_proto import (
     CLOSED,
     NEED_DATA,
+    STREAM_BUSY,
     ClamdConnection,
     EndSession,
     FdScan,
     PathScan,
     Reply,
     Simple,
+    StreamBudget,
     StreamScan,
     Tag,
     frame,
@@ -185,3 +187,25 @@ def test_config_section() -> None:
         from_mapping({"clamd_front": {"tls_cert": "/x.pem"}})
     with pytest.raises(ConfigError, match=r"clamd_front.bogus: unknown key"):
         from_mapping({"clamd_front": {"bogus": 1}})
+
+
+def test_stream_budget_is_shared_and_released() -> None:
+    budget = StreamBudget(100)
+    first = ClamdConnection(budget=budget)
+    first.receive_data(b"zINSTREAM\0" + chunk(b"a" * 80) + chunk(b""))
+    assert first.next_event() == StreamScan(Tag(b"\0"), b"a" * 80)
+    assert budget.used == 80 and first.held == 80
+    second = ClamdConnection(budget=budget)
+    second.receive_data(b"zINSTREAM\0" + struct.pack("!I", 30))
+    assert second.next_event() == Reply(Tag(b"\0"), STREAM_BUSY)
+    first.release(80)  # the scan of the first stream is done
+    assert budget.used == 0
+    third = ClamdConnection(budget=budget)
+    third.receive_data(b"zINSTREAM\0" + chunk(b"b" * 30) + chunk(b""))
+    assert third.next_event() == StreamScan(Tag(b"\0"), b"b" * 30)
+    # A client that leaves mid-stream: the glue releases what its parser held.
+    fourth = ClamdConnection(budget=budget)
+    fourth.receive_data(b"zINSTREAM\0" + chunk(b"c" * 50)[:20])
+    assert fourth.next_event() is NEED_DATA and budget.used == 80
+    fourth.release(fourth.held)
+    assert budget.used == 30
