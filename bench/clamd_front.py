@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"files": args.files, "clients": args.clients, "repeat": args.repeat,
               "infected": sum(files.values()),
               "bytes": sum(os.path.getsize(p) for p in files), "median": med, "runs": runs,
-              "load_before": os.getloadavg()}
+              "loadavg_at_end": os.getloadavg()}
     out = Path(args.out) if args.out else ROOT / "bench" / "out" / "clamd-front"
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -57,6 +57,7 @@ class ClamdHandler:
         self._shutdown = shutdown
         self._version_key = ""
         self._loaded = ""
+        self.version()  # the date of the set loaded now, not of the first VERSION asked
 
     async def answer(self, event: ClamdEvent) -> bytes:
         """The complete reply for one event (several lines for a directory); b"" for none."""

@@ -253,6 +253,7 @@ class ClamdServer:
         self.connections: set[ClamdClient] = set()
         self.refused = 0
         self.denied = 0
+        self.active = 0
         self._accepting = trio.CancelScope()
         self._shutdown = shutdown
         self.budget = StreamBudget(service.config.clamd_front.stream_memory_mb * 1024 * 1024)
@@ -286,9 +287,10 @@ class ClamdServer:
                 sock.close()  # before reading a byte
                 log.warning("clamd_denied", listener=lst.name, peer=str(peer))
                 continue
-            if len(self.connections) >= self.max_connections:
+            if self.active >= self.max_connections:
                 await self._refuse(sock, lst)
                 continue
+            self.active += 1  # counted from accept, TLS handshakes included
             nursery.start_soon(self._serve_one, sock, lst, handler)
 
     async def _refuse(self, sock: trio.socket.SocketType, lst: Listener) -> None:
@@ -305,6 +307,13 @@ class ClamdServer:
 
     async def _serve_one(self, sock: trio.socket.SocketType, lst: Listener,
                          handler: ClamdHandler) -> None:
+        try:
+            await self._serve(sock, lst, handler)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, sock: trio.socket.SocketType, lst: Listener,
+                     handler: ClamdHandler) -> None:
         tls = None
         if lst.tls is not None:
             tls = trio.SSLStream(trio.SocketStream(sock), lst.tls, server_side=True)
