@@ -60,6 +60,10 @@ def front() -> Iterator[Front]:
     (files / "clean" / "a.txt").write_text("a\n")
     (files / "clean" / "sub").mkdir()
     (files / "clean" / "sub" / "b.txt").write_text("b\n")
+    (files / "two" / "sub").mkdir(parents=True)
+    (files / "two" / "first.com").write_bytes(EICAR)
+    (files / "two" / "sub" / "second.com").write_bytes(b"junk\n" + EICAR)
+    (files / "two" / "sub" / "fine.txt").write_text("fine\n")
     (files / "eicar.com").write_bytes(EICAR)
     (files / "clean.txt").write_text("just text\n")
     (files / "big.txt").write_bytes(b"x" * (MAX_FILE + 100))
@@ -125,6 +129,15 @@ def test_clamdscan_modes(front: Front, mode: list[str]) -> None:
         assert "INSTREAM size limit exceeded" in done.stdout + done.stderr
     else:
         assert f"{target}: too-large ERROR" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m[0] if m else "contscan")
+def test_clamdscan_reports_every_infected_file(front: Front, mode: list[str]) -> None:
+    f = front.files
+    done = clamdscan(front, *mode, str(f / "two"))
+    assert done.returncode == 1, done
+    want = {f"{f}/two/first.com: {EICAR_NAME} FOUND", f"{f}/two/sub/second.com: {EICAR_NAME} FOUND"}
+    assert set(done.stdout.splitlines()) == want, done
 
 
 def test_clamdscan_ping_reload_version(front: Front) -> None:
