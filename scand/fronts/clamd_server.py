@@ -124,6 +124,7 @@ class ClamdClient:
         self._started = trio.current_time()  # clamd's CommandReadTimeout runs from accept
         self._request_started: float | None = None
         self._pending = 0
+        self._scope: trio.CancelScope | None = None
         self.draining = False
 
     def wake(self) -> None:
@@ -132,6 +133,7 @@ class ClamdClient:
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
                 nursery.start_soon(self._reader, nursery.cancel_scope)
                 await self._main()
                 nursery.cancel_scope.cancel()
@@ -237,9 +239,16 @@ class ClamdClient:
         if not reply:
             return
         async with self._send_lock:
-            # A client that left gets nothing.
-            with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            # A client that left gets nothing. One that stops reading while its
+            # replies pile up (a deadlocked IDSESSION) is cut off, as clamd does
+            # after SendBufTimeout, here after the request deadline.
+            with trio.move_on_after(self.service.config.server.request_timeout) as stuck, \
+                    contextlib.suppress(OSError, trio.BrokenResourceError,
+                                        trio.ClosedResourceError):
                 await self.t.send(reply)
+            if stuck.cancelled_caught and self._scope is not None:
+                log.warning("clamd_send_stalled", front="clamd")
+                self._scope.cancel()
 
 
 class ClamdServer:

@@ -5,6 +5,7 @@ FILDES descriptor hygiene, SHUTDOWN off by default. Loopback addresses only."""
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import socket
 import ssl
@@ -264,3 +265,36 @@ def test_stream_memory_budget(scand_daemon: DaemonFactory, short_tmp: Path) -> N
     holder.close()  # gone mid-stream: its share comes back
     time.sleep(0.3)
     assert talk(sock, b"zINSTREAM\0" + chunk(b"y" * 200_000) + chunk(b"")) == b"stream: OK\0"
+
+
+def test_session_that_never_reads_is_cut_off(scand_daemon: DaemonFactory,
+                                             short_tmp: Path) -> None:
+    """A pipelining client that does not read its replies cannot pin the connection."""
+    _, sock = start(scand_daemon, short_tmp, "[server]\nrequest_timeout = 1.0\n")
+    s = socket.socket(socket.AF_UNIX)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(sock)
+    s.sendall(b"zIDSESSION\0")
+    sent = 0
+    with contextlib.suppress(OSError):
+        s.setblocking(False)
+        for _ in range(5000):
+            s.send(b"zSTATS\0")
+            sent += 1
+    time.sleep(3)  # the daemon's send stalls; after request_timeout it gives up
+    s.setblocking(True)
+    got = b""
+    while True:
+        try:
+            data = s.recv(65536)
+        except ConnectionResetError:
+            break
+        except TimeoutError:
+            pytest.fail("the daemon kept a connection that does not read")
+        if not data:
+            break
+        got += data
+    s.close()
+    assert got.count(b"\nEND\0") < sent  # cut off, not every reply was delivered
+    assert talk(sock, b"zPING\0") == b"PONG\0"
