@@ -263,6 +263,10 @@ class ClamdServer:
         self.refused = 0
         self.denied = 0
         self.active = 0
+        self.accept_errors = 0
+        # Kept open so that, when descriptors run out, one can be freed to accept a
+        # client and tell it busy instead of leaving it in the backlog.
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._accepting = trio.CancelScope()
         self._shutdown = shutdown
         self.budget = StreamBudget(service.config.clamd_front.stream_memory_mb * 1024 * 1024)
@@ -287,9 +291,7 @@ class ClamdServer:
             try:
                 sock, peer = await listener.accept()
             except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("accept_failed", front="clamd", error=exc.strerror)
-                await trio.sleep(ACCEPT_BACKOFF)
+                await self._accept_failed(lst, exc)
                 continue
             if not lst.allowed(peer):
                 self.denied += 1
@@ -302,16 +304,43 @@ class ClamdServer:
             self.active += 1  # counted from accept, TLS handshakes included
             nursery.start_soon(self._serve_one, sock, lst, handler)
 
+    async def _accept_failed(self, lst: Listener, exc: OSError) -> None:
+        """Out of descriptors: free the reserve one, accept one client and tell it
+        busy (a clamd client would otherwise wait in the backlog); never spin."""
+        self.accept_errors += 1
+        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            try:
+                raw, _ = lst.sock.accept()  # non-blocking
+                with raw, contextlib.suppress(OSError):
+                    raw.setblocking(False)
+                    if lst.tls is None:
+                        raw.send(self._busy_reply(lst))
+                    self.refused += 1
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if self.accept_errors % 100 == 1:
+            log.warning("accept_failed", front="clamd", error=exc.strerror,
+                        count=self.accept_errors)
+        await trio.sleep(ACCEPT_BACKOFF)
+
+    @staticmethod
+    def _busy_reply(lst: Listener) -> bytes:
+        if lst.as_found:
+            return b"stream: " + unchecked_text("busy", as_found=True).encode() + b"\0"
+        return b"scand: " + unchecked_text("busy", as_found=False).encode() + b"\n"
+
     async def _refuse(self, sock: trio.socket.SocketType, lst: Listener) -> None:
         self.refused += 1
         log.info("request_rejected", front="clamd", reason="busy",
                  detail=f"over {self.max_connections} connections")
-        body = (b"stream: " + unchecked_text("busy", as_found=True).encode() + b"\0"
-                if lst.as_found else b"scand: " + unchecked_text("busy", as_found=False).encode()
-                + b"\n")
         if lst.tls is None:
             with trio.move_on_after(1.0), contextlib.suppress(OSError):
-                await sock.send(body)
+                await sock.send(self._busy_reply(lst))
         sock.close()
 
     async def _serve_one(self, sock: trio.socket.SocketType, lst: Listener,
