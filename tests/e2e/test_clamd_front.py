@@ -335,3 +335,19 @@ def test_low_nofile_keeps_serving(scand_daemon: DaemonFactory, short_tmp: Path) 
     assert replies.count(found) > 0
     for _ in range(10):
         assert talk(sock, f"zSCAN {target}\0".encode()) == found
+
+
+def test_client_gone_cancels_its_scan(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
+    d, sock = start(scand_daemon, short_tmp, "[pool]\ncancel_grace = 0.2\n", "--engine", "chaos")
+    hang = short_tmp / "hang.txt"
+    hang.write_text("SCAND-CHAOS hang 30\n")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(f"zSCAN {hang}\0".encode())
+    time.sleep(0.5)
+    s.close()  # gone while its scan runs
+    deadline = time.monotonic() + 10
+    while d.stats()["pool"]["recycles"]["cancel"] < 1:  # type: ignore[attr-defined, index]
+        assert time.monotonic() < deadline, "the scan of a vanished client kept running"
+        time.sleep(0.1)
+    assert talk(sock, b"zPING\0") == b"PONG\0"
