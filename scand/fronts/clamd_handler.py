@@ -26,7 +26,7 @@ import scand
 from scand.engines.base import read_fd
 from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.fronts import clamd_reply as text
-from scand.fronts.clamd_proto import (
+from scand.fronts.clamd_events import (
     SIZE_LIMIT,
     STREAM_BUSY,
     ClamdEvent,

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from scand.events import Clean, Infected, Unchecked, Verdict
-from scand.fronts.clamd_proto import COMMAND_LIST
+from scand.fronts.clamd_events import COMMAND_LIST
 from scand.protocol import sanitize_name
 
 UNCHECKED_PREFIX = "Scand.Unchecked."

@@ -23,13 +23,10 @@ import structlog
 import trio
 
 from scand.config import Config
-from scand.fronts.clamd_handler import ClamdHandler
-from scand.fronts.clamd_listen import Listener
-from scand.fronts.clamd_proto import (
+from scand.fronts.clamd_events import (
     CLOSED,
     NEED_DATA,
     NO_FD,
-    ClamdConnection,
     ClamdEvent,
     EndSession,
     Reply,
@@ -38,6 +35,9 @@ from scand.fronts.clamd_proto import (
     Tag,
     frame,
 )
+from scand.fronts.clamd_handler import ClamdHandler
+from scand.fronts.clamd_listen import Listener
+from scand.fronts.clamd_proto import ClamdConnection
 from scand.fronts.clamd_reply import unchecked_text
 from scand.server import ACCEPT_BACKOFF, DRAIN_POLL, FD_RESERVE, FDS_PER_WORKER, peer_gone
 from scand.service import Service
