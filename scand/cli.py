@@ -19,6 +19,8 @@ from scand import logs, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
+from scand.fronts import clamd_listen
+from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
@@ -54,6 +56,7 @@ exit status:
 examples:
   scand serve                                     built-in engine, default socket
   scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
+  scand serve --clamd-socket /run/clamav/clamd.ctl    also a drop-in for clamd clients
   scand check-config /etc/scand/scand.toml
   printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
 """
@@ -92,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
     )
+    serve.add_argument(
+        "--clamd-socket", metavar="PATH",
+        help="also speak clamd's protocol on this Unix socket (clamd_front.socket)",
+    )
     check = sub.add_parser(
         "check-config",
         help="validate a config file and its signature set, then exit",
@@ -113,6 +120,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(
             config, "engine", name=args.engine, signatures=args.signatures
         )
+        config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -128,6 +136,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             log.info("fd_budget", nofile=nofile, max_connections=max_conns,
                      configured=config.server.max_connections)
             listener = bind_unix(config, who)
+            clamd_listeners = clamd_listen.bind_all(config.clamd_front, who)
+            clamd_server: ClamdServer | None = None
             spawner = Spawner()
             try:
                 await spawner.start(config)  # as root if we are: it drops privileges itself
@@ -147,14 +157,21 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
+                if clamd_listeners:
+                    clamd_conns = clamd_connection_budget(config, nofile, max_conns)
+                    clamd_server = ClamdServer(service, clamd_listeners, clamd_conns,
+                                               lambda: os.kill(os.getpid(), signal.SIGTERM))
+                    await nursery.start(clamd_server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
+                clamd_listen.close_all(clamd_listeners, config.clamd_front)
                 listener.close()
                 with contextlib.suppress(OSError):
                     os.unlink(config.socket_path)
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
+                     clamd=[lst.name for lst in clamd_listeners],
                      workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -163,7 +180,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
-            await server.drain(service.config.server.shutdown_grace)
+            grace = service.config.server.shutdown_grace
+            async with trio.open_nursery() as drains:
+                drains.start_soon(server.drain, grace)
+                if clamd_server is not None:
+                    drains.start_soon(clamd_server.drain, grace)
             nursery.cancel_scope.cancel()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)

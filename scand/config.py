@@ -8,6 +8,7 @@ name the key (``pool.workers: must be >= 1, got 0``). Stdlib only.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -150,6 +151,39 @@ class ClamdConfig:
 
 
 @dataclass(frozen=True)
+class ClamdFrontConfig:
+    """scand's clamd-protocol listener (off unless ``socket`` or ``tcp`` is set)."""
+
+    socket: str = ""  # Unix socket path; "" = no Unix clamd listener
+    socket_mode: int = 0o660
+    socket_group: str = ""  # name or number; "" = the daemon's own group
+    # rspamd and other clients that know only OK/FOUND pass anything else: for them,
+    # answer "not scanned" as FOUND "Scand.Unchecked.<reason>" (per listener).
+    unchecked_as_found: bool = False
+    tcp: tuple[str, ...] = ()  # "host:port" (IPv6 as "[::1]:3310"); empty = no TCP
+    tcp_allow: tuple[str, ...] = ()  # client networks (CIDR); required with tcp
+    tcp_unchecked_as_found: bool = False
+    tls_cert: str = ""  # PEM certificate chain: TCP speaks TLS only (plain is refused)
+    tls_key: str = ""  # PEM private key for tls_cert
+    tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
+    allow_shutdown: bool = False  # SHUTDOWN/QUIT stop the daemon (clamd's default is on)
+    allow_allmatch: bool = True  # AllowAllMatchScan
+    session_requests: int = 16  # IDSESSION requests in progress per connection
+    # INSTREAM data held in the daemon for all connections together (each is also
+    # capped by server.max_stream_bytes); a chunk past it gets "stream: busy ERROR".
+    stream_memory_mb: int = 512
+
+    def __post_init__(self) -> None:
+        if self.tcp and not self.tcp_allow:
+            raise ConfigError("clamd_front.tcp_allow: required when clamd_front.tcp is set "
+                              "(clamd has no access control; scand does not repeat that)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("clamd_front.tls_key: tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("clamd_front.tls_client_ca: needs tls_cert and tls_key")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -164,6 +198,7 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clamd: ClamdConfig = field(default_factory=ClamdConfig)
+    clamd_front: ClamdFrontConfig = field(default_factory=ClamdFrontConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -191,6 +226,15 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 def _absolute_paths(v: tuple[str, ...]) -> str | None:
     bad = [p for p in v if not p.startswith("/")]
     return f"must be absolute paths, got {bad[0]!r}" if bad else None
+
+
+def _networks(v: tuple[str, ...]) -> str | None:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            return f"not a network: {net!r}"
+    return None
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -242,6 +286,12 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd.rss_limit_mb": _at_least(0),
     "clamd.rss_check_interval": _at_least(0.1),
     "clamd.min_switch_interval": _at_least(0),
+    "clamd_front.socket_mode": lambda v: None if 0 <= v <= 0o777 else f"not a file mode: {v:o}",
+    "clamd_front.tcp": lambda v: next(
+        (f"not host:port: {a!r}" for a in v if not a.rpartition(":")[2].isdigit()), None),
+    "clamd_front.tcp_allow": _networks,
+    "clamd_front.session_requests": _at_least(1),
+    "clamd_front.stream_memory_mb": _at_least(1),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }
@@ -249,7 +299,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Check ``value`` against the field's type hint; allow int for float, "0660" modes."""
-    if key == "server.socket_mode" and isinstance(value, str):
+    if key.endswith(".socket_mode") and isinstance(value, str):
         try:
             return int(value, 8)
         except ValueError:

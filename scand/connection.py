@@ -67,6 +67,14 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+def peer_gone(sock: trio.socket.SocketType) -> bool:
+    """True if the peer of ``sock`` fully closed; False if it only shut down its
+    write side (POLLHUP is only raised for the former)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLHUP)
+    return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+
 class SocketTransport:
     """A connected trio socket."""
 
@@ -94,7 +102,7 @@ class SocketTransport:
         return sum(ev for _, ev in poller.poll(0))
 
     def peer_gone(self) -> bool:
-        return bool(self._poll(select.POLLHUP) & (select.POLLHUP | select.POLLERR))
+        return peer_gone(self.sock)
 
     def has_input(self) -> bool:
         return bool(self._poll(select.POLLIN) & select.POLLIN)

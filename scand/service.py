@@ -92,17 +92,25 @@ class Service:
         return await self._scan(event)
 
     async def _scan(self, event: ScanPath | ScanStream) -> bytes:
-        t0 = trio.current_time()
         if isinstance(event, ScanPath):
-            what = event.path
-            result = await self.pool.scan(path=event.path)
+            result = await self.scan(event.path, path=event.path)
         else:
-            what = f"STREAM {len(event.data)}"
-            result = await self.pool.scan(data=event.data)
+            result = await self.scan(f"STREAM {len(event.data)}", data=event.data)
+        return format_verdict(result.verdict)
+
+    async def scan(self, what: str, *, path: str | None = None, data: bytes | None = None
+                   ) -> Result:
+        """One pool scan with its canonical log line and statistics (every front uses this)."""
+        if self.draining:
+            log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="stopping")
+            self.stats.record(Unchecked(Reason.SHUTTING_DOWN), 0.0, 0)
+            return Result(Unchecked(Reason.SHUTTING_DOWN))
+        t0 = trio.current_time()
+        result = await self.pool.scan(path=path, data=data)
         elapsed = trio.current_time() - t0
         self._log_scan(what, result, elapsed)
         self.stats.record(result.verdict, elapsed, result.bytes)
-        return format_verdict(result.verdict)
+        return result
 
     def _log_scan(self, what: str, result: Result, elapsed: float) -> None:
         verdict = result.verdict

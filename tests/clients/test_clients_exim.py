@@ -31,8 +31,12 @@ pytestmark = [
 OPEN_SOCKET = '[server]\nsocket_mode = "0666"\n'
 
 
-def exim_malware(workdir: Path, socket_path: str, content: bytes, case: str) -> str:
-    """Run ``exim -bmalware`` on ``content``; return what Exim printed (and its log)."""
+def exim_malware(workdir: Path, socket_path: str, content: bytes, case: str,
+                 scanner: str = "sophie") -> str:
+    """Run ``exim -bmalware`` on ``content``; return what Exim printed (and its log).
+
+    ``scanner`` is Exim's av_scanner type (``sophie``, or ``clamd`` for the clamd front;
+    ``socket_path`` may then be ``127.0.0.1 <port>``)."""
     assert EXIM is not None
     spool, logs = workdir / "spool", workdir / "log"
     if not spool.exists():
@@ -48,7 +52,7 @@ def exim_malware(workdir: Path, socket_path: str, content: bytes, case: str) -> 
         "primary_hostname = scand.test\n"
         f"spool_directory = {spool}\n"
         f"log_file_path = {logs}/%slog\n"
-        f"av_scanner = sophie:{socket_path}\n"
+        f"av_scanner = {scanner}:{socket_path}\n"
     )
     target = workdir / case
     target.mkdir()

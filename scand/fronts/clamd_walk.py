@@ -1,0 +1,122 @@
+"""List the files a clamd path command covers, the way clamd walks them.
+
+clamd reports per file (``<file>: <Name> FOUND``), so the clamd front walks
+the tree itself and gives the pool one job per file; the worker re-checks
+every file (allowed roots, ``O_NOFOLLOW``, device and inode) when it opens it.
+This runs in a thread (``trio.to_thread``), never on the event loop.
+
+Order is clamd's: depth first, entries in directory (readdir) order, a
+subdirectory walked when it is met. Unlike clamd (which skips symlinks by
+default and answers OK without having read them), a symlink is followed when
+its target lies under the allowed roots, and reported as not allowed otherwise:
+nothing in the tree is silently left out. Limits are scand's
+``limits.max_files`` and ``limits.max_depth``; hitting one is an error line.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scand.events import Reason, Unchecked
+from scand.worker.paths import within_roots
+
+
+@dataclass(frozen=True, slots=True)
+class Top:
+    """What the client's path is: ``kind`` is file, dir, missing or error."""
+
+    shown: str  # the path as clamd prints it (trailing slashes dropped)
+    kind: str
+    error: str = ""  # strerror text for missing/error
+    verdict: Unchecked | None = None  # set when the path is refused outright
+
+
+def display(path: str) -> str:
+    """clamd prints ``/a/b/`` and ``/a/b//`` as ``/a/b``."""
+    stripped = path.rstrip("/")
+    return stripped if stripped or not path else "/"
+
+
+def inspect(path: str, roots: tuple[str, ...]) -> Top:
+    """Classify the client's path without opening it."""
+    shown = display(path)
+    if not path:
+        return Top(shown, "missing", error=os.strerror(2))  # clamd: ENOENT for ""
+    if not path.startswith("/"):
+        # The daemon has no meaningful working directory: refuse, as the Sophie side does.
+        return Top(shown, "refused", verdict=Unchecked(Reason.PROTOCOL, "relative path"))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return Top(shown, "missing", error=exc.strerror or "error")
+    if not within_roots(os.path.realpath(path), roots):
+        return Top(shown, "refused", verdict=Unchecked(Reason.NOT_ALLOWED, path))
+    return Top(shown, "dir" if stat.S_ISDIR(st.st_mode) else "file")
+
+
+def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
+         ) -> Iterator[tuple[str, Unchecked | None]]:
+    """Yield ``(path, None)`` for each file to scan, or ``(path, Unchecked)`` for a problem.
+
+    After a too-many-files or too-deep finding nothing more is yielded.
+    """
+    seen: set[tuple[int, int]] = set()
+    files = 0
+
+    def visit(directory: str, depth: int) -> Iterator[tuple[str, Unchecked | None]]:
+        nonlocal files
+        if depth > max_depth:
+            yield directory, Unchecked(Reason.TOO_DEEP, f"depth>{max_depth}")
+            raise StopWalk
+        try:
+            st = os.stat(directory)
+            with os.scandir(directory) as it:
+                entries = [(e.name, e.path) for e in it]
+        except OSError as exc:
+            yield directory, _unchecked(exc, directory)
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            return  # a symlink loop back into the tree: already covered
+        seen.add((st.st_dev, st.st_ino))
+        for _name, path in entries:
+            real = os.path.realpath(path)
+            if not within_roots(real, roots):
+                yield path, Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
+                continue
+            try:
+                est = os.stat(real)
+            except OSError as exc:
+                yield path, _unchecked(exc, path)
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                yield from visit(path, depth + 1)
+                continue
+            files += 1
+            if files > max_files:
+                yield path, Unchecked(Reason.TOO_MANY_FILES, f">{max_files}")
+                raise StopWalk
+            yield path, None
+
+    try:
+        yield from visit(display(top), 0)
+    except StopWalk:
+        return
+
+
+class StopWalk(Exception):
+    """A tree limit was hit: the walk ends."""
+
+
+def _unchecked(exc: OSError, path: str) -> Unchecked:
+    if isinstance(exc, FileNotFoundError):
+        return Unchecked(Reason.NOT_FOUND, path)
+    return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+
+
+def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
+              ) -> list[tuple[str, Unchecked | None]]:
+    """The whole walk as a list (for ``trio.to_thread.run_sync``)."""
+    return list(walk(top, roots, max_files, max_depth))
