@@ -32,8 +32,7 @@ import trio
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
-from scand.pool.process import WorkerGone, WorkerProcess
-from scand.pool.spawner import Spawner
+from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
 from scand.worker.wire import Done, Job, Ready
 
 log = structlog.get_logger("scand.pool")
@@ -56,7 +55,7 @@ class Result:
 class Pool:
     """Run :meth:`run` in a nursery (``await nursery.start(pool.run)``), then :meth:`scan`."""
 
-    def __init__(self, config: Config, spawner: Spawner) -> None:
+    def __init__(self, config: Config, spawner: WorkerFactory) -> None:
         self.config = config
         self.spawner = spawner
         self.generation = 0

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
-from scand.pool.spawner import Spawner, WorkerHandle
 from scand.worker.wire import Decoder, Done, Job, Ready, pack
 
 # How long a worker may take to load its engine before it counts as broken.
@@ -30,6 +29,37 @@ STOP_GRACE = 2.0
 READ_SIZE = 1 << 16
 
 
+class ProcessHandle(Protocol):
+    """What the pool needs of a worker process: its pipes, its exit, its signals.
+
+    :class:`scand.pool.spawner.WorkerHandle` (a worker the zygote forked,
+    watched through a pidfd) is the real one; tests use in-process fakes."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def stdin(self) -> trio.abc.SendStream | None: ...
+
+    @property
+    def stdout(self) -> trio.abc.ReceiveStream | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, signum: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WorkerFactory(Protocol):
+    """Forks workers of a signature generation (the zygote's spawner, or a fake)."""
+
+    async def fork(self, config: Config, generation: int) -> ProcessHandle: ...
+
+
 class WorkerGone(Exception):
     """The worker's pipe closed: it died or was killed."""
 
@@ -38,10 +68,10 @@ class WorkerGone(Exception):
 class WorkerProcess:
     """A live worker and the daemon's bookkeeping about it."""
 
-    proc: WorkerHandle
+    proc: ProcessHandle
     generation: int
     max_jobs: int
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=trio.current_time)  # trio's clock: testable
     pid: int = 0
     baseline_rss: int = 0
     rss: int = 0
@@ -55,11 +85,12 @@ class WorkerProcess:
 
     @property
     def age(self) -> float:
-        return time.monotonic() - self.started
+        return trio.current_time() - self.started
 
     @classmethod
     async def spawn(
-        cls, spawner: Spawner, config: Config, generation: int, *, timeout: float = START_TIMEOUT
+        cls, spawner: WorkerFactory, config: Config, generation: int, *,
+        timeout: float = START_TIMEOUT,
     ) -> WorkerProcess:
         """Fork a worker from the zygote and wait until its engine is loaded."""
         jitter = config.pool.max_jobs_jitter
