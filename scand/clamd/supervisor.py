@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from scand import config as configmod
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.privileges import Identity
+from scand.proc import retry, terminate
 
 log = structlog.get_logger("scand.clamd")
 
@@ -138,7 +138,6 @@ class ManagedClamd:
 
     async def _supervise(self) -> None:
         cfg = self.config.clamd
-        failures = 0
         while True:
             current = self.current
             assert current is not None
@@ -149,14 +148,10 @@ class ManagedClamd:
             if current.proc.returncode is not None:
                 self.events["restart"] += 1
                 log.error("clamd_died", pid=current.proc.pid, returncode=current.proc.returncode)
-                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
-                await trio.sleep(delay)
-                try:
-                    self._activate(await self._start(self.config))
-                    failures = 0
-                except EngineError as exc:
-                    failures += 1
-                    log.error("clamd_restart_failed", error=str(exc), attempt=failures)
+                self._activate(await retry(
+                    lambda: self._start(self.config), BACKOFF, (EngineError,),
+                    lambda exc, n: log.error("clamd_restart_failed", error=str(exc), attempt=n),
+                    delay_first=True))
                 continue
             grown = (current.rss() - current.baseline_rss) / 2**20
             since = time.monotonic() - self._last_switch
@@ -244,16 +239,7 @@ class ManagedClamd:
         return started
 
     async def _stop(self, old: ClamdProcess) -> None:
-        with trio.CancelScope(shield=True):
-            if old.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    old.proc.send_signal(signal.SIGTERM)
-                with trio.move_on_after(TERM_GRACE):
-                    await old.proc.wait()
-            if old.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    old.proc.kill()
-                await old.proc.wait()
+        await terminate(old.proc, TERM_GRACE)
         for leftover in (old.socket, str(Path(old.socket).with_suffix(".conf"))):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)

@@ -33,6 +33,7 @@ from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
+from scand.proc import retry
 from scand.worker.wire import Done, Job, Ready
 
 log = structlog.get_logger("scand.pool")
@@ -219,13 +220,7 @@ class Pool:
     async def _replace(self, old: WorkerProcess) -> None:
         """Warm a successor first, then retire ``old`` (now if idle, else when it frees)."""
         try:
-            while True:
-                try:
-                    await self._add_new_worker()
-                    break
-                except EngineError as exc:
-                    log.error("worker_spawn_failed", error=str(exc), replacing=old.pid)
-                    await trio.sleep(RESPAWN_BACKOFF)
+            await self._respawn(old)
         finally:
             self._retiring -= 1
         if old.exiting:
@@ -250,15 +245,14 @@ class Pool:
         log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs,
                     rss_mb=round(worker.rss / 2**20, 1))
         await (worker.stop() if graceful else worker.kill())
-        if replacement_pending:
-            return
-        while True:
-            try:
-                await self._add_new_worker()
-                return
-            except EngineError as exc:
-                log.error("worker_spawn_failed", error=str(exc), replacing=worker.pid)
-                await trio.sleep(RESPAWN_BACKOFF)
+        if not replacement_pending:
+            await self._respawn(worker)
+
+    async def _respawn(self, old: WorkerProcess) -> None:
+        """A successor for ``old``, retried with backoff while forks fail."""
+        await retry(self._add_new_worker, (RESPAWN_BACKOFF,), (EngineError,),
+                    lambda exc, n: log.error("worker_spawn_failed", error=str(exc),
+                                             replacing=old.pid, attempt=n))
 
     def _forget(self, worker: WorkerProcess) -> None:
         worker.exiting = True

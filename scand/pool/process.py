@@ -7,9 +7,7 @@ caller is being cancelled.
 
 from __future__ import annotations
 
-import contextlib
 import random
-import signal
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +15,7 @@ import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.proc import terminate
 from scand.worker.wire import Decoder, Done, Job, Ready, pack
 
 # How long a worker may take to load its engine before it counts as broken.
@@ -144,29 +143,18 @@ class WorkerProcess:
     async def kill(self) -> None:
         """SIGTERM, then SIGKILL, then reap. Shielded: always finishes."""
         self.exiting = True
+        await terminate(self.proc, TERM_GRACE)
         with trio.CancelScope(shield=True):
-            if self.proc.returncode is None:
-                self._signal(signal.SIGTERM)
-                with trio.move_on_after(TERM_GRACE):
-                    await self.proc.wait()
-            if self.proc.returncode is None:
-                self._signal(signal.SIGKILL)
-                await self.proc.wait()
             await self._close_pipes()
-            self.proc.close()
+        self.proc.close()
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""
         self.exiting = True
         with trio.CancelScope(shield=True):
             await self._close_pipes(stdin_only=True)
-            with trio.move_on_after(STOP_GRACE):
-                await self.proc.wait()
+        await terminate(self.proc, STOP_GRACE, first=None)
         await self.kill()
-
-    def _signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # already gone
-            self.proc.send_signal(signum)
 
     async def _close_pipes(self, *, stdin_only: bool = False) -> None:
         streams = [self.proc.stdin] if stdin_only else [self.proc.stdin, self.proc.stdout]

@@ -7,7 +7,6 @@ signalled through a pidfd: immune to pid reuse, and readable once it exits.
 from __future__ import annotations
 
 import array
-import contextlib
 import os
 import pickle
 import select
@@ -21,11 +20,12 @@ import trio
 import scand
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.proc import terminate
 
 START_TIMEOUT = 60.0
+# After its socket closed, how long the zygote gets to exit before SIGKILL.
+ZYGOTE_EXIT_GRACE = 2.0
 MAX_PACKET = 1 << 20
-# How often a second waiter on the same worker checks whether it has exited.
-EXIT_POLL = 0.01
 
 
 def child_env() -> dict[str, str]:
@@ -45,7 +45,8 @@ class WorkerHandle:
         self.stdout: trio.lowlevel.FdStream | None = trio.lowlevel.FdStream(res_r)
         self._pidfd = pidfd
         self._exited = False
-        self._waiting = False
+        self._waiting = False  # one task waits on the pidfd; the others on _changed
+        self._changed = trio.Event()
 
     @property
     def returncode(self) -> int | None:
@@ -57,17 +58,20 @@ class WorkerHandle:
         return -1 if self._exited else None
 
     async def wait(self) -> int:
-        if self._waiting:  # only one task may wait on the fd itself; others poll
-            while self.returncode is None:
-                await trio.sleep(EXIT_POLL)
-            return -1
-        self._waiting = True
-        try:
-            if self.returncode is None:
+        """Until the worker exits. trio lets one task wait on a descriptor; the others
+        wait for that task's news (it exited, or the waiter was cancelled)."""
+        while self.returncode is None:
+            if self._waiting:
+                await self._changed.wait()
+                continue
+            self._waiting = True
+            try:
                 await trio.lowlevel.wait_readable(self._pidfd)
-            self._exited = True
-        finally:
-            self._waiting = False
+                self._exited = True
+            finally:
+                self._waiting = False
+                self._changed.set()
+                self._changed = trio.Event()
         return -1
 
     def send_signal(self, signum: int) -> None:
@@ -156,9 +160,5 @@ class Spawner:
                 self.sock.close()
                 self.sock = None
             if self.proc is not None:
-                with trio.move_on_after(2.0):
-                    await self.proc.wait()  # it exits when its socket closes
-                if self.proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        self.proc.kill()
-                    await self.proc.wait()
+                # It exits by itself when its socket closes; past the grace, KILL.
+                await terminate(self.proc, ZYGOTE_EXIT_GRACE, first=None)
