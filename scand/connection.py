@@ -20,8 +20,8 @@ from typing import Protocol
 
 import trio
 
-from scand.events import BadRequest, Event, Reason
-from scand.protocol import NEED_DATA, Closed, Connection, format_unchecked
+from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason
+from scand.protocol import Connection, format_unchecked
 
 # Pipelined bytes buffered ahead of the request being answered. Past this the
 # reader stops reading (back-pressure), except to finish a STREAM body.

@@ -92,6 +92,25 @@ class Fold:
         return self._infected or self._unchecked or CLEAN
 
 
+# --- sentinels shared by every sans-IO protocol (Sophie, clamd, milter) -----
+
+
+class NeedData(enum.Enum):
+    """Sentinel: more bytes are needed before the next event."""
+
+    NEED_DATA = "need-data"
+
+
+class Closed(enum.Enum):
+    """Sentinel: the peer closed (or a fatal error ended the session)."""
+
+    CLOSED = "closed"
+
+
+NEED_DATA = NeedData.NEED_DATA
+CLOSED = Closed.CLOSED
+
+
 # --- protocol events (client -> daemon) ------------------------------------
 
 

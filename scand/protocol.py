@@ -8,15 +8,17 @@ See PROTOCOL.md sections 2-5.
 
 from __future__ import annotations
 
-import enum
-
 from scand.events import (
+    CLOSED,
     COMMANDS,
+    NEED_DATA,
     BadRequest,
     Clean,
+    Closed,
     Command,
     Event,
     Infected,
+    NeedData,
     Reason,
     ScanPath,
     ScanStream,
@@ -35,20 +37,6 @@ MAX_NAME = 200
 UNKNOWN_NAME = "Unknown.Malware"
 
 
-class NeedData(enum.Enum):
-    """Sentinel: more bytes are needed before the next event."""
-
-    NEED_DATA = "need-data"
-
-
-class Closed(enum.Enum):
-    """Sentinel: the peer closed (or a fatal error ended the session)."""
-
-    CLOSED = "closed"
-
-
-NEED_DATA = NeedData.NEED_DATA
-CLOSED = Closed.CLOSED
 
 
 class Connection:

@@ -6,7 +6,6 @@ Stdlib only; every text here was checked against a live clamd 1.4.6 (PROTOCOL.md
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 
@@ -64,16 +63,6 @@ class StreamBudget:
         self.used = max(0, self.used - n)
 
 
-class NeedData(enum.Enum):
-    NEED_DATA = "need-data"
-
-
-class Closed(enum.Enum):
-    CLOSED = "closed"
-
-
-NEED_DATA = NeedData.NEED_DATA
-CLOSED = Closed.CLOSED
 
 
 @dataclass(frozen=True, slots=True)

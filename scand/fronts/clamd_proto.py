@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import collections
 
+from scand.events import CLOSED, NEED_DATA, Closed, NeedData
 from scand.fronts.clamd_events import (
     CHUNK_HEADER,
-    CLOSED,
     COMMAND_LIST,
     DEFAULT_MAX_STREAM,
     IN_SESSION,
     INVALID_IN_SESSION,
     MAX_COMMAND,
-    NEED_DATA,
     NO_ARG,
     NO_FD,
     NO_LF_NEEDED,
@@ -41,10 +40,8 @@ from scand.fronts.clamd_events import (
     UNKNOWN_COMMAND,
     WITH_PATH,
     ClamdEvent,
-    Closed,
     EndSession,
     FdScan,
-    NeedData,
     PathScan,
     Reply,
     Simple,

@@ -24,9 +24,8 @@ import trio
 
 from scand.config import Config
 from scand.connection import peer_gone
+from scand.events import CLOSED, NEED_DATA
 from scand.fronts.clamd_events import (
-    CLOSED,
-    NEED_DATA,
     NO_FD,
     ClamdEvent,
     EndSession,

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 
 from scand import protocol
 from scand.events import (
+    CLOSED,
+    NEED_DATA,
     BadRequest,
     Clean,
     Command,
@@ -16,7 +18,7 @@ from scand.events import (
     ScanStream,
     Unchecked,
 )
-from scand.protocol import CLOSED, NEED_DATA, Connection, format_verdict
+from scand.protocol import Connection, format_verdict
 
 
 def events(data: bytes, chunks: list[bytes] | None = None) -> list[object]:
