@@ -66,7 +66,7 @@ class EngineConfig:
 class LimitsConfig:
     max_file_size: int = 64 * MiB
     max_files: int = 10_000
-    max_depth: int = 32
+    max_depth: int = 32  # directory levels of a scanned path (not nesting: content.max_depth)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class PoolConfig:
 class ContentConfig:
     """Limits of the MIME/archive walker (each hit is a -1:<reason>, never 0)."""
 
-    max_depth: int = 16  # nested containers: message/rfc822, zip in zip, ...
+    max_depth: int = 16  # nesting of containers: message/rfc822, zip in zip, ... (not dirs)
     max_parts: int = 5000  # parts and archive members in one object
     max_bytes: int = 256 * MiB  # total decoded bytes across all parts
     max_ratio: int = 250  # decoded/encoded bytes of one archive member or stream
@@ -371,9 +371,4 @@ def override(config: Config, section: str, **changes: Any) -> Config:
     return dataclasses.replace(config, **{section: _build_section(section, type(current), raw)})
 
 
-def as_dict(config: Config) -> dict[str, Any]:
-    """Plain data (for the worker command line and STATS)."""
-    return dataclasses.asdict(config)
-
-
-__all__ = ["Config", "ConfigError", "MiB", "as_dict", "load", "override"]
+__all__ = ["Config", "ConfigError", "MiB", "load", "override"]

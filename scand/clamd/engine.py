@@ -57,10 +57,6 @@ ERROR_REASONS = (
 )
 
 
-class Deadline(Exception):
-    """The clamd request ran out of time."""
-
-
 def verdict_from_reply(reply: str) -> Verdict:
     """Map one clamd reply line (``<name>: OK | <sig> FOUND | <msg> ERROR``) to a verdict."""
     line = reply.strip().rstrip("\x00")

@@ -22,6 +22,7 @@ import clamd
 import pyclamd
 import pytest
 
+import scand
 from tests.clients.test_clients_exim import EXIM, exim_malware
 from tests.conftest import EICAR, Daemon, launch
 
@@ -146,7 +147,7 @@ def test_clamdscan_ping_reload_version(front: Front) -> None:
     done = clamdscan(front, "--reload")
     assert done.returncode == 0, done
     done = clamdscan(front, "-V")
-    assert done.returncode == 0 and done.stdout.startswith("scand 0.1.0/"), done
+    assert done.returncode == 0 and done.stdout.startswith(f"scand {scand.__version__}/"), done
 
 
 def test_python_clamd(front: Front) -> None:
@@ -167,7 +168,7 @@ def test_python_clamd(front: Front) -> None:
     stats = cd.stats()
     assert stats.startswith("POOLS: 1") and "THREADS: live 2" in stats
     assert stats.rstrip().endswith("END")
-    assert cd.version().startswith("scand 0.1.0/")
+    assert cd.version().startswith(f"scand {scand.__version__}/")
     net = clamd.ClamdNetworkSocket(host="127.0.0.1", port=front.port)
     assert net.instream(io.BytesIO(EICAR)) == {"stream": ("FOUND", EICAR_NAME)}
 
@@ -185,7 +186,7 @@ def test_pyclamd(front: Front) -> None:
     assert cd.contscan_file(str(f / "tree")) == {deep: ("FOUND", EICAR_NAME)}
     assert cd.scan_file(str(f / "big.txt")) == {str(f / "big.txt"): ("ERROR", "too-large")}
     assert cd.stats().startswith("POOLS: 1")
-    assert cd.version().startswith("scand 0.1.0/")
+    assert cd.version().startswith(f"scand {scand.__version__}/")
     net = pyclamd.ClamdNetworkSocket(host="127.0.0.1", port=front.port)
     assert net.scan_stream(EICAR) == {"stream": ("FOUND", EICAR_NAME)}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import scand
 from tests.conftest import EICAR, DaemonFactory, Load
 
 TESTFILES = Path("/usr/share/clamav-testfiles")
@@ -138,7 +139,8 @@ def test_managed_detects_all_testfiles(
         data = p.read_bytes()
         assert c.ask(b"STREAM %d\n" % len(data) + data) == f"1:{TEST_NAME}\n".encode()
     version = c.ask(b"VERSION\n").decode()
-    assert version.startswith("scand 0.1.0 clamd/1.4") and version.endswith(" sigs=2\n")
+    assert version.startswith(f"scand {scand.__version__} clamd/1.4")
+    assert version.endswith(" sigs=2\n")
     clamd = d.stats()["clamd"]
     assert clamd["pid"] and clamd["rss"] > 0 and clamd["version"].startswith("ClamAV")
     c.close()

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import scand
 from tests.conftest import EICAR, Daemon, launch
 
 EXAMPLES = int(os.environ.get("SCAND_FUZZ_EXAMPLES", "2000"))
@@ -32,6 +33,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
 MAX_STREAM = 2048
 Check = Callable[[str], bool]
 Req = tuple[bytes, Check, bool]  # bytes, check of the reply body, fatal (ends the session)
+
+OUR_VERSION = f"scand {scand.__version__}/"
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,7 @@ def requests(data: Path) -> st.SearchStrategy[Req]:
 
     return st.one_of(
         term.map(lambda t: (cmd(t, "PING"), lambda b: b == "PONG", False)),
-        term.map(lambda t: (cmd(t, "VERSION"), lambda b: b.startswith("scand 0.1.0/"), False)),
+        term.map(lambda t: (cmd(t, "VERSION"), lambda b: b.startswith(OUR_VERSION), False)),
         st.builds(scan, term, st.sampled_from(["clean.txt", "eicar.com", "missing", "big.bin"])),
         st.builds(stream, term, st.binary(max_size=600), st.lists(st.integers(1, 200),
                                                                   max_size=5), st.booleans()),

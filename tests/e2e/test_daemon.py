@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import scand
 from tests.conftest import EICAR, ROOT, Daemon, DaemonFactory
 from tests.golden_util import make_golden_files
 
@@ -87,7 +88,7 @@ def test_hash_signature(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
     d = scand_daemon("--signatures", str(sigs))
     assert d.ask(f"{sample}\n".encode()) == b"1:Test.Hash.Md5-1\n"
     assert d.ask(f"{other}\n".encode()) == b"1:Test.Hash.Sha256-1\n"
-    assert d.ask(b"VERSION\n") == b"scand 0.1.0 builtin sigs=3\n"
+    assert d.ask(b"VERSION\n") == f"scand {scand.__version__} builtin sigs=3\n".encode()
 
 
 def test_bad_signature_file_refuses_to_start(short_tmp: Path) -> None:
@@ -110,7 +111,7 @@ def test_ping_stats_version(daemon: Daemon) -> None:
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     stats = json.loads(line)
     assert {"requests", "verdicts", "latency_ms", "pool"} <= set(stats)
-    assert daemon.ask(b"VERSION\n").startswith(b"scand 0.1.0 builtin ")
+    assert daemon.ask(b"VERSION\n").startswith(f"scand {scand.__version__} builtin ".encode())
     assert daemon.ask(b"BOGUS\n").startswith(b"-1:protocol")
 
 

@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+import scand
 from scand import config as configmod
 from scand.config import Config
 from scand.connection import ClientConnection, StreamTransport
@@ -20,6 +21,10 @@ from scand.service import Service
 from tests.inproc.fakes import FakeSpawner
 
 ServiceFactory = Callable[..., Any]
+
+
+def version(signatures: str) -> bytes:
+    return f"scand {scand.__version__} fake {signatures}\n".encode()
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def make_service(nursery: trio.Nursery) -> ServiceFactory:
 async def test_control_lines(make_service: ServiceFactory, autojump_clock: object) -> None:
     service, _ = await make_service()
     assert await service.handle(Command("PING")) == b"PONG\n"
-    assert await service.handle(Command("VERSION")) == b"scand 0.1.0 fake gen=0\n"
+    assert await service.handle(Command("VERSION")) == version("gen=0")
 
 
 async def test_stats_is_one_json_line(make_service: ServiceFactory,
@@ -76,7 +81,7 @@ async def test_reload_rolls_over_in_the_background(make_service: ServiceFactory,
     service, spawner = await make_service()
     assert await service.handle(Command("RELOAD")) == b"RELOADING\n"
     await trio.sleep(5)
-    assert await service.handle(Command("VERSION")) == b"scand 0.1.0 fake gen=1\n"
+    assert await service.handle(Command("VERSION")) == version("gen=1")
     assert {p.generation for p in spawner.live()} == {1}
 
 
@@ -85,7 +90,7 @@ async def test_a_failed_reload_keeps_the_old_set(make_service: ServiceFactory,
     service, spawner = await make_service()
     spawner.bad_generations.add(1)
     assert await service.reload() is False
-    assert await service.handle(Command("VERSION")) == b"scand 0.1.0 fake gen=0\n"
+    assert await service.handle(Command("VERSION")) == version("gen=0")
     assert await service.handle(ScanStream(b"virus")) == b"1:Fake.Virus\n"
 
 
