@@ -15,7 +15,7 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs, privileges
+from scand import logs, metrics, privileges
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.managed_clamd import ManagedClamd
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
     )
+    serve.add_argument(
+        "--metrics", metavar="HOST:PORT",
+        help="serve Prometheus metrics on HOST:PORT (metrics.listen; off by default)",
+    )
     check = sub.add_parser(
         "check-config",
         help="validate a config file and its signature set, then exit",
@@ -108,6 +112,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(
             config, "engine", name=args.engine, signatures=args.signatures
         )
+        config = configmod.override(config, "metrics", listen=args.metrics)
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -142,6 +147,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
+                if config.metrics.listen:
+                    await metrics.start(nursery, service, [server])
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
                 listener.close()
@@ -186,7 +193,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _startup_error(exc: BaseException) -> Exception | None:
     """The config-like error inside trio's exception groups, if that is what stopped us."""
-    if isinstance(exc, (EngineError, SocketPathError, OSError, privileges.PrivilegeError)):
+    if isinstance(exc, (EngineError, SocketPathError, OSError, privileges.PrivilegeError,
+                        metrics.MetricsUnavailable)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

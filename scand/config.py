@@ -8,6 +8,7 @@ name the key (``pool.workers: must be >= 1, got 0``). Stdlib only.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -145,6 +146,28 @@ class ClamdConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint (scand.metrics). Off unless ``listen`` is set."""
+
+    listen: str = ""  # "host:port" (e.g. "127.0.0.1:9117"); "" = no endpoint
+    # Peers allowed to scrape (CIDR); anyone else is closed before a byte is read.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The verdict cache (scand.cache): definitive per-part verdicts by content digest."""
+
+    backend: str = "memory"  # none | memory (per worker) | redis (shared)
+    ttl: float = 3600.0  # seconds an entry stays usable
+    max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
+    redis_url: str = ""  # "unix:///run/redis/redis.sock" or "redis://host:port"
+    redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
+    redis_retry: float = 1.0  # after a Redis failure, skip Redis for this long
+    redis_prefix: str = "scand:v1:"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -159,6 +182,8 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clamd: ClamdConfig = field(default_factory=ClamdConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -186,6 +211,19 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 def _absolute_paths(v: tuple[str, ...]) -> str | None:
     bad = [p for p in v if not p.startswith("/")]
     return f"must be absolute paths, got {bad[0]!r}" if bad else None
+
+
+def _host_port(v: str) -> bool:
+    host, sep, port = v.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) < 65536)
+
+
+def _network(v: str) -> bool:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -237,6 +275,16 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd.rss_limit_mb": _at_least(0),
     "clamd.rss_check_interval": _at_least(0.1),
     "clamd.min_switch_interval": _at_least(0),
+    "metrics.listen": lambda v: None if not v or _host_port(v) else (
+        f"must be host:port, got {v!r}"),
+    "metrics.allow": lambda v: next((f"not a network: {n!r}" for n in v if not _network(n)), None),
+    "cache.backend": _one_of("none", "memory", "redis"),
+    "cache.ttl": _at_least(1),
+    "cache.max_entries": _at_least(1),
+    "cache.redis_url": lambda v: None if not v or v.startswith(("unix:///", "redis://")) else (
+        f"must start with unix:/// or redis://, got {v!r}"),
+    "cache.redis_timeout": _at_least(0.001),
+    "cache.redis_retry": _at_least(0),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }
@@ -290,7 +338,10 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
             known = ", ".join(f.name for f in dataclasses.fields(Config))
             raise ConfigError(f"{name}: unknown section (known: {known})")
         sections[name] = _build_section(name, hints[name], raw)
-    return Config(**sections)
+    config = Config(**sections)
+    if config.cache.backend == "redis" and not config.cache.redis_url:
+        raise ConfigError('cache.redis_url: required with cache.backend = "redis"')
+    return config
 
 
 def load(path: str | os.PathLike[str]) -> Config:
