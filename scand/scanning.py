@@ -18,11 +18,14 @@ Rules (PROTOCOL.md §2-3):
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from scand.cache import open_cache
 from scand.config import Config
 from scand.content import Encrypted, Part, walk
 from scand.engines.base import Engine, Target, read_fd
@@ -58,6 +61,12 @@ def opened_path(fd: int) -> str:
         return ""  # no /proc: the (device, inode) check above still holds
 
 
+def _cache_error(message: str) -> None:
+    """A cache store failed: the scan goes on without it (logged once per outage)."""
+    print(json.dumps({"event": "cache_unavailable", "pid": os.getpid(), "error": message}),
+          file=sys.stderr, flush=True)
+
+
 def _os_unchecked(exc: OSError, path: str) -> Unchecked:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return Unchecked(Reason.NOT_FOUND, path)
@@ -76,6 +85,7 @@ class Scanner:
         self.config = config
         self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
         self.policy = Policy(config.policy)
+        self.cache = open_cache(config, engine.generation_id, _cache_error)
 
     # -- entry points --------------------------------------------------------
 
@@ -102,7 +112,7 @@ class Scanner:
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
         else:
-            verdict = self.engine.scan_bytes(data, "stream")
+            verdict = self.cache.scan(self.engine.scan_bytes, data, "stream")
             if isinstance(verdict, Clean):
                 verdict = self._policy_only(data, "")
         return ScanOutcome(verdict, bytes=len(data), files=1)
@@ -112,7 +122,7 @@ class Scanner:
         first_unchecked: Unchecked | None = None
         for item in walk(data, name, self.config.content):
             if isinstance(item, Part):
-                verdict = self.engine.scan_bytes(item.data, item.where)
+                verdict = self.cache.scan(self.engine.scan_bytes, item.data, item.where)
                 if isinstance(verdict, Unchecked):
                     first_unchecked = first_unchecked or verdict
                     continue
@@ -163,6 +173,18 @@ class Scanner:
         if self.config.content.encrypted == "banned":
             return self.policy.check_encrypted(item.name)
         return Unchecked(Reason.ENCRYPTED, item.where)
+
+    def _scan_whole_cached(self, target: Target, name: str) -> Verdict:
+        """A file for an engine that decodes by itself, through the verdict cache."""
+        data = read_fd(target.fd, target.limit)
+        if data is None:
+            return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
+        key = self.cache.key(data)
+        verdict: Verdict | None = self.cache.get(key)
+        if verdict is None:
+            verdict = self.engine.start_file(target)()
+            self.cache.put(key, verdict)
+        return verdict if not isinstance(verdict, Clean) else self._policy_only(data, name)
 
     # -- internals -----------------------------------------------------------
 
@@ -250,6 +272,8 @@ class Scanner:
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
                 return self._scan_content(data, name)
+            if self.cache.enabled:  # whole-object key for engines that are not part-aware
+                return self._scan_whole_cached(Target(real, fd, fst.st_size, limit), name)
             # The engine scans in its own process: start it, walk for the policy
             # meanwhile, then take its verdict (a signature beats a policy hit).
             finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))

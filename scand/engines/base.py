@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scand.cache.keys import directory_fingerprint, generation_id
 from scand.events import Reason, Unchecked, Verdict
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ class Engine(abc.ABC):
     # True: the scanner decodes the input (MIME, archives) and calls scan_bytes on
     # every part. False: the engine decodes by itself (clamd) and gets the file whole.
     wants_parts: bool = False
+    # False: verdicts depend on more than the bytes and the signatures (chaos), so
+    # the verdict cache must not keep them.
+    cacheable: bool = True
+    # The signature generation this engine holds (scand.cache.keys), set by
+    # load_engine; "" = unknown, so no verdict cache for this engine.
+    generation_id: str = ""
 
     @classmethod
     @abc.abstractmethod
@@ -141,5 +148,10 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def load_engine(config: Config) -> Engine:
-    """Build the engine the config names."""
-    return engine_class(config.engine.name).from_config(config)
+    """Build the engine the config names, tagged with its signature generation."""
+    before = directory_fingerprint(config.engine.signatures)
+    engine = engine_class(config.engine.name).from_config(config)
+    if engine.cacheable:
+        after = directory_fingerprint(config.engine.signatures)
+        engine.generation_id = generation_id(before, after, engine.info())
+    return engine
