@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from scand.cache.keys import content_digest
-from scand.cache.redis_store import StoreUnavailable
 from scand.events import CLEAN, Clean, Infected, Verdict
 
 # Values: b"0" or b"1:<name>". A name in a reply can hold no space, CR, LF or NUL.
@@ -62,7 +61,7 @@ class PartCache:
         assert self.store is not None
         try:
             value = self.store.get(key)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # a store failure costs a scan, never a -1:
             self._error(exc)
             value = None
         verdict = decode(value) if value is not None else None
@@ -78,7 +77,7 @@ class PartCache:
         assert self.store is not None
         try:
             self.store.put(key, encode(verdict))
-        except StoreUnavailable as exc:
+        except Exception as exc:
             self._error(exc)
 
     def scan(self, scan: Callable[[bytes, str], Verdict], data: bytes, where: str) -> Verdict:
@@ -99,7 +98,7 @@ class PartCache:
         self.hits = self.misses = 0
         return counts
 
-    def _error(self, exc: StoreUnavailable) -> None:
+    def _error(self, exc: Exception) -> None:
         self.errors += 1
         if self._on_error is not None and "resting after" not in str(exc):
             self._on_error(str(exc))

@@ -49,7 +49,7 @@ class RedisStore:
     def _connection(self) -> Any:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"resting after: {self.last_error}")
-        if self._client is None:
+        if self._client is None:  # (this connects at once: single_connection_client)
             self._client = redis.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
@@ -67,16 +67,18 @@ class RedisStore:
         return StoreUnavailable(self.last_error)
 
     def get(self, key: str) -> bytes | None:
-        client = self._connection()
         try:
-            value = client.get(key)
-        except (redis.RedisError, OSError) as exc:
+            value = self._connection().get(key)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # any client failure costs a scan, never a -1:
             raise self._failed(exc) from exc
         return value if isinstance(value, bytes) else None
 
     def put(self, key: str, value: bytes) -> None:
-        client = self._connection()
         try:
-            client.set(key, value, ex=self.ttl)
-        except (redis.RedisError, OSError) as exc:
+            self._connection().set(key, value, ex=self.ttl)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # any client failure costs a scan, never a -1:
             raise self._failed(exc) from exc
