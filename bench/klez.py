@@ -55,11 +55,11 @@ def write_signatures(directory: Path, ndb: int = 0) -> Path:
     if ndb:
         rng = random.Random(42)
         body = []
-        for n in range(ndb):
-            pieces = [rng.randbytes(rng.randint(4, 12)).hex()]
+        for n in range(ndb):  # long literal runs: no false positives on random bytes
+            pieces = [rng.randbytes(rng.randint(8, 12)).hex()]
             for _ in range(rng.randint(0, 2)):
-                pieces.append(rng.choice(["??", "{2-8}", "*"]))
-                pieces.append(rng.randbytes(rng.randint(3, 8)).hex())
+                pieces.append(rng.choice(["??", "{2-8}"]))
+                pieces.append(rng.randbytes(rng.randint(6, 10)).hex())
             body.append(f"Bench.Sig-{n}:0:*:{''.join(pieces)}\n")
         (directory / "bench.ndb").write_text("".join(body))
     return directory

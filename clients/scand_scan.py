@@ -212,17 +212,85 @@ def _exchange(sock: _sock.socket, chunks: list[bytes], deadline: float) -> tuple
                 index, offset = index + 1, 0
 
 
+# Reply prefixes after which another server is asked: it may have room (a busy or
+# stopping daemon has not looked at the request).
+_TRY_ANOTHER = (b"-1:busy", b"-1:shutting-down")
+# Longest wait for a TCP connect before the next server is tried.
+CONNECT_TIMEOUT = 5.0
+
+
+def split_servers(spec: str) -> list[str]:
+    """``"unix:/a,tcp://h:3310,tls://h:3311"`` -> one entry per server (a bare path = unix)."""
+    servers = [s.strip() for s in spec.split(",") if s.strip()]
+    for s in servers:
+        if not (s.startswith(("/", "unix:/", "tcp://", "tls://"))):
+            raise ValueError(f"not a server (unix:/path, tcp://host:port, tls://host:port): {s!r}")
+    return servers
+
+
+def _host_port(rest: str) -> tuple[str, int]:
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"not host:port: {rest!r}")
+    return host.strip("[]"), int(port)
+
+
+def _exchange_blocking(sock: _sock.socket, chunks: list[bytes],
+                       deadline: float) -> tuple[bytes, bool]:
+    """:func:`_exchange` for TLS sockets (their buffered records defeat poll()):
+    send everything, then read one line, each step bounded by ``deadline``."""
+    buf = b""
+    sent_all = True
+    try:
+        for chunk in chunks:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(chunk)
+    except TimeoutError as exc:
+        raise ScandTimeout("no reply in time") from exc
+    except OSError:
+        sent_all = False  # the daemon may have answered early (too-large) and closed
+    while b"\n" not in buf:
+        if len(buf) > MAX_REPLY_LINE:
+            raise ScandProtocolError(f"reply longer than {MAX_REPLY_LINE} bytes")
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            data = sock.recv(RECV_SIZE)
+        except TimeoutError as exc:
+            raise ScandTimeout("no reply in time") from exc
+        except OSError:
+            data = b""
+        if not data:
+            if not buf:
+                raise ScandProtocolError("the daemon closed the connection without a reply")
+            break
+        buf += data
+    line, _, rest = buf.partition(b"\n")
+    return line, sent_all and not rest
+
+
 class Client:
     """A synchronous scand client with one persistent connection.
 
-    ``socket_path`` defaults to :func:`default_socket_path`; ``timeout`` is the
-    total deadline of each call in seconds. Not thread-safe: use one per thread.
+    ``socket_path`` defaults to :func:`default_socket_path`; it may also be a
+    comma-separated list of servers: ``unix:/path`` (or a bare path),
+    ``tcp://host:port``, ``tls://host:port`` (CA file: ``$SCAND_TLS_CA``, else the
+    system's). Each client starts at a server picked by its pid (filters run
+    one process per message, so load spreads) and stays there while it answers;
+    a server that cannot be reached, closes at once, or answers ``-1:busy`` /
+    ``-1:shutting-down`` makes it try the next. ``timeout`` is the total
+    deadline of each call in seconds, over all servers tried; a server that
+    timed out is not retried elsewhere (the deadline is spent). When every
+    server fails the last error is raised (or the ``-1:busy`` verdict
+    returned): never a verdict that was not given. Not thread-safe: use one
+    per thread.
     """
 
     def __init__(self, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.socket_path = socket_path or default_socket_path()
+        self.servers = split_servers(self.socket_path)
         self.timeout = timeout
         self._sock: _sock.socket | None = None
+        self._server = os.getpid() % len(self.servers)  # where the cached socket leads
 
     def __enter__(self) -> Client:
         return self
@@ -278,46 +346,105 @@ class Client:
             raise ScandProtocolError("STATS reply is not a JSON object")
         return data
 
-    def _connect(self, deadline: float) -> _sock.socket:
+    def _connect(self, server: str, deadline: float) -> _sock.socket:
+        if server.startswith(("tcp://", "tls://")):
+            return self._connect_tcp(server, deadline)
+        path = server[5:] if server.startswith("unix:") else server
         sock = _sock.socket(_sock.AF_UNIX, _sock.SOCK_STREAM)
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(self.socket_path)
+            sock.connect(path)
             sock.setblocking(False)
         except TimeoutError as exc:
             sock.close()
-            raise ScandTimeout(f"{self.socket_path}: connect timed out") from exc
+            raise ScandTimeout(f"{path}: connect timed out") from exc
         except OSError as exc:
             sock.close()
             why = exc.strerror or str(exc)
-            raise ScandUnavailable(f"cannot connect to {self.socket_path}: {why}") from exc
+            raise ScandUnavailable(f"cannot connect to {path}: {why}") from exc
         return sock
 
+    def _connect_tcp(self, server: str, deadline: float) -> _sock.socket:
+        import socket  # only for TCP: the Unix path stays lean
+
+        host, port = _host_port(server[6:])
+        wait = max(min(deadline - time.monotonic(), CONNECT_TIMEOUT), 0.001)
+        try:
+            sock = socket.create_connection((host, port), timeout=wait)
+        except OSError as exc:  # refused, unreachable, or connect timed out: try another
+            raise ScandUnavailable(f"cannot connect to {server}: {exc.strerror or exc}") from exc
+        if server.startswith("tls://"):
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=os.environ.get("SCAND_TLS_CA") or None)
+            try:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock = ctx.wrap_socket(sock, server_hostname=host)
+            except OSError as exc:
+                sock.close()
+                raise ScandUnavailable(f"{server}: TLS failed: {exc}") from exc
+        return sock  # type: ignore[return-value]
+
     def _request(self, chunks: list[bytes]) -> bytes:
-        """One request, one reply line, one deadline; reconnects once if nothing was sent."""
+        """One request on the first server that takes it (see the class docstring)."""
         deadline = time.monotonic() + self.timeout
+        error: ScandError | None = None
+        busy = b""
+        n = len(self.servers)
+        first = self._server
+        for i in range(n):
+            index = (first + i) % n
+            try:
+                line = self._request_one(index, chunks, deadline)
+            except ScandTimeout:
+                raise
+            except ScandError as exc:
+                error = exc
+                continue
+            if n > 1 and line.startswith(_TRY_ANOTHER):
+                busy = line
+                continue
+            return line
+        if busy:
+            return busy  # every server busy or down: -1:busy, the caller defers
+        assert error is not None
+        if n > 1:
+            raise type(error)(f"no server answered ({n} tried); last: {error}") from error
+        raise error
+
+    def _request_one(self, index: int, chunks: list[bytes], deadline: float) -> bytes:
+        """One request to one server; reconnects once if nothing was sent."""
+        server = self.servers[index]
         sock, self._sock = self._sock, None
+        if sock is not None and self._server != index:
+            sock.close()
+            sock = None
+        self._server = index
         cached = sock is not None
-        if sock is not None and _dead_or_dirty(sock.fileno()):
+        tls = server.startswith("tls://")
+        if sock is not None and not tls and _dead_or_dirty(sock.fileno()):
             sock.close()
             sock, cached = None, False
         for attempt in (1, 2):
             if sock is None:
-                sock = self._connect(deadline)
+                sock = self._connect(server, deadline)
             try:
-                line, in_step = _exchange(sock, chunks, deadline)
+                if tls:
+                    line, in_step = _exchange_blocking(sock, chunks, deadline)
+                else:
+                    line, in_step = _exchange(sock, chunks, deadline)
             except _NothingSent:
                 sock.close()
                 sock = None
                 if cached and attempt == 1:
                     continue  # the daemon had closed our idle connection: one fresh try
                 raise ScandProtocolError(
-                    f"{self.socket_path}: the daemon closed the connection at once"
+                    f"{server}: the daemon closed the connection at once"
                 ) from None
             except ScandTimeout:
                 sock.close()
                 raise ScandTimeout(
-                    f"no reply from {self.socket_path} within {self.timeout:g}s"
+                    f"no reply from {server} within {self.timeout:g}s"
                 ) from None
             except BaseException:
                 sock.close()

@@ -21,6 +21,7 @@ from scand.engines.base import EngineError, load_engine
 from scand.managed_clamd import ManagedClamd
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
+from scand.remote import RemoteListeners
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
@@ -147,6 +148,10 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
+                remote = None
+                if config.server.tcp or config.server.tls:
+                    remote = RemoteListeners(config, server)
+                    await nursery.start(remote.run)
                 if config.metrics.listen:
                     await metrics.start(nursery, service, [server])
             except BaseException:
@@ -165,6 +170,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
+            if remote is not None:
+                remote.stop_accepting()
             await server.drain(service.config.server.shutdown_grace)
             nursery.cancel_scope.cancel()
         await spawner.aclose()

@@ -54,6 +54,12 @@ class ServerConfig:
     max_stream_bytes: int = 25 * MiB
     max_connections: int = 256
     allowed_roots: tuple[str, ...] = ()  # empty = every absolute path is allowed
+    # Remote scanning (scand.remote): Sophie STREAM over TCP, "host:port" each.
+    tcp: tuple[str, ...] = ()  # plain TCP listeners
+    tls: tuple[str, ...] = ()  # TLS listeners (need tls_cert and tls_key)
+    tcp_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # peers (CIDR) for both
+    tls_cert: str = ""  # PEM certificate chain
+    tls_key: str = ""  # PEM private key
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,12 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd.rss_limit_mb": _at_least(0),
     "clamd.rss_check_interval": _at_least(0.1),
     "clamd.min_switch_interval": _at_least(0),
+    "server.tcp": lambda v: next((f"must be host:port, got {a!r}" for a in v
+                                  if not _host_port(a)), None),
+    "server.tls": lambda v: next((f"must be host:port, got {a!r}" for a in v
+                                  if not _host_port(a)), None),
+    "server.tcp_allow": lambda v: next((f"not a network: {n!r}" for n in v
+                                        if not _network(n)), None),
     "metrics.listen": lambda v: None if not v or _host_port(v) else (
         f"must be host:port, got {v!r}"),
     "metrics.allow": lambda v: next((f"not a network: {n!r}" for n in v if not _network(n)), None),
@@ -339,6 +351,8 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"{name}: unknown section (known: {known})")
         sections[name] = _build_section(name, hints[name], raw)
     config = Config(**sections)
+    if config.server.tls and not (config.server.tls_cert and config.server.tls_key):
+        raise ConfigError("server.tls: needs server.tls_cert and server.tls_key")
     if config.cache.backend == "redis" and not config.cache.redis_url:
         raise ConfigError('cache.redis_url: required with cache.backend = "redis"')
     return config

@@ -25,6 +25,7 @@ from scand.config import Config
 from scand.events import BadRequest, Reason
 from scand.privileges import Identity
 from scand.protocol import NEED_DATA, Closed, Connection, format_unchecked
+from scand.remote_policy import remote_filter
 from scand.service import Service
 
 log = structlog.get_logger("scand.server")
@@ -133,9 +134,11 @@ def peer_gone(sock: trio.socket.SocketType) -> bool:
 class ClientConnection:
     """One accepted client."""
 
-    def __init__(self, sock: trio.socket.SocketType, service: Service) -> None:
+    def __init__(self, sock: trio.socket.SocketType, service: Service,
+                 remote: bool = False) -> None:
         self.sock = sock
         self.service = service
+        self.remote = remote  # over TCP: STREAM and PING/VERSION/STATS only (scand.remote)
         cfg = service.config
         self.proto = Connection(max_stream=cfg.server.max_stream_bytes)
         self._wake = trio.Event()
@@ -217,6 +220,8 @@ class ClientConnection:
             if isinstance(event, Closed):
                 return
             self._request_started = None
+            if self.remote:
+                event = remote_filter(event)
             reply = await self.service.handle(event)
             await self._send(reply)
             if isinstance(event, BadRequest) and event.fatal:
@@ -289,7 +294,7 @@ class Server:
                         self.refused += 1
                         continue
                     conn = ClientConnection(conn_sock, self.service)
-                    nursery.start_soon(self._serve_one, conn)
+                    nursery.start_soon(self.serve_connection, conn)
 
     async def _accept_failed(self, exc: OSError) -> None:
         """EMFILE/ENFILE: free the reserve descriptor, accept one client, answer it
@@ -313,7 +318,8 @@ class Server:
             log.warning("accept_failed", error=exc.strerror, count=self.accept_errors)
         await trio.sleep(ACCEPT_BACKOFF)
 
-    async def _serve_one(self, conn: ClientConnection) -> None:
+    async def serve_connection(self, conn: ClientConnection) -> None:
+        """Serve one connection, counted for max_connections and the drain."""
         self.connections.add(conn)
         try:
             await conn.run()

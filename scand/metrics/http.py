@@ -23,6 +23,8 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from scand.remote_policy import parse_listen, peer_allowed
+
 log = structlog.get_logger("scand.metrics")
 
 # A scrape request is a request line and a few headers: far below this.
@@ -32,8 +34,6 @@ REQUEST_TIMEOUT = 5.0
 # Concurrent scrapes served; more are closed at once (a scraper needs one).
 MAX_SCRAPERS = 16
 PATHS = ("/metrics", "/")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_request(head: bytes) -> tuple[int, str]:
@@ -55,25 +55,6 @@ def response(status: int, reason: str, body: bytes, content_type: str,
     headers = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return headers.encode("latin-1") + (b"" if head_only else body)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` (IPv6 as ``[::1]:9117``) into (host, port)."""
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def peer_allowed(peer: object, allow: Sequence[Network]) -> bool:
-    """True if the peer's IP lies in one of the allowed networks."""
-    if not isinstance(peer, tuple) or not peer:
-        return False
-    try:
-        addr = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in allow)
 
 
 class MetricsServer:
