@@ -30,6 +30,8 @@ apt_install() {  # install Debian packages that are missing (needs root or sudo)
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing Debian packages: ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Other jobs may hold the dpkg lock: wait for it (up to 15 min) instead of failing.
+  $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+    "${missing[@]}" >/dev/null
 }
