@@ -4,6 +4,7 @@ under load, the allow-list, and a real Prometheus (Debian's) scraping it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scand.metrics.http import parse_request, peer_allowed
 from scand.metrics.memory import parse_private
-from tests.conftest import EICAR, Daemon, DaemonFactory
+from tests.conftest import EICAR, ROOT, Daemon, DaemonFactory
 
 
 def metrics_port(daemon: Daemon, limit: float = 10.0) -> int:
@@ -137,6 +138,11 @@ def test_scrape_figures_move_under_load(scand_daemon: DaemonFactory, short_tmp: 
     assert after["scand_cache_lookups_total{result=miss}"] <= 4
     assert after["scand_cache_lookups_total{result=hit}"] >= 76
     assert after["scand_queue_depth{}"] == 0
+    # Every metric the shipped Grafana dashboard queries exists in the exposition.
+    dashboard = (ROOT / "examples" / "grafana-dashboard.json").read_text()
+    queried = set(re.findall(r"\bscand_[a-z_]+", dashboard)) - {"scand_overview"}
+    exposed = {k.split("{")[0] for k in after}
+    assert queried and queried <= exposed, queried - exposed
 
 
 def test_busy_refusals_counted(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
