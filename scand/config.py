@@ -167,6 +167,7 @@ class CacheConfig:
     backend: str = "memory"  # none | memory (per worker) | redis (shared)
     ttl: float = 3600.0  # seconds an entry stays usable
     max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
+    min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
     redis_url: str = ""  # "unix:///run/redis/redis.sock" or "redis://host:port"
     redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
     redis_retry: float = 1.0  # after a Redis failure, skip Redis for this long
@@ -293,6 +294,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cache.backend": _one_of("none", "memory", "redis"),
     "cache.ttl": _at_least(1),
     "cache.max_entries": _at_least(1),
+    "cache.min_part_bytes": _at_least(0),
     "cache.redis_url": lambda v: None if not v or v.startswith(("unix:///", "redis://")) else (
         f"must start with unix:/// or redis://, got {v!r}"),
     "cache.redis_timeout": _at_least(0.001),

@@ -18,6 +18,7 @@ Rules (PROTOCOL.md §2-3):
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
@@ -120,9 +121,12 @@ class Scanner:
     def _scan_content(self, data: bytes, name: str) -> Verdict:
         """Walk the object; every part gets the signatures, then the policy."""
         first_unchecked: Unchecked | None = None
-        for item in walk(data, name, self.config.content):
+        deferred: list[Part] = []
+        for item in itertools.chain(walk(data, name, self.config.content), deferred):
             if isinstance(item, Part):
-                verdict = self.cache.scan(self.engine.scan_bytes, item.data, item.where)
+                if self.cache.defer(item, deferred):
+                    continue  # the raw object goes last (scand.cache.lookup.PartCache.defer)
+                verdict = self.cache.scan_part(self.engine.scan_bytes, item)
                 if isinstance(verdict, Unchecked):
                     first_unchecked = first_unchecked or verdict
                     continue

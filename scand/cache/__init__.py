@@ -32,7 +32,8 @@ def open_cache(config: Config, generation: str,
         except StoreUnavailable as exc:
             if on_error is not None:
                 on_error(str(exc))
-    return PartCache(store, cfg.redis_prefix, generation, policy_version(config), on_error)
+    return PartCache(store, cfg.redis_prefix, generation, policy_version(config), on_error,
+                     cfg.min_part_bytes)
 
 
 __all__ = ["PartCache", "open_cache"]

@@ -9,7 +9,7 @@ is not cached: the scanner checks every part's names on hits as on misses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from scand.cache.keys import content_digest
 from scand.events import CLEAN, Clean, Infected, Verdict
@@ -41,17 +41,32 @@ def decode(value: bytes) -> Clean | Infected | None:
     return None
 
 
+class PartLike(Protocol):
+    """What the cache needs of a walker part (scand.content.Part)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def where(self) -> str: ...
+
+
 class PartCache:
     """Per-part lookups under one signature generation and policy version."""
 
     def __init__(self, store: Store | None, prefix: str, generation: str, policy: str,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, min_bytes: int = 0) -> None:
         self.store = store
+        self.min_bytes = min_bytes
         self.enabled = store is not None and bool(generation)
         self.prefix = f"{prefix}{generation}:{policy}:"
         self.hits = 0
         self.misses = 0
         self.errors = 0
+        self._inner = 0  # decoded parts seen since the raw object was deferred
         self._on_error = on_error
 
     def key(self, data: bytes) -> str:
@@ -91,6 +106,34 @@ class PartCache:
         verdict = scan(data, where)
         self.put(key, verdict)
         return verdict
+
+    def defer(self, part: PartLike, deferred: list[Any]) -> bool:
+        """True (and ``part`` appended to ``deferred``) for the raw object, the first
+        time it is seen, while the cache is on.
+
+        The raw bytes of a container (depth 0: a whole message, headers and
+        encoded bodies) differ in every copy of a worm mail, so they are never a
+        hit and are not cached; scanning them last lets a cached ``1:`` of a
+        decoded part end the request first. An object with no parts inside (a
+        plain file, e.g. one part of an amavisd parts directory) is cached whole.
+        A clean or unchecked message still gets the raw scan, so what is scanned
+        does not change, only the order (and so, when both the raw bytes and a
+        part are infected, which name is reported).
+        """
+        if self.enabled and part.depth == 0 and not deferred:
+            deferred.append(part)
+            self._inner = 0
+            return True
+        return False
+
+    def scan_part(self, scan: Callable[[bytes, str], Verdict], part: PartLike) -> Verdict:
+        """:meth:`scan` for a part. Bypassing the cache: a container's raw bytes (see
+        :meth:`defer`) and tiny parts (a lookup would cost more than it saves)."""
+        if part.depth > 0:
+            self._inner += 1
+        if (part.depth == 0 and self._inner) or len(part.data) < self.min_bytes:
+            return scan(part.data, part.where)
+        return self.scan(scan, part.data, part.where)
 
     def take_counts(self) -> tuple[int, int]:
         """(hits, misses) since the last call: one job's figures."""

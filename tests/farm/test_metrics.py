@@ -106,9 +106,9 @@ def _load(daemon: Daemon, targets: list[bytes], n: int, clients: int = 4) -> lis
 
 def test_scrape_figures_move_under_load(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
     clean = short_tmp / "clean.txt"
-    clean.write_bytes(b"hello\n" * 100)
+    clean.write_bytes(b"hello\n" * 300)
     bad = short_tmp / "eicar.com"
-    bad.write_bytes(EICAR)
+    bad.write_bytes(EICAR + b"\n" * 2000)
     d = scand_daemon("--metrics", "127.0.0.1:0")
     port = metrics_port(d)
     before = scrape(port)
@@ -131,7 +131,7 @@ def test_scrape_figures_move_under_load(scand_daemon: DaemonFactory, short_tmp: 
     assert after["scand_request_duration_seconds_count{}"] == 120
     assert after["scand_request_duration_seconds_bucket{le=+Inf}"] == 120
     assert 0 < after["scand_request_duration_seconds_sum{}"] < 120
-    assert after["scand_scanned_bytes_total{}"] == 40 * (600 + len(EICAR))
+    assert after["scand_scanned_bytes_total{}"] == 40 * (1800 + len(EICAR) + 2000)
     assert after["scand_worker_jobs_done_total{}"] == 120
     # The same two files over and over: the built-in cache answers all but the first
     # scan of each in each worker (2 workers x 2 files = at most 4 misses).
