@@ -120,6 +120,9 @@ class Scanner:
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:
         """Walk the object; every part gets the signatures, then the policy."""
+        known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
+        if known is not None:
+            return known
         first_unchecked: Unchecked | None = None
         deferred: list[Part] = []
         for item in itertools.chain(walk(data, name, self.config.content), deferred):
@@ -131,6 +134,7 @@ class Scanner:
                     first_unchecked = first_unchecked or verdict
                     continue
                 if isinstance(verdict, Infected):
+                    self.cache.learn(item, verdict)
                     return verdict
                 banned = self._check(item, data)
                 if banned is not None:

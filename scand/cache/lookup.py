@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from scand.cache.encoded import Body, base64_bodies
 from scand.cache.keys import content_digest
 from scand.events import CLEAN, Clean, Infected, Verdict
 
@@ -67,6 +68,7 @@ class PartCache:
         self.misses = 0
         self.errors = 0
         self._inner = 0  # decoded parts seen since the raw object was deferred
+        self._bodies: list[Body] = []  # this request's base64 bodies (known_infected)
         self._on_error = on_error
 
     def key(self, data: bytes) -> str:
@@ -134,6 +136,39 @@ class PartCache:
         if (part.depth == 0 and self._inner) or len(part.data) < self.min_bytes:
             return scan(part.data, part.where)
         return self.scan(scan, part.data, part.where)
+
+    def known_infected(self, data: bytes) -> Infected | None:
+        """Before the walk: a ``1:`` from a base64 body known to decode to a virus
+        (:mod:`scand.cache.encoded`), else None (and the bodies are kept for
+        :meth:`learn`)."""
+        self._bodies = base64_bodies(data, self.min_bytes) if self.enabled else []
+        for body in self._bodies:
+            cached = self._peek(self.prefix + "b64:" + body.digest)
+            if isinstance(cached, Infected):
+                self.hits += 1
+                return cached
+        return None
+
+    def learn(self, part: PartLike, verdict: Verdict) -> None:
+        """After the walk found ``part`` infected: remember the base64 body of this
+        message that decodes to exactly its bytes, if there is one."""
+        if not self._bodies or not isinstance(verdict, Infected):
+            return
+        digest = content_digest(part.data)
+        for body in self._bodies:
+            if body.decoded_digest() == digest:
+                self.put(self.prefix + "b64:" + body.digest, verdict)
+                return
+
+    def _peek(self, key: str) -> Clean | Infected | None:
+        """A lookup that counts neither a hit nor a miss."""
+        assert self.store is not None
+        try:
+            value = self.store.get(key)
+        except Exception as exc:  # a store failure costs a scan, never a -1:
+            self._error(exc)
+            return None
+        return decode(value) if value is not None else None
 
     def take_counts(self) -> tuple[int, int]:
         """(hits, misses) since the last call: one job's figures."""

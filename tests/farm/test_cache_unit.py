@@ -156,3 +156,41 @@ def test_klez_corpus_every_verdict_right(tmp_path: Path) -> None:
 
 def test_lookup_module_has_no_trio() -> None:
     assert "trio" not in vars(lookup)
+
+
+def _b64_mail(payload: bytes, width: int, name: str, crlf: bool = True) -> bytes:
+    import base64
+    import binascii
+
+    raw = binascii.b2a_base64(payload, newline=False)
+    lines = [raw[i:i + width] for i in range(0, len(raw), width)]
+    nl = b"\r\n" if crlf else b"\n"
+    assert base64.b64decode(raw) == payload
+    return nl.join([
+        b"From: a@example.com", b"Subject: hi " + name.encode(), b"MIME-Version: 1.0",
+        b'Content-Type: multipart/mixed; boundary="XYZ"', b"",
+        b"--XYZ", b"Content-Type: text/plain", b"", b"see attached", b"--XYZ",
+        b"Content-Type: application/octet-stream", b"Content-Transfer-Encoding: base64",
+        b'Content-Disposition: attachment; filename="' + name.encode() + b'"', b"",
+        *lines, b"--XYZ--", b""])
+
+
+def test_known_base64_body_answers_infected_before_the_walk(tmp_path: Path) -> None:
+    s = make_scanner(write_signatures(tmp_path / "sigs"))
+    worm = worm_payload(2)
+    first = _b64_mail(worm, 76, "a.pif")
+    assert reply(s, first) == f"1:{worm_name(2)}"
+    assert s.cache.known_infected(first) == Infected(worm_name(2))
+    # Other headers, other line width, LF line ends: the same base64 text.
+    other = _b64_mail(worm, 64, "b.doc", crlf=False)
+    assert s.cache.known_infected(other) == Infected(worm_name(2))
+    assert reply(s, other) == f"1:{worm_name(2)}"
+
+
+def test_clean_base64_body_is_never_a_fast_answer(tmp_path: Path) -> None:
+    s = make_scanner(write_signatures(tmp_path / "sigs"))
+    blob = b"%PDF-1.4 " + bytes(range(256)) * 40
+    mail = _b64_mail(blob, 76, "a.pdf")
+    assert reply(s, mail) == "0"
+    assert s.cache.known_infected(mail) is None  # a 0 always takes the whole walk
+    assert reply(s, _b64_mail(blob, 76, "a.pdf.exe")).startswith("1:Banned.")
