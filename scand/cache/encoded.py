@@ -4,8 +4,10 @@ The per-part cache still pays for the walk: parsing the MIME tree and
 decoding every body (measured: about two thirds of a Klez-shaped message's
 cost on a hit). But the copies of a worm differ in their headers, not in
 their base64 body. So, before the walk, the top-level multipart is split
-cheaply (byte searches for its boundary), each base64 body is stripped of
-whitespace and hashed, and looked up under ``...:b64:<sha256>``.
+cheaply (byte searches for its boundary), and each base64 body is hashed as
+it stands (line breaks included: copies from one worm, or through one relay,
+wrap alike; normalising would cost a copy of every body on every message) and
+looked up under ``...:b64:<sha256>``.
 
 Only ``1:`` is ever answered this way, never ``0``: a clean message still
 gets the whole walk, every scan and every name check. An entry is written
@@ -32,14 +34,13 @@ MAX_HEADER = 64 * 1024
 _BOUNDARY = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))')
 _BASE64 = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
 _MULTIPART = re.compile(rb"(?im)^content-type:[ \t]*multipart/")
-_WHITESPACE = b" \t\r\n"
 
 
 @dataclass
 class Body:
     """One base64 body of the message: its key digest and (lazily) its decoded digest."""
 
-    text: bytes  # the base64 text, whitespace removed
+    text: bytes  # the base64 text as it stands in the message
     digest: str  # sha256 of ``text``: the lookup key
     decoded: str | None = None  # sha256 of the decoded bytes, once computed
 
@@ -74,7 +75,7 @@ def base64_bodies(data: bytes, min_bytes: int) -> list[Body]:
         part_headers = _header_block(segment)
         if part_headers is None or not _BASE64.search(part_headers):
             continue
-        text = segment[len(part_headers):].translate(None, _WHITESPACE)
+        text = segment[len(part_headers):]
         if len(text) * 3 // 4 < min_bytes:
             continue
         bodies.append(Body(text, hashlib.sha256(text).hexdigest()))

@@ -174,6 +174,7 @@ class PartCache:
         """(hits, misses) since the last call: one job's figures."""
         counts = (self.hits, self.misses)
         self.hits = self.misses = 0
+        self._bodies = []  # the job is over: do not keep its bodies
         return counts
 
     def _error(self, exc: Exception) -> None:
