@@ -256,18 +256,16 @@ CONNECT_TIMEOUT = 5.0
 
 
 def split_servers(spec: str) -> list[str]:
-    """``"unix:/a,tcp://h:3310,tls://h:3311"`` -> one entry per server (a bare path = unix)."""
-    servers = [s.strip() for s in spec.split(",") if s.strip()]
-    for s in servers:
-        if not (s.startswith(("/", "unix:/", "tcp://", "tls://"))):
-            raise ValueError(f"not a server (unix:/path, tcp://host:port, tls://host:port): {s!r}")
-    return servers
+    """``"unix:/a,tcp://h:3310,tls://h:3311"`` -> one entry per server. Anything not
+    ``tcp://``/``tls://`` is a Unix socket path (``unix:`` prefix optional). Never
+    raises: a bad entry fails to connect, which is a temporary failure."""
+    return [s.strip() for s in spec.split(",") if s.strip()] or [spec]
 
 
-def _host_port(rest: str) -> tuple[str, int]:
-    host, _, port = rest.rpartition(":")
+def _host_port(server: str) -> tuple[str, int]:
+    host, _, port = server[6:].rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"not host:port: {rest!r}")
+        raise ScandUnavailable(f"{server}: not tcp://host:port or tls://host:port")
     return host.strip("[]"), int(port)
 
 
@@ -403,7 +401,7 @@ class Client:
     def _connect_tcp(self, server: str, deadline: float) -> _sock.socket:
         import socket  # only for TCP: the Unix path stays lean
 
-        host, port = _host_port(server[6:])
+        host, port = _host_port(server)
         wait = max(min(deadline - time.monotonic(), CONNECT_TIMEOUT), 0.001)
         try:
             sock = socket.create_connection((host, port), timeout=wait)

@@ -162,3 +162,13 @@ def test_three_servers_one_stopped_one_busy_third_serves(
     assert out.returncode == 2, (out.stdout, out.stderr)
     with pytest.raises(ScandUnavailable), Client(",".join(servers), timeout=5) as c:
         c.scan_bytes(EICAR)
+
+
+def test_bad_server_entries_are_temporary_failures(short_tmp: Path) -> None:
+    for spec in ("tcp://nohostport", "tls://:x", ",", "unix:" + str(short_tmp / "none")):
+        with pytest.raises(ScandUnavailable), Client(spec, timeout=5) as c:
+            c.scan_bytes(b"x")
+    target = short_tmp / "mail.eml"
+    target.write_bytes(b"hello")
+    out = scan_cli("tcp://bad,unix:/nonexistent/sock", target, {})
+    assert out.returncode == 2, out.stderr
