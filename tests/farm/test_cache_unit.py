@@ -200,3 +200,24 @@ def test_clean_base64_body_is_never_a_fast_answer(tmp_path: Path) -> None:
     assert reply(s, mail) == "0"
     assert s.cache.known_infected(mail) is None  # a 0 always takes the whole walk
     assert reply(s, _b64_mail(blob, 76, "a.pdf.exe")).startswith("1:Banned.")
+
+
+def test_config_errors_name_the_key() -> None:
+    from scand.config import ConfigError, from_mapping
+
+    bad = [
+        ({"cache": {"backend": "redis"}}, "cache.redis_url"),
+        ({"cache": {"backend": "disk"}}, "cache.backend"),
+        ({"cache": {"redis_url": "http://x"}}, "cache.redis_url"),
+        ({"server": {"tls": ["127.0.0.1:4010"]}}, "server.tls"),
+        ({"server": {"tcp": ["nohost"]}}, "server.tcp"),
+        ({"server": {"tcp_allow": ["10.0.0.0/33"]}}, "server.tcp_allow"),
+        ({"metrics": {"listen": "localhost"}}, "metrics.listen"),
+        ({"metrics": {"allow": ["nonsense"]}}, "metrics.allow"),
+    ]
+    for data, key in bad:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            from_mapping(data)
+    ok = from_mapping({"cache": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379"},
+                       "metrics": {"listen": "[::1]:9117"}})
+    assert ok.cache.backend == "redis" and ok.metrics.listen == "[::1]:9117"
