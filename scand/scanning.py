@@ -134,7 +134,7 @@ class Scanner:
                     first_unchecked = first_unchecked or verdict
                     continue
                 if isinstance(verdict, Infected):
-                    self.cache.learn(item, verdict)
+                    self.cache.learn(data, item, verdict)
                     return verdict
                 banned = self._check(item, data)
                 if banned is not None:

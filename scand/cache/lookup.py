@@ -68,7 +68,8 @@ class PartCache:
         self.misses = 0
         self.errors = 0
         self._inner = 0  # decoded parts seen since the raw object was deferred
-        self._bodies: list[Body] = []  # this request's base64 bodies (known_infected)
+        self._bodies: list[Body] | None = None  # this request's base64 bodies, once split
+        self._learned = 0  # base64 bodies this worker stored as infected
         self._on_error = on_error
 
     def key(self, data: bytes) -> str:
@@ -140,8 +141,14 @@ class PartCache:
     def known_infected(self, data: bytes) -> Infected | None:
         """Before the walk: a ``1:`` from a base64 body known to decode to a virus
         (:mod:`scand.cache.encoded`), else None (and the bodies are kept for
-        :meth:`learn`)."""
-        self._bodies = base64_bodies(data, self.min_bytes) if self.enabled else []
+        :meth:`learn`).
+
+        A private (memory) store that never learned such a body skips this: a
+        worker that has seen only clean mail pays nothing for the fast path."""
+        self._bodies = None
+        if not self.enabled or not (self._learned or getattr(self.store, "shared", True)):
+            return None
+        self._bodies = base64_bodies(data, self.min_bytes)
         for body in self._bodies:
             cached = self._peek(self.prefix + "b64:" + body.digest)
             if isinstance(cached, Infected):
@@ -149,15 +156,18 @@ class PartCache:
                 return cached
         return None
 
-    def learn(self, part: PartLike, verdict: Verdict) -> None:
-        """After the walk found ``part`` infected: remember the base64 body of this
-        message that decodes to exactly its bytes, if there is one."""
-        if not self._bodies or not isinstance(verdict, Infected):
+    def learn(self, data: bytes, part: PartLike, verdict: Verdict) -> None:
+        """After the walk found ``part`` of ``data`` infected: remember the base64 body
+        of ``data`` that decodes to exactly its bytes, if there is one."""
+        if not self.enabled or not isinstance(verdict, Infected) or part.depth == 0:
             return
+        if self._bodies is None:
+            self._bodies = base64_bodies(data, self.min_bytes)
         digest = content_digest(part.data)
         for body in self._bodies:
             if body.decoded_digest() == digest:
                 self.put(self.prefix + "b64:" + body.digest, verdict)
+                self._learned += 1
                 return
 
     def _peek(self, key: str) -> Clean | Infected | None:
@@ -174,7 +184,7 @@ class PartCache:
         """(hits, misses) since the last call: one job's figures."""
         counts = (self.hits, self.misses)
         self.hits = self.misses = 0
-        self._bodies = []  # the job is over: do not keep its bodies
+        self._bodies = None  # the job is over: do not keep its bodies
         return counts
 
     def _error(self, exc: Exception) -> None:
