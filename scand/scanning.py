@@ -189,10 +189,16 @@ class Scanner:
             return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
         key = self.cache.key(data)
         verdict: Verdict | None = self.cache.get(key)
-        if verdict is None:
-            verdict = self.engine.start_file(target)()
+        if isinstance(verdict, Infected):
+            return verdict
+        # On a miss clamd scans while the policy walk runs here, as without the cache.
+        finish = self.engine.start_file(target) if verdict is None else None
+        policy = self._policy_only(data, name)
+        if finish is not None:
+            verdict = finish()
             self.cache.put(key, verdict)
-        return verdict if not isinstance(verdict, Clean) else self._policy_only(data, name)
+        assert verdict is not None
+        return verdict if not isinstance(verdict, Clean) else policy
 
     # -- internals -----------------------------------------------------------
 
