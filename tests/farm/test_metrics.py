@@ -122,8 +122,22 @@ def test_scrape_figures_move_under_load(scand_daemon: DaemonFactory, short_tmp: 
     assert pids <= descendants
 
     targets = [f"{clean}\n".encode(), f"{bad}\n".encode(), b"/nonexistent/x\n"]
-    replies = _load(d, targets, 30)
+    during: list[float] = []
+    stop = threading.Event()
+
+    def scraper() -> None:  # scrapes while the daemon is under load: never stalls it
+        while not stop.is_set():
+            during.append(scrape(port)["scand_request_duration_seconds_count{}"])
+
+    t = threading.Thread(target=scraper)
+    t.start()
+    try:
+        replies = _load(d, targets, 30)
+    finally:
+        stop.set()
+        t.join(30)
     assert len(replies) == 120
+    assert len(during) >= 2 and during == sorted(during)  # counts only grow
     after = scrape(port)
     assert after["scand_requests_total{reason=,verdict=clean}"] == 40
     assert after["scand_requests_total{reason=,verdict=infected}"] == 40
