@@ -36,7 +36,11 @@ directories on this side and sends each regular file.
 options:
   --socket PATH   the daemon's Unix socket (default: $SCAND_SOCKET, else
                   /var/run/sophie if it exists, else
-                  $XDG_RUNTIME_DIR/scand/sophie, else /tmp/scand-<uid>/sophie)
+                  $XDG_RUNTIME_DIR/scand/sophie, else /tmp/scand-<uid>/sophie);
+                  or a comma-separated list of servers: unix:/path,
+                  tcp://host:port, tls://host:port (CA: $SCAND_TLS_CA). Requests
+                  spread over them and fail over on connection errors and
+                  -1:busy; over TCP, use --stream (paths are refused remotely)
   --stream        send file contents instead of paths
   --json          print one JSON object per line instead of text:
                   {{"path": ..., "verdict": "clean"|"infected"|"unchecked"|"error",
@@ -66,7 +70,8 @@ exit status:
       (also: bad command line). Never treat 2 as clean.
 
 environment:
-  SCAND_SOCKET    default socket path
+  SCAND_SOCKET    default socket path (or server list)
+  SCAND_TLS_CA    CA file for tls:// servers (default: the system's)
   SCAND_TIMEOUT   default --timeout
 
 examples:

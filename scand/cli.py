@@ -15,7 +15,7 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs, privileges
+from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
@@ -23,6 +23,7 @@ from scand.fronts import clamd_listen
 from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
+from scand.remote import RemoteListeners
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clamd-socket", metavar="PATH",
         help="also speak clamd's protocol on this Unix socket (clamd_front.socket)",
     )
+    serve.add_argument(
+        "--metrics", metavar="HOST:PORT",
+        help="serve Prometheus metrics on HOST:PORT (metrics.listen; off by default)",
+    )
     check = sub.add_parser(
         "check-config",
         help="validate a config file and its signature set, then exit",
@@ -121,6 +126,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
             config, "engine", name=args.engine, signatures=args.signatures
         )
         config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
+        config = configmod.override(config, "metrics", listen=args.metrics)
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -162,6 +168,12 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     clamd_server = ClamdServer(service, clamd_listeners, clamd_conns,
                                                lambda: os.kill(os.getpid(), signal.SIGTERM))
                     await nursery.start(clamd_server.run)
+                remote = None
+                if config.server.tcp or config.server.tls:
+                    remote = RemoteListeners(config, server)
+                    await nursery.start(remote.run)
+                if config.metrics.listen:
+                    await metrics.start(nursery, service, [server])
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
                 clamd_listen.close_all(clamd_listeners, config.clamd_front)
@@ -180,6 +192,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
+            if remote is not None:
+                remote.stop_accepting()
             grace = service.config.server.shutdown_grace
             async with trio.open_nursery() as drains:
                 drains.start_soon(server.drain, grace)
@@ -212,7 +226,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _startup_error(exc: BaseException) -> Exception | None:
     """The config-like error inside trio's exception groups, if that is what stopped us."""
-    if isinstance(exc, (EngineError, SocketPathError, OSError, privileges.PrivilegeError)):
+    if isinstance(exc, (EngineError, SocketPathError, OSError, privileges.PrivilegeError,
+                        metrics.MetricsUnavailable)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

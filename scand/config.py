@@ -54,6 +54,12 @@ class ServerConfig:
     max_stream_bytes: int = 25 * MiB
     max_connections: int = 256
     allowed_roots: tuple[str, ...] = ()  # empty = every absolute path is allowed
+    # Remote scanning (scand.remote): Sophie STREAM over TCP, "host:port" each.
+    tcp: tuple[str, ...] = ()  # plain TCP listeners
+    tls: tuple[str, ...] = ()  # TLS listeners (need tls_cert and tls_key)
+    tcp_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # peers (CIDR) for both
+    tls_cert: str = ""  # PEM certificate chain
+    tls_key: str = ""  # PEM private key
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,29 @@ class ClamdFrontConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint (scand.metrics). Off unless ``listen`` is set."""
+
+    listen: str = ""  # "host:port" (e.g. "127.0.0.1:9117"); "" = no endpoint
+    # Peers allowed to scrape (CIDR); anyone else is closed before a byte is read.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The verdict cache (scand.cache): definitive per-part verdicts by content digest."""
+
+    backend: str = "memory"  # none | memory (per worker) | redis (shared)
+    ttl: float = 3600.0  # seconds an entry stays usable
+    max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
+    min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
+    redis_url: str = ""  # "unix:///run/redis/redis.sock" or "redis://host:port"
+    redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
+    redis_retry: float = 1.0  # after a Redis failure, skip Redis for this long
+    redis_prefix: str = "scand:v1:"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -199,6 +228,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clamd: ClamdConfig = field(default_factory=ClamdConfig)
     clamd_front: ClamdFrontConfig = field(default_factory=ClamdFrontConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -235,6 +266,19 @@ def _networks(v: tuple[str, ...]) -> str | None:
         except ValueError:
             return f"not a network: {net!r}"
     return None
+
+
+def _host_port(v: str) -> bool:
+    host, sep, port = v.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) < 65536)
+
+
+def _network(v: str) -> bool:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -292,6 +336,23 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd_front.tcp_allow": _networks,
     "clamd_front.session_requests": _at_least(1),
     "clamd_front.stream_memory_mb": _at_least(1),
+    "server.tcp": lambda v: next((f"must be host:port, got {a!r}" for a in v
+                                  if not _host_port(a)), None),
+    "server.tls": lambda v: next((f"must be host:port, got {a!r}" for a in v
+                                  if not _host_port(a)), None),
+    "server.tcp_allow": lambda v: next((f"not a network: {n!r}" for n in v
+                                        if not _network(n)), None),
+    "metrics.listen": lambda v: None if not v or _host_port(v) else (
+        f"must be host:port, got {v!r}"),
+    "metrics.allow": lambda v: next((f"not a network: {n!r}" for n in v if not _network(n)), None),
+    "cache.backend": _one_of("none", "memory", "redis"),
+    "cache.ttl": _at_least(1),
+    "cache.max_entries": _at_least(1),
+    "cache.min_part_bytes": _at_least(0),
+    "cache.redis_url": lambda v: None if not v or v.startswith(("unix:///", "redis://")) else (
+        f"must start with unix:/// or redis://, got {v!r}"),
+    "cache.redis_timeout": _at_least(0.001),
+    "cache.redis_retry": _at_least(0),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }
@@ -345,7 +406,12 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
             known = ", ".join(f.name for f in dataclasses.fields(Config))
             raise ConfigError(f"{name}: unknown section (known: {known})")
         sections[name] = _build_section(name, hints[name], raw)
-    return Config(**sections)
+    config = Config(**sections)
+    if config.server.tls and not (config.server.tls_cert and config.server.tls_key):
+        raise ConfigError("server.tls: needs server.tls_cert and server.tls_key")
+    if config.cache.backend == "redis" and not config.cache.redis_url:
+        raise ConfigError('cache.redis_url: required with cache.backend = "redis"')
+    return config
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -22,6 +22,7 @@ import trio
 
 from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason
 from scand.protocol import Connection, format_unchecked
+from scand.remote_policy import remote_filter
 
 # Pipelined bytes buffered ahead of the request being answered. Past this the
 # reader stops reading (back-pressure), except to finish a STREAM body.
@@ -143,9 +144,10 @@ class StreamTransport:
 class ClientConnection:
     """One accepted client."""
 
-    def __init__(self, transport: Transport, handler: Handler) -> None:
+    def __init__(self, transport: Transport, handler: Handler, *, remote: bool = False) -> None:
         self.transport = transport
         self.handler = handler
+        self.remote = remote  # over TCP: STREAM and PING/VERSION/STATS only (scand.remote)
         self.proto = Connection(max_stream=handler.max_stream)
         self._wake = trio.Event()
         self._eof = False
@@ -224,6 +226,8 @@ class ClientConnection:
             if isinstance(event, Closed):
                 return
             self._request_started = None
+            if self.remote:
+                event = remote_filter(event)
             reply = await self.handler.handle(event)
             await self.transport.send_all(reply)
             if isinstance(event, BadRequest) and event.fatal:

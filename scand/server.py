@@ -158,7 +158,7 @@ class Server:
                         self.refused += 1
                         continue
                     conn = ClientConnection(SocketTransport(conn_sock), self.service)
-                    nursery.start_soon(self._serve_one, conn)
+                    nursery.start_soon(self.serve_connection, conn)
 
     async def _accept_failed(self, exc: OSError) -> None:
         """EMFILE/ENFILE: free the reserve descriptor, accept one client, answer it
@@ -184,7 +184,8 @@ class Server:
             log.warning("accept_failed", error=exc.strerror, count=self.accept_errors)
         await trio.sleep(ACCEPT_BACKOFF)
 
-    async def _serve_one(self, conn: ClientConnection) -> None:
+    async def serve_connection(self, conn: ClientConnection) -> None:
+        """Serve one connection, counted for max_connections and the drain."""
         self.connections.add(conn)
         try:
             await conn.run()

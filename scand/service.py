@@ -109,7 +109,7 @@ class Service:
         result = await self.pool.scan(path=path, data=data)
         elapsed = trio.current_time() - t0
         self._log_scan(what, result, elapsed)
-        self.stats.record(result.verdict, elapsed, result.bytes)
+        self.stats.record(result.verdict, elapsed, result.bytes, result.cache)
         return result
 
     def _log_scan(self, what: str, result: Result, elapsed: float) -> None:
@@ -122,6 +122,8 @@ class Service:
             "ms": round(elapsed * 1000, 2),
             "worker": result.worker,
         }
+        if result.cache != (0, 0):
+            fields["cache_hits"], fields["cache_misses"] = result.cache
         if isinstance(verdict, Unchecked):
             fields["detail"] = verdict.detail
         elif isinstance(verdict, Infected):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import time
 from typing import Any
@@ -11,6 +12,10 @@ from scand.events import Verdict, verdict_label
 # Percentiles are computed over this many most recent requests: enough for a
 # stable p99, small enough that STATS stays cheap under a flood.
 LATENCY_WINDOW = 4096
+# Latency histogram bucket bounds in seconds (cumulative, Prometheus-style): from a
+# cache hit (well under a millisecond) up to the default scan_timeout.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
 
 
 class Stats:
@@ -23,12 +28,23 @@ class Stats:
         self.bytes = 0
         self.verdicts: collections.Counter[str] = collections.Counter()
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        # Whole-life latency histogram (non-cumulative counts per bucket; last = +Inf).
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.cache_hits = 0
+        self.cache_misses = 0
 
-    def record(self, verdict: Verdict, seconds: float, nbytes: int) -> None:
+    def record(self, verdict: Verdict, seconds: float, nbytes: int,
+               cache: tuple[int, int] = (0, 0)) -> None:
+        """Count one request; ``cache`` is its (hits, misses) in the verdict cache."""
         self.requests += 1
         self.bytes += nbytes
         self.verdicts[verdict_label(verdict)] += 1
         self._latencies.append(seconds)
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.cache_hits += cache[0]
+        self.cache_misses += cache[1]
 
     def percentiles(self) -> dict[str, float]:
         """p50/p90/p99/max latency in milliseconds over the recent window."""
@@ -49,4 +65,5 @@ class Stats:
             "bytes": self.bytes,
             "verdicts": dict(self.verdicts),
             "latency_ms": self.percentiles(),
+            "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
         }

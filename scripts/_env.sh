@@ -38,7 +38,7 @@ apt_install() {  # install Debian packages that are missing (needs root or sudo)
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing Debian packages: ${missing[*]}" >&2
-  # Other jobs may hold the dpkg lock: wait for it rather than fail.
+  # Other jobs may hold the dpkg lock: wait for it (up to 15 min) instead of failing.
   $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
     "${missing[@]}" >/dev/null

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scand.cache.keys import directory_fingerprint, generation_id
 from scand.engines.registry import REGISTRY
 from scand.events import Reason, Unchecked, Verdict
 
@@ -85,6 +86,12 @@ class Engine(abc.ABC):
     # the engine scans only a prefix and still says clean (ClamAV's MaxFileSize).
     # The names-only walk beside it turns such members into -1:too-large.
     member_limit: int | None = None
+    # False: verdicts depend on more than the bytes and the signatures (chaos), so
+    # the verdict cache must not keep them.
+    cacheable: bool = True
+    # The signature generation this engine holds (scand.cache.keys), set by
+    # load_engine; "" = unknown, so no verdict cache for this engine.
+    generation_id: str = ""
 
     @classmethod
     @abc.abstractmethod
@@ -140,5 +147,10 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def load_engine(config: Config) -> Engine:
-    """Build the engine the config names."""
-    return engine_class(config.engine.name).from_config(config)
+    """Build the engine the config names, tagged with its signature generation."""
+    before = directory_fingerprint(config.engine.signatures)
+    engine = engine_class(config.engine.name).from_config(config)
+    if engine.cacheable:
+        after = directory_fingerprint(config.engine.signatures)
+        engine.generation_id = generation_id(before, after, engine.info())
+    return engine

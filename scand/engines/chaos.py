@@ -43,6 +43,7 @@ class ChaosEngine(BuiltinEngine):
     """The built-in engine plus the faults above."""
 
     name = "chaos"
+    cacheable = False  # a fault line must misbehave every time, not once
 
     @classmethod
     def from_config(cls, config: Config) -> ChaosEngine:

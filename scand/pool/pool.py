@@ -51,6 +51,7 @@ class Result:
     bytes: int = 0
     files: int = 0
     worker: int = 0  # pid, 0 when no worker ran it
+    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) of this scan
 
 
 class Pool:
@@ -159,7 +160,7 @@ class Pool:
             self._background(self._salvage, worker, sent)
             raise
         self._after_job(worker, done)
-        return Result(done.verdict, done.bytes, done.files, worker.pid)
+        return Result(done.verdict, done.bytes, done.files, worker.pid, done.cache)
 
     async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
         if sent:
@@ -283,6 +284,11 @@ class Pool:
             await self._replace(old)
 
     # -- introspection -------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a worker right now."""
+        return self._waiting
 
     def stats(self) -> dict[str, Any]:
         workers = []

@@ -169,7 +169,8 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
         assert isinstance(job, Job)
         outcome = run_job(scanner, job, cap)
         verdict: Verdict = outcome.verdict
-        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, memory()[1]))
+        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, memory()[1],
+                                scanner.cache.take_counts()))
     engine.close()
     return 0
 

@@ -11,10 +11,14 @@ the engine as well.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import stat
+import sys
 from dataclasses import dataclass
 
+from scand.cache import open_cache
 from scand.config import Config
 from scand.content import Encrypted, Part, walk
 from scand.engines.base import Engine, Target, read_fd
@@ -33,6 +37,12 @@ class ScanOutcome:
     files: int = 0
 
 
+def _cache_error(message: str) -> None:
+    """A cache store failed: the scan goes on without it (logged once per outage)."""
+    print(json.dumps({"event": "cache_unavailable", "pid": os.getpid(), "error": message}),
+          file=sys.stderr, flush=True)
+
+
 class Scanner:
     """Scans paths and streams with one engine under one config's limits."""
 
@@ -41,6 +51,7 @@ class Scanner:
         self.config = config
         self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
         self.policy = Policy(config.policy)
+        self.cache = open_cache(config, engine.generation_id, _cache_error)
 
     # -- entry points --------------------------------------------------------
 
@@ -67,18 +78,27 @@ class Scanner:
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
         else:
-            verdict = self.engine.scan_bytes(data, "stream")
+            verdict = self.cache.scan(self.engine.scan_bytes, data, "stream")
             if isinstance(verdict, Clean):
                 verdict = self._fold(verdict, *self._policy_only(data, ""))
         return ScanOutcome(verdict, bytes=len(data), files=1)
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:
-        """Walk the object; every part gets the signatures, then the policy."""
+        """Walk the object; every part gets the signatures (through the verdict cache),
+        then the policy."""
+        known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
+        if known is not None:
+            return known
         fold = Fold()
-        for item in walk(data, name, self.config.content):
+        deferred: list[Part] = []
+        for item in itertools.chain(walk(data, name, self.config.content), deferred):
             if isinstance(item, Part):
-                verdict = self.engine.scan_bytes(item.data, item.where)
-                if isinstance(verdict, Clean):
+                if self.cache.defer(item, deferred):
+                    continue  # the raw object goes last (scand.cache.lookup.PartCache.defer)
+                verdict = self.cache.scan_part(self.engine.scan_bytes, item)
+                if isinstance(verdict, Infected):
+                    self.cache.learn(data, item, verdict)
+                elif isinstance(verdict, Clean):
                     verdict = self._check(item, data) or CLEAN
             else:
                 verdict = self._finding(item)
@@ -137,6 +157,25 @@ class Scanner:
             return self.policy.check_encrypted(item.name)
         return Unchecked(Reason.ENCRYPTED, item.where)
 
+    def _scan_whole_cached(self, target: Target, name: str) -> Verdict:
+        """A file for an engine that decodes by itself, through the verdict cache
+        (its key is the whole file: the engine does not hand back parts)."""
+        data = read_fd(target.fd, target.limit)
+        if data is None:
+            return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
+        key = self.cache.key(data)
+        verdict: Verdict | None = self.cache.get(key)
+        if isinstance(verdict, Infected):
+            return verdict
+        # On a miss the engine scans while the names-only walk runs here.
+        finish = self.engine.start_file(target) if verdict is None else None
+        walked = self._policy_only(data, name)
+        if finish is not None:
+            verdict = finish()
+            self.cache.put(key, verdict)
+        assert verdict is not None
+        return self._fold(verdict, *walked)
+
     # -- internals -----------------------------------------------------------
 
     def _scan_tree(self, top: str, outcome: ScanOutcome) -> None:
@@ -163,6 +202,8 @@ class Scanner:
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
                 return self._scan_content(data, name)
+            if self.cache.enabled:  # whole-object key for engines that are not part-aware
+                return self._scan_whole_cached(Target(real, fd, fst.st_size, limit), name)
             # The engine scans in its own process: start it, walk for the policy
             # meanwhile, then take its verdict (a signature beats a policy hit).
             finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))

@@ -49,6 +49,7 @@ class Done:
     bytes: int
     files: int
     rss: int
+    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) during this job
 
 
 def pack(message: object) -> bytes:

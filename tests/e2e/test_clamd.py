@@ -183,7 +183,10 @@ def test_max_file_size_is_too_large(
 def test_managed_clamd_killed_under_load(
     scand_daemon: DaemonFactory, sigdir: Path
 ) -> None:
-    d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir))
+    # No verdict cache: the same files over and over would be answered from it, and
+    # this test is about the requests that reach a dead clamd.
+    d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir),
+                     config='[cache]\nbackend = "none"\n')
     infected = [str(p) for p in all_testfiles()]
     first_pid = managed_pid(d)
     back = None
@@ -220,7 +223,7 @@ def test_rss_switch_under_load_loses_nothing(
     scand_daemon: DaemonFactory, sigdir: Path
 ) -> None:
     cfg = ("[clamd]\nrss_limit_mb = 1\nrss_check_interval = 0.3\nmin_switch_interval = 1.0\n"
-           'transfer = "stream"\n')
+           'transfer = "stream"\n[cache]\nbackend = "none"\n')  # every request reaches clamd
     d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir), config=cfg)
     with Load(d, [str(p) for p in all_testfiles()]) as load:
         deadline = time.monotonic() + 30
@@ -238,7 +241,8 @@ def test_two_external_clamds_failover(
 ) -> None:
     a, b = external("a"), external("b")
     d = scand_daemon("--engine", "clamd",
-                     config=f'[clamd]\nsockets = ["{a.socket}", "{b.socket}"]\nretries = 1\n')
+                     config=f'[clamd]\nsockets = ["{a.socket}", "{b.socket}"]\nretries = 1\n'
+                            '[cache]\nbackend = "none"\n')  # every request reaches a clamd
     with Load(d, [str(p) for p in all_testfiles()]) as load:
         time.sleep(1.0)
         killed_at = time.monotonic()

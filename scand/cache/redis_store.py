@@ -1,0 +1,84 @@
+"""The shared store: Redis, reached from every worker of every scand host.
+
+Redis is an accelerator, never a dependency of the answer. Every call has one
+deadline (``cache.redis_timeout``, connect and reply, no retries); a failure
+or a timeout raises :class:`StoreUnavailable`, the caller scans as if it had
+missed, and Redis is left alone for ``cache.redis_retry`` seconds (so a dead
+or slow Redis costs at most one timeout per worker per retry period, not one
+per part). After any failure the connection is thrown away: a reply that
+arrives late must never be read as the answer to the next lookup.
+
+The client is created lazily, in the worker, after the fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+try:  # imported at load time, while the code is readable (workers import nothing)
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - only with backend = "redis"
+    redis = None  # type: ignore[assignment]
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer in time or at all: scan without it."""
+
+
+class RedisStore:
+    """``get``/``put`` against Redis with one short deadline per call."""
+
+    shared = True
+
+    def __init__(self, url: str, timeout: float, retry: float, ttl: float) -> None:
+        if redis is None:
+            raise StoreUnavailable("the redis package is not installed (scand[redis])")
+        self.url = url
+        self.timeout = timeout
+        self.retry = retry
+        self.ttl = max(1, int(ttl))
+        self._client: Any = None
+        self._down_until = 0.0
+        self.failures = 0
+        self.last_error = ""
+
+    def _connection(self) -> Any:
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable(f"resting after: {self.last_error}")
+        if self._client is None:  # (this connects at once: single_connection_client)
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
+                single_connection_client=True)
+        return self._client
+
+    def _failed(self, exc: Exception) -> StoreUnavailable:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._down_until = time.monotonic() + self.retry
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        return StoreUnavailable(self.last_error)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            value = self._connection().get(key)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # any client failure costs a scan, never a -1:
+            raise self._failed(exc) from exc
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: str, value: bytes) -> None:
+        try:
+            self._connection().set(key, value, ex=self.ttl)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # any client failure costs a scan, never a -1:
+            raise self._failed(exc) from exc
