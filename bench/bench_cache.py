@@ -84,7 +84,7 @@ def run_cpu(sigdir: Path, mails: list[Mail], backend: str, redis_url: str) -> fl
     from scand.config import Config
     from scand.engines.base import load_engine
     from scand.protocol import format_verdict
-    from scand.scanning import Scanner
+    from scand.worker.scanner import Scanner
 
     cfg = configmod.override(Config(), "engine", signatures=str(sigdir))
     cfg = configmod.override(cfg, "cache", backend=backend, redis_url=redis_url or None)

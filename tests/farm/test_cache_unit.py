@@ -18,7 +18,7 @@ from scand.config import Config
 from scand.engines.base import load_engine
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
 from scand.protocol import format_verdict
-from scand.scanning import Scanner
+from scand.worker.scanner import Scanner
 from tests.content.corpus import with_attachment
 
 
