@@ -7,6 +7,7 @@ caller is being cancelled.
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,7 +17,7 @@ import trio
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.proc import terminate
-from scand.worker.wire import Decoder, Done, Job, Ready, pack
+from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, pack
 
 # How long a worker may take to load its engine before it counts as broken.
 # Generous: a large hash set takes a while to parse on a busy 2-core host.
@@ -123,7 +124,13 @@ class WorkerProcess:
         """The next message; partial reads survive cancellation in ``decoder``."""
         assert self.proc.stdout is not None
         while True:
-            message = self.decoder.next()
+            try:
+                message = self.decoder.next()
+            except (FrameError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+                    IndexError, TypeError, ValueError) as exc:
+                # A corrupt frame from a worker (a stray write to its result pipe, a
+                # crash mid-frame) costs that worker, never the daemon.
+                raise WorkerGone(f"worker {self.pid}: bad frame ({exc!r})") from exc
             if message is not None:
                 return message
             try:

@@ -10,6 +10,7 @@ and :class:`Pool` code runs unchanged. A job's bytes say what the fake does:
 * ``grow <MiB>``: report that much more RSS, then clean;
 * ``memory``: answer ``-1:memory`` (the cap was hit);
 * ``virus``: answer ``1:Fake.Virus``;
+* ``garbage``: write bytes that are no frame (a corrupt result pipe);
 * anything else (and paths): clean.
 """
 
@@ -109,6 +110,9 @@ class FakeProcess:
             return Unchecked(Reason.MEMORY, "cap")
         elif word == b"virus":
             return Infected("Fake.Virus")
+        elif word == b"garbage":
+            await self._done_out.send_all(b"\x00\x00\x00\x05not a pickle")
+            await trio.sleep_forever()
         return CLEAN
 
     async def _send(self, message: object) -> None:

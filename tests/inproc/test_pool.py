@@ -96,6 +96,16 @@ async def test_a_crash_costs_exactly_its_request(make_pool: PoolFactory,
     assert pool.recycles["crash"] == 1 and len(spawner.forked) == 2
 
 
+async def test_a_corrupt_frame_costs_that_worker_only(make_pool: PoolFactory,
+                                                      autojump_clock: object) -> None:
+    pool, spawner = await make_pool(workers=1)
+    result = await pool.scan(data=b"garbage")
+    assert result.verdict == Unchecked(Reason.WORKER_CRASHED)
+    await trio.sleep(2)
+    assert spawner.forked[0].returncode is not None and len(spawner.live()) == 1
+    assert (await pool.scan(data=b"x")).verdict == CLEAN
+
+
 async def test_a_cancelled_scan_may_finish_within_the_grace(make_pool: PoolFactory,
                                                             autojump_clock: object) -> None:
     pool, spawner = await make_pool(workers=1, cancel_grace=1.0)
