@@ -1,7 +1,13 @@
 """The verdict cache: definitive per-part verdicts keyed on content, signatures and policy.
 
 Lives in the worker (no trio). :func:`open_cache` builds the cache a worker's
-scanner uses from the config and its loaded engine.
+scanner uses from the config and its loaded engine. Lives here: ``keys``
+(digests, signature generation, policy version), ``lookup`` (the per-part
+cache and its counts), ``memory`` and ``redis_store`` (stores), ``encoded``
+(the base64 fast path for worm floods).
+
+May import: the stdlib, ``redis`` (lazily, for the Redis store),
+:mod:`scand.config` and :mod:`scand.events`; never trio or anything daemon-side.
 """
 
 from __future__ import annotations

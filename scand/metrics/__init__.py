@@ -1,4 +1,8 @@
-"""The Prometheus endpoint: a collector over the service's own counters, served by trio."""
+"""The Prometheus endpoint: a collector over the service's own counters, served by trio.
+
+Daemon side: may import trio, ``prometheus_client`` (its text format and
+parser; the optional ``scand[metrics]`` extra) and the service it reports on.
+"""
 
 from __future__ import annotations
 
