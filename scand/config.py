@@ -145,6 +145,15 @@ class ClamdConfig:
 
 
 @dataclass(frozen=True)
+class ClamavConfig:
+    """The in-process libclamav engine (``--engine clamav``)."""
+
+    library: str = ""  # "" = the system's libclamav (libclamav.so.12, Debian's libclamav12)
+    tmp_dir: str = ""  # "" = $TMPDIR/scand-clamav-<uid>; each worker gets <tmp_dir>/worker-<pid>
+    alert_encrypted: bool = True  # encrypted archives -> -1:encrypted (libclamav's heuristic)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -159,6 +168,7 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clamd: ClamdConfig = field(default_factory=ClamdConfig)
+    clamav: ClamavConfig = field(default_factory=ClamavConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -237,6 +247,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd.rss_limit_mb": _at_least(0),
     "clamd.rss_check_interval": _at_least(0.1),
     "clamd.min_switch_interval": _at_least(0),
+    "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
+        f"must be an absolute path, got {v!r}"),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

@@ -125,6 +125,7 @@ REGISTRY: dict[str, str] = {
     "builtin": "scand.engines.builtin:BuiltinEngine",
     "chaos": "scand.engines.chaos:ChaosEngine",
     "clamd": "scand.engines.clamd:ClamdEngine",
+    "clamav": "scand.engines.clamav.engine:ClamavEngine",
 }
 
 

@@ -3,8 +3,9 @@
 Controls, combined from the best servers (DESIGN.md §2):
 
 * hard per-request memory cap (RLIMIT_AS in the worker) -> ``-1:memory``;
-* soft recycle after a job when *current* RSS grew past ``recycle_rss_mb``
-  above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
+* soft recycle after a job when its *current private memory* (USS, from
+  /proc/<pid>/smaps_rollup; see :mod:`scand.pool.memory`) grew past
+  ``recycle_rss_mb`` above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
   before ``min_lifetime`` unless a hard limit (``hard_rss_mb``, the memory cap)
   was hit;
 * a warm replacement: the new worker is started and has loaded its engine
@@ -25,13 +26,13 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 import structlog
 import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
+from scand.pool import memory
 from scand.pool.process import WorkerGone, WorkerProcess
 from scand.pool.spawner import Spawner
 from scand.pool.wire import Done, Job, Ready
@@ -294,12 +295,14 @@ class Pool:
     def stats(self) -> dict[str, Any]:
         workers = []
         for w in self.workers:
-            try:
-                rss = psutil.Process(w.pid).memory_info().rss
-            except psutil.Error:
-                rss = w.rss
+            try:  # private (USS) and PSS: RSS counts the zygote's shared engine per worker
+                mem = memory.usage(w.pid)
+                rss, pss, private = mem.rss, mem.pss, mem.private
+            except OSError:
+                rss = pss = private = w.rss
             state = "busy" if w.busy else "idle"
-            workers.append({"pid": w.pid, "rss": rss, "jobs": w.jobs, "age": round(w.age, 1),
+            workers.append({"pid": w.pid, "rss": rss, "pss": pss, "private": private,
+                            "jobs": w.jobs, "age": round(w.age, 1),
                             "state": state, "retiring": w.retiring or None,
                             "generation": w.generation})
         return {
@@ -309,6 +312,8 @@ class Pool:
             "busy": sum(1 for w in self.workers if w.busy),
             "queue": self._waiting,
             "rss_total": sum(w["rss"] for w in workers),
+            "pss_total": sum(w["pss"] for w in workers),
+            "private_total": sum(w["private"] for w in workers),
             "jobs_total": self.jobs_done,
             "spawned_total": self.spawned,
             "recycles": {r: self.recycles.get(r, 0) for r in RECYCLE_REASONS},

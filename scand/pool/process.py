@@ -17,6 +17,7 @@ import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.engines.clamav.tmpdir import remove_worker_dir, worker_dir
 from scand.pool.spawner import Spawner, WorkerHandle
 from scand.pool.wire import Decoder, Done, Job, Ready, pack
 
@@ -52,6 +53,7 @@ class WorkerProcess:
     exiting: bool = False  # the pool is stopping it on purpose
     decoder: Decoder = field(default_factory=Decoder)
     ready: Ready | None = None  # the worker's start-up report
+    tmp_dir: str = ""  # the engine's per-worker temp directory, removed once it is gone
 
     @property
     def age(self) -> float:
@@ -66,6 +68,7 @@ class WorkerProcess:
         proc = await spawner.fork(config, generation)
         worker = cls(proc, generation, config.pool.max_jobs + random.randint(0, jitter))
         worker.pid = proc.pid
+        worker.tmp_dir = worker_dir(config, proc.pid, spawner.uid)
         try:
             with trio.fail_after(timeout):
                 ready = await worker.receive()
@@ -123,6 +126,8 @@ class WorkerProcess:
                 await self.proc.wait()
             await self._close_pipes()
             self.proc.close()
+            if self.tmp_dir:  # a worker killed mid-scan leaves libclamav's files behind
+                await trio.to_thread.run_sync(remove_worker_dir, self.tmp_dir)
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""

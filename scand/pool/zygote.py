@@ -122,7 +122,9 @@ def main() -> int:
             if generation not in engines:
                 engines[generation] = load(config)
                 for old in sorted(engines)[:-KEEP_GENERATIONS]:
-                    del engines[old]
+                    dropped = engines.pop(old)
+                    if isinstance(dropped, Engine):
+                        dropped.close()  # e.g. libclamav's cl_engine_free
             engine = engines[generation]
             if isinstance(engine, str):
                 control.send(pickle.dumps(("error", engine)))
