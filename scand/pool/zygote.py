@@ -18,6 +18,8 @@ appeared in the signature directory; and a big set is not parsed per worker.
 
 Protocol, over a SOCK_SEQPACKET socket on fd 0 (one pickle per packet):
 ``("init", Config)`` -> ``("ready", pid, uid)``;
+``("drop", generation, None)`` -> ``("dropped", n)``: free every other
+generation's engine (after a reload, or a failed one);
 ``("fork", generation, Config)`` -> ``("forked", pid)`` carrying three
 descriptors (SCM_RIGHTS): the worker's job pipe (write end), its result pipe
 (read end) and a pidfd; or ``("error", message)`` when that generation's
@@ -119,6 +121,13 @@ def main() -> int:
             return 0  # the daemon is gone
         try:
             kind, generation, config = pickle.loads(packet)
+            if kind == "drop":  # the daemon needs only ``generation`` from now on
+                for old in [g for g in engines if g != generation]:
+                    dropped = engines.pop(old)
+                    if isinstance(dropped, Engine):
+                        dropped.close()  # e.g. libclamav's cl_engine_free
+                control.send(pickle.dumps(("dropped", len(engines))))
+                continue
             if generation not in engines:
                 engines[generation] = load(config)
                 for old in sorted(engines)[:-KEEP_GENERATIONS]:
