@@ -199,6 +199,68 @@ def reload_run(side: str, db: str, sigdir: Path, args: argparse.Namespace,
     return result
 
 
+def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, files: int = 300,
+                procs: int = 8) -> dict[str, Any]:
+    """The engines without scand's Python path: ``procs`` processes forked from one
+    loaded libclamav engine, each scanning the same ``files`` corpus messages by
+    descriptor, against clamd with ``procs`` concurrent ``SCAN`` connections."""
+    import resource
+    import socket as socketmod
+
+    from scand.config import Config, EngineConfig
+    from scand.engines.base import Target, load_engine
+
+    paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))[:files]
+    n = procs * len(paths)
+    clamd = start_clamd(base / f"{db}-engine-only-clamd", sigdir, False, False)
+    try:
+        proc = psutil.Process(clamd.pid)
+        cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+
+        def client() -> None:
+            for path in paths:
+                with socketmod.socket(socketmod.AF_UNIX) as s:
+                    s.connect(clamd.socket)
+                    s.sendall(f"nSCAN {path}\n".encode())
+                    s.recv(4096)
+
+        threads = [threading.Thread(target=client) for _ in range(procs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        clamd_wall = time.monotonic() - t0
+        clamd_cpu = sum(proc.cpu_times()[:2]) - cpu0
+    finally:
+        clamd.stop()
+    engine = load_engine(Config(engine=EngineConfig("clamav", str(sigdir))))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    pids = []
+    for _ in range(procs):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            engine.forked()
+            for path in paths:
+                fd = os.open(path, os.O_RDONLY)
+                engine.scan_file(Target(path, fd, 0, 1 << 30))
+                os.close(fd)
+            engine.close()
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    forked_wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    forked_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    engine.close()
+    return {"db": db, "files": n,
+            "clamd_files_per_s": round(n / clamd_wall, 1),
+            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
+            "libclamav_files_per_s": round(n / forked_wall, 1),
+            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+
+
 def median(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
@@ -213,6 +275,9 @@ def main() -> int:
     ap.add_argument("--reload-window", type=float, default=15.0,
                     help="seconds of load around each reload measurement")
     ap.add_argument("--no-reload", action="store_true")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="only the engines: 8 processes forked from one libclamav engine "
+                         "against clamd with 8 connections (no scand daemon, no policy walk)")
     ap.add_argument("--workers", type=int, default=8,
                     help="scand workers (default 8: clamd's MaxThreads in the same conf; "
                          "on a shared host CPU is shared per thread/process)")
@@ -228,6 +293,12 @@ def main() -> int:
     reloads: list[dict[str, Any]] = []
     for db in args.dbs.split(","):
         sigdir = tiny if db == "tiny" else large_db(OUT / "sigs-large", tiny)
+        if args.engine_only:
+            for _ in range(args.rounds):
+                row = engine_only(db, sigdir, corpus_dir, base)
+                print(json.dumps(row))
+                rows.append(row)
+            continue
         for rnd in range(1, args.rounds + 1):
             order = ("scand", "clamd") if rnd % 2 else ("clamd", "scand")
             for side in order:
@@ -240,6 +311,14 @@ def main() -> int:
                 print(json.dumps(r))
                 reloads.append(r)
     report: dict[str, Any] = {"runs": rows, "reloads": reloads, "medians": {}}
+    if args.engine_only:
+        for db in args.dbs.split(","):
+            mine = [r for r in rows if r["db"] == db]
+            report["medians"][db] = {k: median(mine, k) for k in mine[0] if k not in
+                                     ("db", "files")}
+            print(db, json.dumps(report["medians"][db]))
+        (base / "engine_only.json").write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     for db in args.dbs.split(","):
         s = [r for r in rows if r["db"] == db and r["side"] == "scand"]
         c = [r for r in rows if r["db"] == db and r["side"] == "clamd"]

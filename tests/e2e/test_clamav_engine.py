@@ -92,6 +92,9 @@ def test_all_testfiles_by_path_and_stream(
     version = c.ask(b"VERSION\n").decode()
     assert version.startswith("scand 0.1.0 clamav/1.4.") and version.endswith(" sigs=2\n"), version
     stats = d.stats()
+    engine = stats["engine"]
+    assert isinstance(engine, dict)
+    assert engine["name"].startswith("clamav/1.4.") and engine["signatures"] == "sigs=2"
     pool = stats["pool"]
     assert isinstance(pool, dict)
     for w in pool["workers"]:
