@@ -368,3 +368,30 @@ def test_blind_spots_never_clean(
         pytest.xfail(f"{WALKER_XFAIL}: {case} -> {replies}")
     assert all(r.startswith((b"-1:", b"1:")) for r in replies), replies
 
+
+
+def test_broken_set_keeps_the_old_one_then_a_fixed_one_loads(
+    scand_daemon: DaemonFactory, short_tmp: Path, sigdir: Path
+) -> None:
+    d = clamav(scand_daemon, short_tmp, sigdir)
+    version = d.ask(b"VERSION\n")
+    assert version.endswith(b" sigs=2\n")
+    (sigdir / "broken.ndb").write_text("Good:0:*:41424344\nBad:0:*:zz\n")
+    assert d.ask(b"RELOAD\n") == b"RELOADING\n"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "reload_failed" not in d.log():
+        time.sleep(0.05)
+    line = next(x for x in d.log().splitlines() if "reload_failed" in x)
+    assert "broken.ndb" in line and "line 2" in line, line
+    assert d.ask(b"VERSION\n") == version
+    assert d.ask(f"{TESTFILES}/clam.zip\n".encode()) == f"1:{TEST_NAME}\n".encode()
+    # Fixed: the same generation number loads this time (the failure was not cached).
+    (sigdir / "broken.ndb").write_text("Good:0:*:41424344\n")
+    assert d.ask(b"RELOAD\n") == b"RELOADING\n"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not d.ask(b"VERSION\n").endswith(b" sigs=3\n"):
+        time.sleep(0.05)
+    assert d.ask(b"VERSION\n").endswith(b" sigs=3\n")
+    abcd = short_tmp / "abcd.txt"
+    abcd.write_bytes(b"xxABCDxx")
+    assert d.ask(f"{abcd}\n".encode()) == b"1:Good.UNOFFICIAL\n"
