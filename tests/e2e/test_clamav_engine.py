@@ -120,6 +120,8 @@ def test_limits_are_unchecked_never_clean(
     enc = short_tmp / "enc.zip"
     enc.write_bytes(encrypted_zip())
     assert d.ask(f"{enc}\n".encode()).startswith(b"-1:encrypted")
+    banning = clamav(scand_daemon, short_tmp, sigdir, extra='[content]\nencrypted = "banned"\n')
+    assert banning.ask(f"{enc}\n".encode()).startswith(b"1:Banned.Encrypted.")
 
 
 def encrypted_zip() -> bytes:

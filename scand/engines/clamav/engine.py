@@ -29,6 +29,7 @@ from scand.engines.base import Engine, EngineError, EngineInfo, Target
 from scand.engines.clamav import libclamav as cl
 from scand.engines.clamav import tmpdir
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
+from scand.policy import Policy
 
 if TYPE_CHECKING:
     from scand.config import Config
@@ -226,8 +227,14 @@ class ClamavEngine(Engine):
     def _verdict(self, ret: int, virname: ctypes.c_char_p) -> Verdict:
         name = (virname.value or b"").decode("utf-8", "replace").strip() if ret == cl.CL_VIRUS \
             else ""
-        return verdict_from_result(ret, list(cl.COLLECTOR.names), name,
-                                   list(cl.COLLECTOR.errors))
+        verdict = verdict_from_result(ret, list(cl.COLLECTOR.names), name,
+                                      list(cl.COLLECTOR.errors))
+        if (isinstance(verdict, Unchecked) and verdict.reason == Reason.ENCRYPTED
+                and self.config.content.encrypted == "banned"):
+            # As the walker answers for encrypted members: the admin bans them.
+            kind = verdict.detail.removeprefix("Heuristics.Encrypted.") or "archive"
+            return Policy(self.config.policy).check_encrypted(kind)
+        return verdict
 
     def info(self) -> EngineInfo:
         return EngineInfo(f"{self.name}/{self.version}", f"sigs={self.signatures}",
