@@ -278,9 +278,12 @@ def test_reload_under_load(scand_daemon: DaemonFactory, short_tmp: Path, sigdir:
     per_worker = max(w["private"] for w in stats["workers"])  # type: ignore[index]
     before = max(m for t, m in samples if t < t_reload)
     peak = max(m for t, m in samples if t >= t_reload)
-    # Old + new set, the replacement worker warming beside the one it replaces, slack
-    # for the sampling; a copy of the set per worker would add 3 x one_set.
-    bound = before + one_set + 2 * per_worker + (24 << 20)
+    # Old + new set, the replacement worker warming beside the one it replaces, and
+    # 40 MiB of slack: the baseline is sampled under load after 1 s, and while the
+    # zygote loads the new set its heap writes copy pages it still shares with old
+    # workers (seen once: +48 MiB over old + new in ~10 runs). A copy of the set per
+    # worker would add 3 x one_set (~150 MB).
+    bound = before + one_set + 2 * per_worker + (40 << 20)
     print("reload memory: before", before >> 20, "peak", peak >> 20, "set", one_set >> 20,
           "worker", per_worker >> 20, "bound", bound >> 20)
     assert peak < bound, (before, peak, one_set, per_worker)
