@@ -238,7 +238,6 @@ def test_reload_under_load(scand_daemon: DaemonFactory, short_tmp: Path, sigdir:
             time.sleep(1.0)  # the workers warm up under load: that is the baseline
             sampler.start()
             time.sleep(1.0)
-            zygote_before = zygote_rss(d)
             sig = f"Scand-Reload-Marker:0:*:{marker.read_bytes().hex()}\n"
             (sigdir / "new.ndb").write_text(sig)
             t_reload = time.monotonic()
@@ -278,23 +277,19 @@ def test_reload_under_load(scand_daemon: DaemonFactory, short_tmp: Path, sigdir:
     per_worker = max(w["private"] for w in stats["workers"])  # type: ignore[index]
     before = max(m for t, m in samples if t < t_reload)
     peak = max(m for t, m in samples if t >= t_reload)
-    # Old + new set, the replacement worker warming beside the one it replaces, and
-    # 40 MiB of slack: the baseline is sampled under load after 1 s, and while the
-    # zygote loads the new set its heap writes copy pages it still shares with old
-    # workers (seen once: +48 MiB over old + new in ~10 runs). A copy of the set per
-    # worker would add 3 x one_set (~150 MB).
-    bound = before + one_set + 2 * per_worker + (40 << 20)
+    # Old + new set and the replacement worker warming beside the one it replaces,
+    # 16 MiB of slack for the sampling. A copy of the set per worker would add
+    # 3 x one_set (~150 MB).
+    bound = before + one_set + 2 * per_worker + (16 << 20)
     print("reload memory: before", before >> 20, "peak", peak >> 20, "set", one_set >> 20,
           "worker", per_worker >> 20, "bound", bound >> 20)
     assert peak < bound, (before, peak, one_set, per_worker)
-    # The zygote freed the old set once the new one was in use: back to one set.
-    zygote_after = zygote_rss(d)
-    assert zygote_after < zygote_before + one_set // 4, (zygote_before, zygote_after)
-
-
-def zygote_rss(d: Daemon) -> int:
-    (zygote,) = psutil.Process(d.proc.pid).children()
-    return int(zygote.memory_info().rss)
+    # The old set's generation zygote exited once its last worker had left: the
+    # last sample, still under load, is back to about one set.
+    assert samples[-1][1] < before + one_set // 2, (before, samples[-1][1], one_set)
+    zygotes = [p for p in psutil.Process(d.proc.pid).children(recursive=True)
+               if p.ppid() == psutil.Process(d.proc.pid).children()[0].pid]
+    assert len(zygotes) == 1, zygotes  # only the new generation's zygote is left
 
 def engine_bytes(sigdir: Path) -> int:
     """Private memory one compiled set costs, measured in a fresh process."""
