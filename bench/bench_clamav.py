@@ -319,7 +319,7 @@ def main() -> int:
             print(db, json.dumps(report["medians"][db]))
         (base / "engine_only.json").write_text(json.dumps(report, indent=2) + "\n")
         return 0
-    for db in args.dbs.split(","):
+    for db in args.dbs.split(",") if rows else []:  # --rounds 0: reloads only
         s = [r for r in rows if r["db"] == db and r["side"] == "scand"]
         c = [r for r in rows if r["db"] == db and r["side"] == "clamd"]
         m = {
