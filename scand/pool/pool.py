@@ -40,6 +40,8 @@ from scand.pool.wire import Done, Job, Ready
 log = structlog.get_logger("scand.pool")
 
 RECYCLE_REASONS = ("rss", "jobs", "memory", "timeout", "crash", "cancel", "reload")
+# STATS reads each worker's smaps_rollup at most this often (seconds).
+USAGE_MAX_AGE = 2.0
 # After a failed replacement spawn, wait this long before the next try.
 RESPAWN_BACKOFF = 1.0
 
@@ -73,6 +75,7 @@ class Pool:
         self.last_spawn_ms = 0.0
         self.jobs_done = 0  # over the pool's life, retired workers included
         self._drop_pending = False  # a reload happened: free old sets when their workers leave
+        self._usage_cache: dict[int, tuple[float, memory.Usage]] = {}
         self.spawned = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -312,11 +315,24 @@ class Pool:
 
     # -- introspection -------------------------------------------------------------------
 
+    def _usage(self, pid: int) -> memory.Usage:
+        """A worker's smaps_rollup, at most every USAGE_MAX_AGE seconds: reading it walks
+        the page tables (1-2 ms with a large set), and STATS may come 4 times a second."""
+        now = trio.current_time()
+        cached = self._usage_cache.get(pid)
+        if cached is None or now - cached[0] > USAGE_MAX_AGE:
+            cached = (now, memory.usage(pid))
+            self._usage_cache[pid] = cached
+        return cached[1]
+
     def stats(self) -> dict[str, Any]:
+        live = {w.pid for w in self.workers}
+        for pid in [p for p in self._usage_cache if p not in live]:
+            del self._usage_cache[pid]
         workers = []
         for w in self.workers:
             try:  # private (USS) and PSS: RSS counts the zygote's shared engine per worker
-                mem = memory.usage(w.pid)
+                mem = self._usage(w.pid)
                 rss, pss, private = mem.rss, mem.pss, mem.private
             except OSError:
                 rss = pss = private = w.rss
