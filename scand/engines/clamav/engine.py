@@ -1,7 +1,7 @@
 """The ``clamav`` engine: libclamav in the worker itself, loaded once per generation.
 
-The zygote (:mod:`scand.pool.zygote`) builds one engine per signature
-generation: ``cl_engine_new``, the limits, ``cl_load`` of ``--signatures DIR``
+The generation zygote (:class:`scand.pool.zygote.Generation`) builds one
+engine per signature generation: ``cl_engine_new``, the limits, ``cl_load`` of ``--signatures DIR``
 (``.cvd``/``.cld``/``.cud``/``.hdb``/``.ndb``/``.ldb``/...), ``cl_engine_compile``.
 Every worker forked from it shares the compiled engine copy-on-write; scanning
 does not write to it, so a worker's private memory stays small.
@@ -242,8 +242,9 @@ class ClamavEngine(Engine):
 
 
 def _malloc_trim() -> None:
-    """Give the freed set's heap pages back to the kernel (glibc keeps them otherwise:
-    measured, about 30 MB of a 50 MB set stayed resident in the zygote)."""
+    """Give a freed set's heap pages back to the kernel (glibc keeps them otherwise).
+    The pool never frees a set this way (its generation zygote exits instead); this
+    is for a process that loads and closes engines itself."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL(None).malloc_trim(0)
 
