@@ -213,6 +213,15 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class ClamavConfig:
+    """The in-process libclamav engine (``--engine clamav``)."""
+
+    library: str = ""  # "" = the system's libclamav (libclamav.so.12, Debian's libclamav12)
+    tmp_dir: str = ""  # "" = $TMPDIR/scand-clamav-<uid>; each worker gets <tmp_dir>/worker-<pid>
+    alert_encrypted: bool = True  # encrypted archives -> -1:encrypted (libclamav's heuristic)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -230,6 +239,7 @@ class Config:
     clamd_front: ClamdFrontConfig = field(default_factory=ClamdFrontConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    clamav: ClamavConfig = field(default_factory=ClamavConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -353,6 +363,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         f"must start with unix:/// or redis://, got {v!r}"),
     "cache.redis_timeout": _at_least(0.001),
     "cache.redis_retry": _at_least(0),
+    "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
+        f"must be an absolute path, got {v!r}"),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

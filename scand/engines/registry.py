@@ -11,4 +11,5 @@ REGISTRY: dict[str, str] = {
     "builtin": "scand.engines.builtin:BuiltinEngine",
     "chaos": "scand.engines.chaos:ChaosEngine",
     "clamd": "scand.clamd.engine:ClamdEngine",
+    "clamav": "scand.engines.clamav.engine:ClamavEngine",
 }

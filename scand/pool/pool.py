@@ -3,8 +3,9 @@
 Controls, combined from the best servers (DESIGN.md §2):
 
 * hard per-request memory cap (RLIMIT_AS in the worker) -> ``-1:memory``;
-* soft recycle after a job when *current* RSS grew past ``recycle_rss_mb``
-  above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
+* soft recycle after a job when its *current private memory* (USS, from
+  /proc/<pid>/smaps_rollup; see :mod:`scand.worker.memory`) grew past
+  ``recycle_rss_mb`` above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
   before ``min_lifetime`` unless a hard limit (``hard_rss_mb``, the memory cap)
   was hit;
 * a warm replacement: the new worker is started and has loaded its engine
@@ -25,7 +26,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 import structlog
 import trio
 
@@ -34,11 +34,14 @@ from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
 from scand.proc import retry
+from scand.worker import memory
 from scand.worker.wire import Done, Job, Ready
 
 log = structlog.get_logger("scand.pool")
 
 RECYCLE_REASONS = ("rss", "jobs", "memory", "timeout", "crash", "cancel", "reload")
+# STATS reads each worker's smaps_rollup at most this often (seconds).
+USAGE_MAX_AGE = 2.0
 # After a failed replacement spawn, wait this long before the next try.
 RESPAWN_BACKOFF = 1.0
 
@@ -72,6 +75,8 @@ class Pool:
         self.info: Ready | None = None
         self.last_spawn_ms = 0.0
         self.jobs_done = 0  # over the pool's life, retired workers included
+        self._drop_pending = False  # a reload happened: free old sets when their workers leave
+        self._usage_cache: dict[int, tuple[float, memory.Usage]] = {}
         self.spawned = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -236,6 +241,16 @@ class Pool:
     async def _remove(self, worker: WorkerProcess) -> None:
         self._forget(worker)
         await worker.stop()
+        await self._drop_old_sets()
+
+    async def _drop_old_sets(self) -> None:
+        """After a reload, once no worker of an older set is left, free those sets."""
+        if self._drop_pending and all(w.generation == self.generation for w in self.workers):
+            self._drop_pending = False
+            try:
+                await self.spawner.drop(self.generation)
+            except EngineError as exc:
+                log.warning("zygote_drop_failed", error=str(exc))
 
     async def _discard(self, worker: WorkerProcess, reason: str, graceful: bool = False) -> None:
         """Take a worker out of service now (killed, or stopped if ``graceful``) and
@@ -246,6 +261,7 @@ class Pool:
         log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs,
                     rss_mb=round(worker.rss / 2**20, 1))
         await (worker.stop() if graceful else worker.kill())
+        await self._drop_old_sets()
         if not replacement_pending:
             await self._respawn(worker)
 
@@ -273,9 +289,17 @@ class Pool:
         if a worker cannot load it. In-flight scans finish on their old worker."""
         generation = self.generation + 1
         # Proof that the new set loads (the zygote keeps it loaded for the roll below).
-        first = await WorkerProcess.spawn(self.spawner, config, generation)
+        try:
+            first = await WorkerProcess.spawn(self.spawner, config, generation)
+        except EngineError:
+            await self.spawner.drop(self.generation)  # forget the failed set: retry later
+            raise
         await first.kill()
         self.config, self.generation = config, generation
+        # Every spawn from now on is of the new set. The zygote frees the old one
+        # once its last worker has left: freeing it earlier would write to pages
+        # the old workers still share, and copy them (measured: +30 MB of 50).
+        self._drop_pending = True
         for old in [w for w in self.workers if w.generation < generation]:
             if old.retiring or old.exiting:
                 continue
@@ -289,16 +313,30 @@ class Pool:
     def waiting(self) -> int:
         """Requests queued for a worker right now."""
         return self._waiting
+    def _usage(self, pid: int) -> memory.Usage:
+        """A worker's smaps_rollup, at most every USAGE_MAX_AGE seconds: reading it walks
+        the page tables (1-2 ms with a large set), and STATS may come 4 times a second."""
+        now = trio.current_time()
+        cached = self._usage_cache.get(pid)
+        if cached is None or now - cached[0] > USAGE_MAX_AGE:
+            cached = (now, memory.usage(pid))
+            self._usage_cache[pid] = cached
+        return cached[1]
 
     def stats(self) -> dict[str, Any]:
+        live = {w.pid for w in self.workers}
+        for pid in [p for p in self._usage_cache if p not in live]:
+            del self._usage_cache[pid]
         workers = []
         for w in self.workers:
-            try:
-                rss = psutil.Process(w.pid).memory_info().rss
-            except psutil.Error:
-                rss = w.rss
+            try:  # private (USS) and PSS: RSS counts the zygote's shared engine per worker
+                mem = self._usage(w.pid)
+                rss, pss, private = mem.rss, mem.pss, mem.private
+            except OSError:
+                rss = pss = private = w.rss
             state = "busy" if w.busy else "idle"
-            workers.append({"pid": w.pid, "rss": rss, "jobs": w.jobs, "age": round(w.age, 1),
+            workers.append({"pid": w.pid, "rss": rss, "pss": pss, "private": private,
+                            "jobs": w.jobs, "age": round(w.age, 1),
                             "state": state, "retiring": w.retiring or None,
                             "generation": w.generation})
         return {
@@ -308,6 +346,8 @@ class Pool:
             "busy": sum(1 for w in self.workers if w.busy),
             "queue": self._waiting,
             "rss_total": sum(w["rss"] for w in workers),
+            "pss_total": sum(w["pss"] for w in workers),
+            "private_total": sum(w["private"] for w in workers),
             "jobs_total": self.jobs_done,
             "spawned_total": self.spawned,
             "recycles": {r: self.recycles.get(r, 0) for r in RECYCLE_REASONS},

@@ -16,6 +16,7 @@ import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.engines.clamav.tmpdir import remove_worker_dir, worker_dir
 from scand.proc import terminate
 from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, pack
 
@@ -57,7 +58,14 @@ class ProcessHandle(Protocol):
 class WorkerFactory(Protocol):
     """Forks workers of a signature generation (the zygote's spawner, or a fake)."""
 
+    @property
+    def uid(self) -> int:
+        """The uid workers run as (their temp directories are named for it)."""
+
     async def fork(self, config: Config, generation: int) -> ProcessHandle: ...
+
+    async def drop(self, generation: int) -> None:
+        """Free every signature set but ``generation``'s (after a reload, or a failed one)."""
 
 
 class WorkerGone(Exception):
@@ -82,6 +90,7 @@ class WorkerProcess:
     exiting: bool = False  # the pool is stopping it on purpose
     decoder: Decoder = field(default_factory=Decoder)
     ready: Ready | None = None  # the worker's start-up report
+    tmp_dir: str = ""  # the engine's per-worker temp directory, removed once it is gone
 
     @property
     def age(self) -> float:
@@ -97,6 +106,7 @@ class WorkerProcess:
         proc = await spawner.fork(config, generation)
         worker = cls(proc, generation, config.pool.max_jobs + random.randint(0, jitter))
         worker.pid = proc.pid
+        worker.tmp_dir = worker_dir(config, proc.pid, spawner.uid)
         try:
             with trio.fail_after(timeout):
                 ready = await worker.receive()
@@ -153,7 +163,9 @@ class WorkerProcess:
         await terminate(self.proc, TERM_GRACE)
         with trio.CancelScope(shield=True):
             await self._close_pipes()
-        self.proc.close()
+            self.proc.close()
+            if self.tmp_dir:  # a worker killed mid-scan leaves libclamav's files behind
+                await trio.to_thread.run_sync(remove_worker_dir, self.tmp_dir)
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""

@@ -146,6 +146,18 @@ class Spawner:
                 raise EngineError(f"worker zygote sent {len(fds)} descriptors")
             return WorkerHandle(pid, fds[0], fds[1], fds[2])
 
+    async def drop(self, generation: int) -> None:
+        """Let the zygote free every engine but ``generation``'s (workers already
+        forked keep their own copy-on-write view of theirs)."""
+        async with self._lock:
+            if self.sock is None:
+                return
+            try:
+                await self.sock.send(pickle.dumps(("drop", generation, None)))
+                await self.sock.recv(MAX_PACKET)
+            except OSError as exc:
+                raise EngineError(f"worker zygote: {exc}") from exc
+
     @staticmethod
     def _fds(ancdata: list[tuple[int, int, bytes]]) -> array.array[int]:
         fds = array.array("i")

@@ -32,6 +32,7 @@ from scand.config import Config
 from scand.engines.base import Engine, EngineError, load_engine
 from scand.events import Reason, Unchecked, Verdict
 from scand.worker import DAEMON_SIDE
+from scand.worker.memory import PrivateMeter
 from scand.worker.scanner import Scanner, ScanOutcome
 from scand.worker.wire import HEADER, Done, FrameError, Job, Ready, pack
 
@@ -150,11 +151,12 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
     info = engine.info()
     scanner = Scanner(engine, config)
     cap = config.pool.memory_cap_mb * 1024 * 1024
+    meter = PrivateMeter()  # Ready.rss and Done.rss carry private memory (USS), not RSS
     write_message(
         out,
         Ready(
             os.getpid(),
-            memory()[1],
+            meter.last_private,
             engine=info.name,
             signatures=info.signatures,
             detail=info.detail,
@@ -169,7 +171,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
         assert isinstance(job, Job)
         outcome = run_job(scanner, job, cap)
         verdict: Verdict = outcome.verdict
-        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, memory()[1],
+        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, meter.private(),
                                 scanner.cache.take_counts()))
     engine.close()
     return 0

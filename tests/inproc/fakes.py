@@ -124,9 +124,11 @@ class FakeSpawner:
     """Forks fake workers into ``nursery``; ``fail`` makes the next forks fail."""
 
     nursery: trio.Nursery
+    uid: int = 65534
     fail: int = 0
     bad_generations: set[int] = field(default_factory=set)
     forked: list[FakeProcess] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
 
     async def fork(self, config: Config, generation: int) -> FakeProcess:
         await trio.sleep(0.002)  # a fork takes a little (fake) time
@@ -138,6 +140,9 @@ class FakeSpawner:
         error = "broken signatures" if generation in self.bad_generations else ""
         self.nursery.start_soon(proc.run, error)
         return proc
+
+    async def drop(self, generation: int) -> None:
+        self.dropped.append(generation)
 
     def live(self) -> list[FakeProcess]:
         return [p for p in self.forked if p.returncode is None]

@@ -1,0 +1,349 @@
+"""scand with the in-process ``clamav`` engine against clamd direct (issue 14).
+
+    python -m bench.bench_clamav [--duration 20] [--rounds 3] [--dbs tiny,large]
+
+Same corpus (the bomber's seeded mail corpus), same signature directory, 16
+persistent clients, each side driven by :mod:`bench.bomber` against a daemon
+started here (scand: ``--engine clamav``, one worker per CPU; clamd: the
+clamd.conf scand writes for its managed clamd, same limits). Rounds alternate
+scand and clamd; the figures are medians of the rounds.
+
+Two databases: ``tiny`` (the corpus' two signatures) and ``large`` (those plus
+500,000 synthetic ``.hdb`` and 50,000 synthetic ``.ndb`` signatures; no
+download exists here). For each side: throughput, p99, summed PSS of every
+process of that side (daemon, zygote, workers / clamd) sampled every 250 ms,
+CPU seconds per message by role; then a reload under load (scand ``RELOAD``;
+clamd ``RELOAD`` with clamd's default ``ConcurrentDatabaseReload yes``) and the
+peak summed PSS during it.
+
+The machine is shared and has 2 CPUs: treat single runs as noise, the medians
+as the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import bomber, corpus
+from bench.procs import Managed, clamd_binary, start_scand
+from bench.targets import ask_line
+from scand.worker.memory import usage
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def large_db(directory: Path, base: Path, hashes: int = 500_000, bodies: int = 50_000) -> Path:
+    """``base``'s signatures plus synthetic ones (seeded, cached by count)."""
+    stamp = directory / f".made-{hashes}-{bodies}"
+    if stamp.exists():
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for f in base.iterdir():
+        shutil.copy(f, directory / f.name)
+    rng = random.Random(14)
+    with open(directory / "synth.hdb", "w") as fh:
+        for i in range(hashes):
+            fh.write(f"{rng.getrandbits(128):032x}:{rng.randrange(100, 1 << 20)}:Synth.Hash-{i}\n")
+    with open(directory / "synth.ndb", "w") as fh:
+        for i in range(bodies):  # 16-32 random bytes at any offset, any file type
+            fh.write(f"Synth.Body-{i}:0:*:{rng.randbytes(rng.randrange(16, 33)).hex()}\n")
+    stamp.touch()
+    return directory
+
+
+def start_clamd(workdir: Path, signatures: Path, concurrent_reload: bool,
+                cache: bool) -> Managed:
+    """clamd with scand's managed clamd.conf (same limits); optionally clamd's default
+    concurrent reload (a second engine loads beside the first). ``cache`` False:
+    ``DisableCache yes``, as scand's clamav engine runs (the cache changes verdicts;
+    on a corpus replayed in a loop it would also turn the bench into a cache test)."""
+    from scand import config as configmod
+    from scand.clamd.supervisor import render_conf
+    from scand.config import Config
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "tmp").mkdir(exist_ok=True)
+    sock, log = str(workdir / "clamd.sock"), workdir / "clamd.log"
+    cfg = configmod.override(Config(), "engine", name="clamd", signatures=str(signatures))
+    conf = render_conf(cfg, sock, str(log), str(workdir / "tmp"))
+    if concurrent_reload:
+        conf = conf.replace("ConcurrentDatabaseReload no", "ConcurrentDatabaseReload yes")
+    if not cache:
+        conf += "DisableCache yes\n"
+    (workdir / "clamd.conf").write_text(conf)
+    proc = subprocess.Popen([clamd_binary(), "--foreground",
+                             f"--config-file={workdir / 'clamd.conf'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    clamd = Managed("clamd", proc, sock, log)
+    clamd.wait_ready(b"nPING\n", b"PONG", 300.0)
+    return clamd
+
+
+class PssSampler(threading.Thread):
+    """Summed PSS of a process and all its descendants, every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int]] = []
+        self._halt = threading.Event()
+
+    def total(self) -> int:
+        try:
+            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(True)]
+        except psutil.Error:
+            return 0
+        n = 0
+        for p in procs:
+            with contextlib.suppress(OSError):
+                n += usage(p.pid).pss
+        return n
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.samples.append((time.monotonic(), self.total()))
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def start(side: str, workdir: Path, sigdir: Path, args: argparse.Namespace,
+          concurrent_reload: bool = False) -> Managed:
+    if side == "scand":
+        return start_scand(workdir, "clamav", args.workers, sigdir, None, ready_timeout=600.0)
+    return start_clamd(workdir, sigdir, concurrent_reload, args.clamd_cache)
+
+
+def drive(side: str, sock: str, out: Path, args: argparse.Namespace,
+          duration: float) -> dict[str, Any]:
+    argv = ["--target", side, "--socket", sock, "--duration", str(duration), "-c", "16",
+            "--corpus-size", str(args.corpus_size), "--out", str(out), "--no-plot"]
+    if side == "scand":
+        argv += ["--expect", "auto"]
+    bomber.main(argv)
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def one_run(side: str, db: str, sigdir: Path, rnd: int, args: argparse.Namespace,
+            base: Path) -> dict[str, Any]:
+    workdir = base / f"{db}-{side}-{rnd}"
+    t0 = time.monotonic()
+    proc = start(side, workdir / "daemon", sigdir, args)
+    load_s = time.monotonic() - t0
+    sampler = PssSampler(proc.pid)
+    sampler.start()
+    try:
+        idle_pss = sampler.total()
+        summary = drive(side, proc.socket, workdir / "bomber", args, args.duration)
+    finally:
+        sampler.stop()
+        proc.stop()
+    cpu = summary["cpu_seconds"]
+    msgs = max(summary["messages"], 1)
+    own = sum(v for k, v in cpu.items() if k in ("daemon", "zygote", "worker", "clamd"))
+    return {
+        "side": side, "db": db, "round": rnd, "start_s": round(load_s, 1),
+        "msgs_per_s": summary["msgs_per_s"], "p99_ms": summary["latency_ms"]["p99"],
+        "p50_ms": summary["latency_ms"]["p50"], "misses": summary["misses"],
+        "errors": summary["error_count"], "messages": summary["messages"],
+        "idle_pss_mib": round(idle_pss / 2**20, 1),
+        "peak_pss_mib": round(max((m for _, m in sampler.samples), default=0) / 2**20, 1),
+        "cpu_ms_per_msg": {k: round(v * 1000 / msgs, 3) for k, v in cpu.items()},
+        "server_cpu_ms_per_msg": round(own * 1000 / msgs, 3),
+    }
+
+
+def reload_run(side: str, db: str, sigdir: Path, args: argparse.Namespace,
+               base: Path) -> dict[str, Any]:
+    """Peak summed PSS while the daemon reloads the same set under load."""
+    workdir = base / f"{db}-{side}-reload"
+    proc = start(side, workdir / "daemon", sigdir, args, concurrent_reload=True)
+    sampler = PssSampler(proc.pid, 0.1)
+    sampler.start()
+    result: dict[str, Any] = {}
+    try:
+        time.sleep(1.0)
+        before = sampler.total()
+        loader = threading.Thread(target=drive, args=(side, proc.socket, workdir / "bomber",
+                                                      args, args.reload_window))
+        loader.start()
+        time.sleep(2.0)
+        t_reload = time.monotonic()
+        reply = ask_line(proc.socket, b"RELOAD\n" if side == "scand" else b"nRELOAD\n", 10.0)
+        loader.join()
+        result = {"side": side, "db": db, "reply": reply.decode().strip(),
+                  "before_pss_mib": round(before / 2**20, 1),
+                  "peak_pss_mib": round(max(m for t, m in sampler.samples if t >= t_reload)
+                                        / 2**20, 1)}
+    finally:
+        sampler.stop()
+        proc.stop()
+    return result
+
+
+def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, files: int = 300,
+                procs: int = 8) -> dict[str, Any]:
+    """The engines without scand's Python path: ``procs`` processes forked from one
+    loaded libclamav engine, each scanning the same ``files`` corpus messages by
+    descriptor, against clamd with ``procs`` concurrent ``SCAN`` connections."""
+    import resource
+    import socket as socketmod
+
+    from scand.config import Config, EngineConfig
+    from scand.engines.base import Target, load_engine
+
+    paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))[:files]
+    n = procs * len(paths)
+    clamd = start_clamd(base / f"{db}-engine-only-clamd", sigdir, False, False)
+    try:
+        proc = psutil.Process(clamd.pid)
+        cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+
+        def client() -> None:
+            for path in paths:
+                with socketmod.socket(socketmod.AF_UNIX) as s:
+                    s.connect(clamd.socket)
+                    s.sendall(f"nSCAN {path}\n".encode())
+                    s.recv(4096)
+
+        threads = [threading.Thread(target=client) for _ in range(procs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        clamd_wall = time.monotonic() - t0
+        clamd_cpu = sum(proc.cpu_times()[:2]) - cpu0
+    finally:
+        clamd.stop()
+    engine = load_engine(Config(engine=EngineConfig("clamav", str(sigdir))))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    pids = []
+    for _ in range(procs):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            engine.forked()
+            for path in paths:
+                fd = os.open(path, os.O_RDONLY)
+                engine.scan_file(Target(path, fd, 0, 1 << 30))
+                os.close(fd)
+            engine.close()
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    forked_wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    forked_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    engine.close()
+    return {"db": db, "files": n,
+            "clamd_files_per_s": round(n / clamd_wall, 1),
+            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
+            "libclamav_files_per_s": round(n / forked_wall, 1),
+            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+
+
+def median(rows: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rows))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dbs", default="tiny,large")
+    ap.add_argument("--corpus-size", type=int, default=1000)
+    ap.add_argument("--reload-window", type=float, default=15.0,
+                    help="seconds of load around each reload measurement")
+    ap.add_argument("--no-reload", action="store_true")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="only the engines: 8 processes forked from one libclamav engine "
+                         "against clamd with 8 connections (no scand daemon, no policy walk)")
+    ap.add_argument("--workers", type=int, default=8,
+                    help="scand workers (default 8: clamd's MaxThreads in the same conf; "
+                         "on a shared host CPU is shared per thread/process)")
+    ap.add_argument("--clamd-cache", action="store_true",
+                    help="leave clamd's clean cache on (default: off, like scand's engine)")
+    args = ap.parse_args()
+    corpus_dir = OUT / f"corpus-s1-n{args.corpus_size}"
+    corpus.load_or_generate(corpus_dir, args.corpus_size, 1)
+    tiny = corpus.write_signatures(corpus_dir / "sigs")
+    base = OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-clamav"
+    base.mkdir(parents=True)
+    rows: list[dict[str, Any]] = []
+    reloads: list[dict[str, Any]] = []
+    for db in args.dbs.split(","):
+        sigdir = tiny if db == "tiny" else large_db(OUT / "sigs-large", tiny)
+        if args.engine_only:
+            for _ in range(args.rounds):
+                row = engine_only(db, sigdir, corpus_dir, base)
+                print(json.dumps(row))
+                rows.append(row)
+            continue
+        for rnd in range(1, args.rounds + 1):
+            order = ("scand", "clamd") if rnd % 2 else ("clamd", "scand")
+            for side in order:
+                row = one_run(side, db, sigdir, rnd, args, base)
+                print(json.dumps(row))
+                rows.append(row)
+        if not args.no_reload:
+            for side in ("scand", "clamd"):
+                r = reload_run(side, db, sigdir, args, base)
+                print(json.dumps(r))
+                reloads.append(r)
+    report: dict[str, Any] = {"runs": rows, "reloads": reloads, "medians": {}}
+    if args.engine_only:
+        for db in args.dbs.split(","):
+            mine = [r for r in rows if r["db"] == db]
+            report["medians"][db] = {k: median(mine, k) for k in mine[0] if k not in
+                                     ("db", "files")}
+            print(db, json.dumps(report["medians"][db]))
+        (base / "engine_only.json").write_text(json.dumps(report, indent=2) + "\n")
+        return 0
+    for db in args.dbs.split(",") if rows else []:  # --rounds 0: reloads only
+        s = [r for r in rows if r["db"] == db and r["side"] == "scand"]
+        c = [r for r in rows if r["db"] == db and r["side"] == "clamd"]
+        m = {
+            "scand_msgs_per_s": median(s, "msgs_per_s"),
+            "clamd_msgs_per_s": median(c, "msgs_per_s"),
+            "scand_p99_ms": median(s, "p99_ms"), "clamd_p99_ms": median(c, "p99_ms"),
+            "scand_peak_pss_mib": median(s, "peak_pss_mib"),
+            "clamd_peak_pss_mib": median(c, "peak_pss_mib"),
+            "scand_server_cpu_ms_per_msg": median(s, "server_cpu_ms_per_msg"),
+            "clamd_cpu_ms_per_msg": median(c, "server_cpu_ms_per_msg"),
+            "scand_start_s": median(s, "start_s"), "clamd_start_s": median(c, "start_s"),
+        }
+        m["throughput_ratio"] = round(m["scand_msgs_per_s"] / m["clamd_msgs_per_s"], 2)
+        m["p99_ratio"] = round(m["scand_p99_ms"] / m["clamd_p99_ms"], 2)
+        # scand's own CPU outside the engine: its total minus what clamd spends per message
+        # on the same corpus and database (the engine's work).
+        m["scand_cpu_outside_engine_ms_per_msg"] = round(
+            m["scand_server_cpu_ms_per_msg"] - m["clamd_cpu_ms_per_msg"], 3)
+        report["medians"][db] = m
+        print(db, json.dumps(m))
+    (base / "bench_clamav.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {base}/bench_clamav.json  (load average {os.getloadavg()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
