@@ -49,7 +49,8 @@ def test_sans_io_modules_are_stdlib_only(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["scand.engines.builtin", "scand.engines.chaos",
-                                    "scand.clamd.engine", "scand.worker.child",
+                                    "scand.engines.clamav.engine", "scand.clamd.engine",
+                                    "scand.cache", "scand.content", "scand.worker.child",
                                     "scand.worker.zygote"])
 def test_worker_side_imports_nothing_daemon_side(module: str) -> None:
     mods = modules_after(f"import {module}")
@@ -57,7 +58,7 @@ def test_worker_side_imports_nothing_daemon_side(module: str) -> None:
     assert bad == []
 
 
-@pytest.mark.parametrize("engine", ["builtin", "chaos"])
+@pytest.mark.parametrize("engine", ["builtin", "chaos", "clamav"])
 async def test_a_forked_worker_holds_nothing_daemon_side(engine: str) -> None:
     """The real path: the zygote forks the worker; the worker reports its modules."""
     config = configmod.override(Config(), "engine", name=engine)

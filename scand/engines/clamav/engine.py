@@ -92,6 +92,9 @@ class ClamavEngine(Engine):
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # libclamav cuts archive members at MaxFileSize and may call them clean: the
+        # names-only walk beside it reports larger members (scand.engines.base).
+        self.member_limit = config.limits.max_file_size
         try:
             self.lib = cl.open_library(config.clamav.library)
         except cl.LibclamavError as exc:
