@@ -33,6 +33,7 @@ from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked, Verdict
 from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
+from scand.pool.state import WorkerState
 from scand.proc import retry
 from scand.worker import memory
 from scand.worker.wire import Done, Job, Ready
@@ -68,7 +69,6 @@ class Pool:
         self._idle: collections.deque[WorkerProcess] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()
         self._waiting = 0
-        self._retiring = 0
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self.recycles: collections.Counter[str] = collections.Counter()
@@ -140,7 +140,7 @@ class Pool:
     def _take_idle(self) -> WorkerProcess:
         """A free worker, preferring ones not waiting for their replacement."""
         for worker in self._idle:
-            if not worker.retiring:
+            if worker.state is WorkerState.SERVING:
                 self._idle.remove(worker)
                 return worker
         return self._idle.popleft()
@@ -204,15 +204,15 @@ class Pool:
             self._background(self._discard, worker, hard, True)
             return
         # Staggered: one soft retirement at a time.
-        if soft and self._retiring == 0 and not worker.retiring:
-            worker.retiring = soft
-            self._retiring += 1
+        if soft and worker.state is WorkerState.SERVING and not self._retiring():
+            worker.recycle_reason = soft
+            worker.to(WorkerState.RETIRING)
             self._background(self._replace, worker)
         self._release(worker)
 
     def _release(self, worker: WorkerProcess) -> None:
         worker.busy = False
-        if worker.replaced:
+        if worker.state is WorkerState.REPLACED:
             self._background(self._remove, worker)
         else:
             self._make_idle(worker)
@@ -225,16 +225,13 @@ class Pool:
 
     async def _replace(self, old: WorkerProcess) -> None:
         """Warm a successor first, then retire ``old`` (now if idle, else when it frees)."""
-        try:
-            await self._respawn(old)
-        finally:
-            self._retiring -= 1
+        await self._respawn(old)
         if old.exiting:
             return  # it broke a hard limit meanwhile and was counted then
-        self.recycles[old.retiring] += 1
-        log.info("worker_recycled", pid=old.pid, reason=old.retiring, jobs=old.jobs,
+        self.recycles[old.recycle_reason] += 1
+        log.info("worker_recycled", pid=old.pid, reason=old.recycle_reason, jobs=old.jobs,
                  rss_mb=round(old.rss / 2**20, 1), age_s=round(old.age, 1))
-        old.replaced = True
+        old.to(WorkerState.REPLACED)
         if not old.busy:
             await self._remove(old)
 
@@ -255,7 +252,7 @@ class Pool:
     async def _discard(self, worker: WorkerProcess, reason: str, graceful: bool = False) -> None:
         """Take a worker out of service now (killed, or stopped if ``graceful``) and
         start a fresh one, unless a warm replacement is already on its way."""
-        replacement_pending = bool(worker.retiring) and not worker.replaced
+        replacement_pending = worker.state is WorkerState.RETIRING
         self._forget(worker)
         self.recycles[reason] += 1
         log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs,
@@ -271,8 +268,13 @@ class Pool:
                     lambda exc, n: log.error("worker_spawn_failed", error=str(exc),
                                              replacing=old.pid, attempt=n))
 
+    def _retiring(self) -> bool:
+        """One soft retirement at a time: is one under way?"""
+        return any(w.state is WorkerState.RETIRING for w in self.workers)
+
     def _forget(self, worker: WorkerProcess) -> None:
-        worker.exiting = True
+        if not worker.exiting:
+            worker.to(WorkerState.EXITING)
         if worker in self.workers:
             self.workers.remove(worker)
         if worker in self._idle:
@@ -301,10 +303,10 @@ class Pool:
         # the old workers still share, and copy them (measured: +30 MB of 50).
         self._drop_pending = True
         for old in [w for w in self.workers if w.generation < generation]:
-            if old.retiring or old.exiting:
+            if old.state is not WorkerState.SERVING:
                 continue
-            old.retiring = "reload"
-            self._retiring += 1
+            old.recycle_reason = "reload"
+            old.to(WorkerState.RETIRING)
             await self._replace(old)
 
     # -- introspection -------------------------------------------------------------------
@@ -337,7 +339,8 @@ class Pool:
             state = "busy" if w.busy else "idle"
             workers.append({"pid": w.pid, "rss": rss, "pss": pss, "private": private,
                             "jobs": w.jobs, "age": round(w.age, 1),
-                            "state": state, "retiring": w.retiring or None,
+                            "state": state, "lifecycle": w.state.value,
+                            "retiring": w.recycle_reason or None,
                             "generation": w.generation})
         return {
             "size": self.config.worker_count,

@@ -17,6 +17,7 @@ import trio
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.engines.clamav.tmpdir import remove_worker_dir, worker_dir
+from scand.pool.state import WorkerState, transition
 from scand.proc import terminate
 from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, pack
 
@@ -84,10 +85,9 @@ class WorkerProcess:
     baseline_rss: int = 0
     rss: int = 0
     jobs: int = 0
-    busy: bool = False
-    retiring: str = ""  # recycle reason once a replacement is being made
-    replaced: bool = False  # its replacement is warm: stop it when it is next free
-    exiting: bool = False  # the pool is stopping it on purpose
+    busy: bool = False  # running a job now (orthogonal to the lifecycle state)
+    state: WorkerState = WorkerState.STARTING
+    recycle_reason: str = ""  # why it is retiring or replaced
     decoder: Decoder = field(default_factory=Decoder)
     ready: Ready | None = None  # the worker's start-up report
     tmp_dir: str = ""  # the engine's per-worker temp directory, removed once it is gone
@@ -95,6 +95,14 @@ class WorkerProcess:
     @property
     def age(self) -> float:
         return trio.current_time() - self.started
+
+    def to(self, new: WorkerState) -> None:
+        """Move to ``new`` through the lifecycle table (pool/state.py)."""
+        self.state = transition(self.state, new)
+
+    @property
+    def exiting(self) -> bool:
+        return self.state in (WorkerState.EXITING, WorkerState.DEAD)
 
     @classmethod
     async def spawn(
@@ -121,6 +129,7 @@ class WorkerProcess:
             raise EngineError(getattr(ready, "error", "") or f"unexpected {ready!r}")
         worker.baseline_rss = worker.rss = ready.rss
         worker.ready = ready
+        worker.to(WorkerState.SERVING)
         return worker
 
     async def send(self, message: Job) -> None:
@@ -159,17 +168,21 @@ class WorkerProcess:
 
     async def kill(self) -> None:
         """SIGTERM, then SIGKILL, then reap. Shielded: always finishes."""
-        self.exiting = True
+        if self.state is not WorkerState.DEAD:
+            self.to(WorkerState.EXITING)
         await terminate(self.proc, TERM_GRACE)
         with trio.CancelScope(shield=True):
             await self._close_pipes()
             self.proc.close()
+            self.to(WorkerState.DEAD)
             if self.tmp_dir:  # a worker killed mid-scan leaves libclamav's files behind
                 await trio.to_thread.run_sync(remove_worker_dir, self.tmp_dir)
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""
-        self.exiting = True
+        if self.state is WorkerState.DEAD:
+            return
+        self.to(WorkerState.EXITING)
         with trio.CancelScope(shield=True):
             await self._close_pipes(stdin_only=True)
         await terminate(self.proc, STOP_GRACE, first=None)

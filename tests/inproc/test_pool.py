@@ -254,3 +254,24 @@ async def test_stats_describe_the_workers(make_pool: PoolFactory, autojump_clock
     assert stats["live"] == 2 and stats["jobs_total"] == 1 and stats["spawned_total"] == 2
     assert {w["pid"] for w in stats["workers"]} == {p.pid for p in spawner.forked}
     assert set(stats["recycles"]) >= {"rss", "jobs", "memory", "timeout", "crash", "cancel"}
+
+
+def test_the_lifecycle_rejects_an_illegal_transition() -> None:
+    from scand.pool.state import IllegalTransition, WorkerState, transition
+
+    assert transition(WorkerState.STARTING, WorkerState.SERVING) is WorkerState.SERVING
+    with pytest.raises(IllegalTransition):
+        transition(WorkerState.DEAD, WorkerState.SERVING)
+    with pytest.raises(IllegalTransition):
+        transition(WorkerState.REPLACED, WorkerState.RETIRING)
+
+
+async def test_workers_walk_the_lifecycle(make_pool: PoolFactory, autojump_clock: object) -> None:
+    pool, spawner = await make_pool(workers=1, recycle_rss_mb=10)
+    old = pool.workers[0]
+    assert old.state.value == "serving"
+    await pool.scan(data=b"grow 20")
+    assert old.state.value == "retiring"  # its successor is starting
+    await trio.sleep(5)
+    assert old.state.value == "dead" and pool.workers[0].state.value == "serving"
+    assert [w["lifecycle"] for w in pool.stats()["workers"]] == ["serving"]
