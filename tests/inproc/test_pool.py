@@ -267,7 +267,7 @@ def test_the_lifecycle_rejects_an_illegal_transition() -> None:
 
 
 async def test_workers_walk_the_lifecycle(make_pool: PoolFactory, autojump_clock: object) -> None:
-    pool, spawner = await make_pool(workers=1, recycle_rss_mb=10)
+    pool, _ = await make_pool(workers=1, recycle_rss_mb=10)
     old = pool.workers[0]
     assert old.state.value == "serving"
     await pool.scan(data=b"grow 20")
