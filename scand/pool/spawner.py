@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import array
 import os
-import pickle
 import select
 import signal
 import socket
@@ -21,11 +20,11 @@ import scand
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.proc import terminate
+from scand.worker import wire
 
 START_TIMEOUT = 60.0
 # After its socket closed, how long the zygote gets to exit before SIGKILL.
 ZYGOTE_EXIT_GRACE = 2.0
-MAX_PACKET = 1 << 20
 
 
 def child_env() -> dict[str, str]:
@@ -109,15 +108,16 @@ class Spawner:
         self.sock = trio.socket.from_stdlib_socket(parent)
         try:
             with trio.fail_after(START_TIMEOUT):
-                await self.sock.send(pickle.dumps(("init", config)))
-                reply = pickle.loads(await self.sock.recv(MAX_PACKET) or pickle.dumps(("gone",)))
+                await self.sock.send(wire.dumps(wire.ZygoteInit(config)))
+                reply = wire.loads(await self.sock.recv(wire.MAX_PACKET))
         except trio.TooSlowError:
             await self.aclose()
             raise EngineError("worker zygote did not start") from None
-        if reply[0] != "ready":
+        if not isinstance(reply, wire.ZygoteReady):
             await self.aclose()
-            raise EngineError(reply[1] if reply[0] == "error" else "worker zygote died")
-        self.uid = reply[2]
+            raise EngineError(reply.error if isinstance(reply, wire.ZygoteFailed)
+                              else "worker zygote died")
+        self.uid = reply.uid
 
     async def fork(self, config: Config, generation: int) -> WorkerHandle:
         """A new worker of ``generation`` (whose engine the zygote loads once, from
@@ -126,20 +126,23 @@ class Spawner:
             if self.sock is None or self.proc is None or self.proc.returncode is not None:
                 raise EngineError("worker zygote is not running")
             try:
-                await self.sock.send(pickle.dumps(("fork", generation, config)))
+                await self.sock.send(wire.dumps(wire.ForkRequest(generation, config)))
                 data, ancdata, _, _ = await self.sock.recvmsg(
-                    MAX_PACKET, socket.CMSG_SPACE(3 * array.array("i").itemsize))
+                    wire.MAX_PACKET, socket.CMSG_SPACE(3 * array.array("i").itemsize))
             except OSError as exc:
                 raise EngineError(f"worker zygote: {exc}") from exc
             if not data:
                 raise EngineError("worker zygote exited")
-            reply = pickle.loads(data)
-            if reply[0] == "error":
-                for fd in self._fds(ancdata):
-                    os.close(fd)
-                raise EngineError(reply[1])
+            reply = wire.loads(data)
             fds = self._fds(ancdata)
-            pid = reply[1]
+            if not isinstance(reply, wire.Forked) or len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                if isinstance(reply, wire.ZygoteFailed):
+                    raise EngineError(reply.error)
+                raise EngineError(f"worker zygote sent {type(reply).__name__} "
+                                  f"with {len(fds)} descriptors")
+            pid = reply.pid
             if len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
@@ -153,8 +156,8 @@ class Spawner:
             if self.sock is None:
                 return
             try:
-                await self.sock.send(pickle.dumps(("drop", generation, None)))
-                await self.sock.recv(MAX_PACKET)
+                await self.sock.send(wire.dumps(wire.DropRequest(generation)))
+                await self.sock.recv(wire.MAX_PACKET)
             except OSError as exc:
                 raise EngineError(f"worker zygote: {exc}") from exc
 

@@ -52,6 +52,83 @@ class Done:
     cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) during this job
 
 
+# -- the zygote's control sockets (SOCK_SEQPACKET: one pickled message a packet) --------
+
+# One zygote message is at most a pickled Config: far below this.
+MAX_PACKET = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ZygoteInit:
+    """Daemon -> zygote, first: the config to drop privileges by."""
+
+    config: Any  # scand.config.Config
+
+
+@dataclass(frozen=True, slots=True)
+class ZygoteReady:
+    """Zygote -> daemon: imports done, privileges dropped."""
+
+    pid: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRequest:
+    """Daemon -> zygote (-> generation zygote): a worker of ``generation``, whose engine
+    is loaded once from ``config``."""
+
+    generation: int
+    config: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Forked:
+    """The reply to a ForkRequest; carries the worker's job pipe (write end), result
+    pipe (read end) and pidfd as SCM_RIGHTS."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropRequest:
+    """Daemon -> zygote: free every signature set but ``keep``'s."""
+
+    keep: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    left: int
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Generation zygote -> zygote: its engine loaded."""
+
+    signatures: str
+
+
+@dataclass(frozen=True, slots=True)
+class ZygoteFailed:
+    """Any zygote reply that failed: the reason, for the log and the EngineError."""
+
+    error: str
+
+
+def dumps(message: object) -> bytes:
+    """One zygote packet."""
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(packet: bytes) -> object:
+    """One zygote packet back; an empty packet (EOF) is a ZygoteFailed."""
+    if not packet:
+        return ZygoteFailed("zygote exited")
+    message: object = pickle.loads(packet)
+    return message
+
+
 def pack(message: object) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(body)) + body

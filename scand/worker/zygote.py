@@ -18,14 +18,13 @@ exactly the set its generation validated, even if a broken file has since
 appeared in the signature directory; and a big set is not parsed per worker.
 
 Protocol, over a SOCK_SEQPACKET socket on fd 0 (one pickle per packet):
-``("init", Config)`` -> ``("ready", pid, uid)``;
-``("drop", generation, None)`` -> ``("dropped", n)``: every other
-generation's zygote exits, freeing its set (sent by the pool once no worker of
-those generations is left, and after a failed reload);
-``("fork", generation, Config)`` -> ``("forked", pid)`` carrying three
+the typed messages of :mod:`scand.worker.wire`: ``ZygoteInit`` -> ``ZygoteReady``;
+``DropRequest`` -> ``Dropped``: every other generation's zygote exits, freeing
+its set (sent by the pool once no worker of those generations is left, and
+after a failed reload); ``ForkRequest`` -> ``Forked`` carrying three
 descriptors (SCM_RIGHTS): the worker's job pipe (write end), its result pipe
-(read end) and a pidfd; or ``("error", message)`` when that generation's
-engine does not load. The zygote ignores SIGCHLD, so the kernel reaps its
+(read end) and a pidfd; any failure -> ``ZygoteFailed`` (for example when that
+generation's engine does not load). The zygote ignores SIGCHLD, so the kernel reaps its
 children; the daemon watches each worker through its pidfd.
 """
 
@@ -34,7 +33,6 @@ from __future__ import annotations
 import array
 import gc
 import os
-import pickle
 import random
 import signal
 import socket
@@ -45,10 +43,7 @@ from scand.config import Config
 from scand.engines import base as engine_base
 from scand.engines.base import Engine, EngineError
 from scand.engines.registry import REGISTRY
-from scand.worker import child
-
-# One request or reply is a pickled Config at most: far below this.
-MAX_PACKET = 1 << 20
+from scand.worker import child, wire
 
 
 def preload() -> None:
@@ -93,7 +88,7 @@ def fork_worker(config: Config, engine: Engine, control: socket.socket) -> None:
     os.close(go_w)
     try:
         fds = array.array("i", [job_w, res_r, pidfd])
-        control.sendmsg([pickle.dumps(("forked", pid))],
+        control.sendmsg([wire.dumps(wire.Forked(pid))],
                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
     finally:
         for fd in (job_w, res_r, pidfd):
@@ -108,43 +103,46 @@ def main() -> int:
     # died 10 s after start). The daemon's death shows as EOF on the control socket.
     control = socket.socket(fileno=os.dup(0))
     os.dup2(2, 1)  # stray prints go to the log, never into the control socket
-    first = control.recv(MAX_PACKET)
-    kind, config = pickle.loads(first)
-    if kind != "init" or not isinstance(config, Config):
+    first = wire.loads(control.recv(wire.MAX_PACKET))
+    if not isinstance(first, wire.ZygoteInit) or not isinstance(first.config, Config):
         return 2
+    config = first.config
     preload()
     try:
         privileges.become(privileges.resolve(config.server.user, config.server.group))
     except privileges.PrivilegeError as exc:
-        control.send(pickle.dumps(("error", str(exc))))
+        control.send(wire.dumps(wire.ZygoteFailed(str(exc))))
         return 1
-    control.send(pickle.dumps(("ready", os.getpid(), os.getuid())))
+    control.send(wire.dumps(wire.ZygoteReady(os.getpid(), os.getuid())))
     generations: dict[int, Generation | str] = {}
     while True:
-        packet = control.recv(MAX_PACKET)
+        packet = control.recv(wire.MAX_PACKET)
         if not packet:
             return 0  # the daemon is gone (each generation zygote sees EOF and exits)
         try:
-            kind, generation, config = pickle.loads(packet)
-            if kind == "drop":  # the daemon needs only ``generation`` from now on
-                for old in [g for g in generations if g != generation]:
+            request = wire.loads(packet)
+            if isinstance(request, wire.DropRequest):  # only ``keep`` is needed now
+                for old in [g for g in generations if g != request.keep]:
                     dropped = generations.pop(old)
                     if isinstance(dropped, Generation):
                         dropped.close()  # it exits: its set is gone with it, no free()
-                control.send(pickle.dumps(("dropped", len(generations))))
+                control.send(wire.dumps(wire.Dropped(len(generations))))
                 continue
+            if not isinstance(request, wire.ForkRequest):
+                raise TypeError(f"unexpected {type(request).__name__}")
+            generation, config = request.generation, request.config
             if generation not in generations:
                 others = [g.sock for g in generations.values() if isinstance(g, Generation)]
                 generations[generation] = Generation.start(config, control, others)
             gen = generations[generation]
             if isinstance(gen, str):
-                control.send(pickle.dumps(("error", gen)))
-            elif not gen.fork(config, control):
+                control.send(wire.dumps(wire.ZygoteFailed(gen)))
+            elif not gen.fork(request, control):
                 del generations[generation]  # it died: the next request loads it afresh
-                control.send(pickle.dumps(("error", "generation zygote exited")))
+                control.send(wire.dumps(wire.ZygoteFailed("generation zygote exited")))
         except Exception as exc:  # one bad request must not take the zygote down
             child.log("zygote_error", error=repr(exc))
-            control.send(pickle.dumps(("error", f"zygote: {exc!r}")))
+            control.send(wire.dumps(wire.ZygoteFailed(f"zygote: {exc!r}")))
 
 
 class Generation:
@@ -177,19 +175,18 @@ class Generation:
             finally:
                 os._exit(code)
         theirs.close()
-        reply = ours.recv(MAX_PACKET)
-        kind, detail = pickle.loads(reply) if reply else ("error", "generation zygote died")
-        if kind != "loaded":
+        reply = wire.loads(ours.recv(wire.MAX_PACKET))
+        if not isinstance(reply, wire.Loaded):
             ours.close()
-            return str(detail)
+            return reply.error if isinstance(reply, wire.ZygoteFailed) else repr(reply)
         return cls(pid, ours)
 
-    def fork(self, config: Config, control: socket.socket) -> bool:
+    def fork(self, request: wire.ForkRequest, control: socket.socket) -> bool:
         """Ask for a worker and pass its reply (and descriptors) on to the daemon."""
         try:
-            self.sock.send(pickle.dumps(("fork", config)))
+            self.sock.send(wire.dumps(request))
             data, ancdata, _, _ = self.sock.recvmsg(
-                MAX_PACKET, socket.CMSG_SPACE(3 * array.array("i").itemsize))
+                wire.MAX_PACKET, socket.CMSG_SPACE(3 * array.array("i").itemsize))
         except OSError:
             return False
         if not data:
@@ -216,19 +213,21 @@ def serve_generation(config: Config, sock: socket.socket) -> int:
     except Exception as exc:  # a bug, not a bad set: say so rather than die silently
         engine = f"zygote: {exc!r}"
     if isinstance(engine, str):
-        sock.send(pickle.dumps(("error", engine)))
+        sock.send(wire.dumps(wire.ZygoteFailed(engine)))
         return 1
-    sock.send(pickle.dumps(("loaded", engine.info().signatures)))
+    sock.send(wire.dumps(wire.Loaded(engine.info().signatures)))
     while True:
-        packet = sock.recv(MAX_PACKET)
+        packet = sock.recv(wire.MAX_PACKET)
         if not packet:
             return 0  # dropped, or the zygote is gone: the set goes with this process
         try:
-            _, worker_config = pickle.loads(packet)
-            fork_worker(worker_config, engine, sock)
+            request = wire.loads(packet)
+            if not isinstance(request, wire.ForkRequest):
+                raise TypeError(f"unexpected {type(request).__name__}")
+            fork_worker(request.config, engine, sock)
         except Exception as exc:
             child.log("zygote_error", error=repr(exc))
-            sock.send(pickle.dumps(("error", f"zygote: {exc!r}")))
+            sock.send(wire.dumps(wire.ZygoteFailed(f"zygote: {exc!r}")))
 
 
 def load(config: Config) -> Engine | str:
