@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from scand import logs, privileges
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.managed_clamd import ManagedClamd
+from scand.milter import server as milter
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
@@ -86,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--signatures", metavar="DIR", help="signature directory: .hdb/.hsb files"
     )
     serve.add_argument(
+        "--milter-socket", metavar="PATH",
+        help="also serve the milter protocol on this Unix socket (milter.socket)",
+    )
+    serve.add_argument(
         "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
     )
     check = sub.add_parser(
@@ -108,6 +114,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(
             config, "engine", name=args.engine, signatures=args.signatures
         )
+        config = configmod.override(config, "milter", socket=getattr(args, "milter_socket", None))
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -123,8 +130,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             log.info("fd_budget", nofile=nofile, max_connections=max_conns,
                      configured=config.server.max_connections)
             listener = bind_unix(config, who)
+            milter_socks: list[socket.socket] = []
             spawner = Spawner()
             try:
+                if milter.enabled(config):
+                    milter_socks = milter.bind(config, who)
                 await spawner.start(config)  # as root if we are: it drops privileges itself
                 managed = None
                 if config.engine.name == "clamd" and not config.clamd.sockets:
@@ -142,14 +152,24 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
+                milter_server = None
+                if milter_socks:
+                    milter_server = milter.MilterServer(service, milter_socks)
+                    await nursery.start(milter_server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
                 listener.close()
+                for sock in milter_socks:
+                    sock.close()
                 with contextlib.suppress(OSError):
                     os.unlink(config.socket_path)
+                if config.milter.socket:
+                    with contextlib.suppress(OSError):
+                        os.unlink(config.milter.socket)
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
+                     milter=[s for s in (config.milter.socket, config.milter.inet) if s],
                      workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -158,7 +178,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
-            await server.drain(service.config.server.shutdown_grace)
+            grace = service.config.server.shutdown_grace
+            async with trio.open_nursery() as drains:
+                drains.start_soon(server.drain, grace)
+                if milter_server is not None:
+                    drains.start_soon(milter_server.drain, grace)
             nursery.cancel_scope.cancel()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)
