@@ -22,6 +22,7 @@ def message(msgid: str, filename: str | None = None, payload: bytes = b"",
     headers = [
         ("From", "alice@example.org"),
         ("To", "bob@example.net"),
+        ("Date", "Tue, 01 Dec 2026 00:00:00 +0000"),
         ("Subject", "milter test " + msgid),
         ("Message-ID", f"<{msgid}@example.org>"),
         ("MIME-Version", "1.0"),
