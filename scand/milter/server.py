@@ -22,6 +22,7 @@ from scand.config import Config
 from scand.milter.message import make_spool_dir
 from scand.milter.session import MilterSession
 from scand.privileges import Identity
+from scand.scanning import within_roots
 from scand.server import BACKLOG, SocketPathError, prepare_socket_path
 from scand.service import Service
 
@@ -112,6 +113,13 @@ class MilterServer:
         self.allow = allowed_networks(service.config)
         self.max_connections = service.config.server.max_connections
         self.spool_dir, self._temporary = make_spool_dir(service.config.milter.spool_dir)
+        roots = service.config.server.allowed_roots
+        if roots and not within_roots(os.path.realpath(self.spool_dir), roots):
+            # Spilled messages are scanned by path: the workers would refuse them.
+            if self._temporary:
+                shutil.rmtree(self.spool_dir, ignore_errors=True)
+            raise SocketPathError(f"milter.spool_dir {self.spool_dir} is outside "
+                                  "server.allowed_roots; set it to a directory inside them")
         self._accepting = trio.CancelScope()
         self.refused = 0
 
