@@ -225,3 +225,59 @@ def test_infected_actions(short_tmp: Path, action: str, letter: str, check: str 
         assert out["huge"] == "y" and out["huge-smtp"] == "true", out
     finally:
         d.stop()
+
+
+def test_inet_listener_on_loopback(short_tmp: Path) -> None:
+    from tests.mta.postfix import free_port
+
+    port = free_port()
+    d = launch(short_tmp, 0, config=f'[milter]\ninet = "127.0.0.1:{port}"\n', workers=1)
+    try:
+        script = MilterScript(short_tmp, "")
+        script.add_message("eicar", *message("inet", "e.bin", EICAR))
+        out = script.run(f"""
+c = mt.connect("inet:{port}@127.0.0.1", 40, 0.25)
+if c == nil then error("connect") end
+send(c, "QINET", "eicar.h", "eicar.b"); result("inet", c)
+mt.disconnect(c)
+""")
+        assert out["inet"] == "y", out
+    finally:
+        d.stop()
+
+
+def test_inet_off_loopback_needs_an_allow_list(short_tmp: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = short_tmp / "bad.toml"
+    cfg.write_text('[milter]\ninet = "192.0.2.1:7357"\n')
+    r = subprocess.run([sys.executable, "-m", "scand.cli", "serve", "--socket",
+                        str(short_tmp / "s"), "--config", str(cfg)],
+                       capture_output=True, timeout=60, check=False)
+    assert r.returncode == 78 and b"milter.inet_allow" in r.stderr, r.stderr
+
+
+def test_sigterm_lets_a_message_in_scan_finish_then_removes_the_socket(short_tmp: Path) -> None:
+    import signal
+
+    d = launch(short_tmp, 0, "--engine", "chaos", "--milter-socket", str(short_tmp / "m"),
+               workers=1)
+    try:
+        script = MilterScript(short_tmp, str(short_tmp / "m"))
+        script.add_message("slow", [("Subject", "slow")], b"SCAND-CHAOS slow 2000\nhello\n")
+        slow = script.start("""
+c = connect()
+send(c, "QSLOW", "slow.h", "slow.b"); result("slow", c)
+mt.disconnect(c)
+""")
+        deadline = time.monotonic() + 20
+        while d.stats()["pool"]["busy"] != 1:  # type: ignore[index]
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
+        d.proc.send_signal(signal.SIGTERM)
+        assert MilterScript.results(slow)["slow"] == "c"
+        assert d.proc.wait(30) == 0
+        assert not (short_tmp / "m").exists()
+    finally:
+        d.stop()
