@@ -162,7 +162,10 @@ c = connect()
 send(c, "QSLOW", "slow.h", "slow.b"); result("slow", c)
 mt.disconnect(c)
 """, tag="slow")
-        time.sleep(1.0)
+        deadline = time.monotonic() + 20
+        while d.stats()["pool"]["busy"] != 1:  # type: ignore[index]
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
         out = script.run("""
 c = connect()
 send(c, "QBUSY", "clean.h", "clean.b"); result("busy", c)
