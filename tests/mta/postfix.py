@@ -99,7 +99,7 @@ message_size_limit = 20480000
 
 MASTER_CF = """\
 127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
+{smtpd_options}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
@@ -127,11 +127,17 @@ class Postfix:
     base: Path
     port: int
     proc: subprocess.Popen[bytes]
+    conf: Path
+    installed: bool = False
     children: set[int] = field(default_factory=set)
 
-    @property
-    def conf(self) -> Path:
-        return self.base / "conf"
+    def command(self, *argv: str) -> subprocess.CompletedProcess[bytes]:
+        """Run a Postfix command (``postqueue -f``...) as the admin would, as root."""
+        if self.installed:  # inside master's mount namespace, where Postfix is "installed"
+            cmd = ["nsenter", "--target", str(self.proc.pid), "--mount", "--", *argv]
+        else:
+            cmd = [str(POSTFIX_ROOT) + argv[0], "-c", str(self.conf), *argv[1:]]
+        return subprocess.run(cmd, env=_env(), capture_output=True, timeout=60, check=False)
 
     @property
     def out(self) -> Path:
@@ -160,10 +166,6 @@ class Postfix:
             for _dirpath, _dirs, files in os.walk(self.base / "queue" / sub):
                 found += files
         return found
-
-    def postconf(self, *settings: str) -> None:
-        subprocess.run([str(POSTFIX_ROOT / "usr/sbin/postconf"), "-c", str(self.conf), "-e",
-                        *settings], check=True, env=_env())
 
     def reload(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
@@ -204,17 +206,48 @@ def _env() -> dict[str, str]:
             "LD_LIBRARY_PATH": str(POSTFIX_ROOT / "usr/lib/postfix")}
 
 
+def _installed_script(base: Path) -> str:
+    """Shell lines that make the unpacked Postfix look installed, in a private mount
+    namespace only: read-only overlays put its /usr/sbin/sendmail, /usr/lib/postfix
+    and our /etc/postfix over the host's (Exim's sendmail stays the host's)."""
+    return (
+        f"mount -t overlay scand-pf-usr -o lowerdir={base}/usr:{POSTFIX_ROOT}/usr:/usr /usr && "
+        f"mount -t overlay scand-pf-etc -o lowerdir={base}/etc:/etc /etc && "
+        "exec /usr/lib/postfix/sbin/master -d"
+    )
+
+
+def _setgid_tools(gid: int) -> None:
+    """postdrop and postqueue setgid to setgid_group, as Debian's postinst makes them."""
+    for name in ("postdrop", "postqueue"):
+        tool = POSTFIX_ROOT / "usr/sbin" / name
+        if tool.stat().st_gid != gid or not tool.stat().st_mode & 0o2000:
+            os.chown(tool, 0, gid)
+            tool.chmod(0o2555)
+
+
 def start_postfix(base: Path, main_extra: str = "", master_extra: str = "",
+                  smtpd_options: str = "", installed: bool = False,
                   timeout: float = 30.0) -> Postfix:
-    """Write a configuration under ``base`` and start master on a free loopback port."""
+    """Write a configuration under ``base`` and start master on a free loopback port.
+
+    ``installed``: run master in a private mount namespace where the package looks
+    installed (/etc/postfix, /usr/sbin/sendmail, /usr/lib/postfix), so recipes that
+    reinject with ``sendmail`` work exactly as documented; files placed under
+    ``base/usr`` (e.g. ``usr/local/bin/scand-pipe``) appear there too.
+    """
     uid = pwd.getpwnam(MAIL_OWNER).pw_uid
     gid = grp.getgrnam(SETGID_GROUP).gr_gid
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
-    conf, queue, data, out = (base / d for d in ("conf", "queue", "data", "out"))
+    conf = base / "etc/postfix" if installed else base / "conf"
+    queue, data, out = (base / d for d in ("queue", "data", "out"))
     for d in (conf, queue, data, out):
-        d.mkdir(exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o755)
+    if installed:
+        (base / "usr").mkdir(exist_ok=True)
+        _setgid_tools(gid)
     os.chown(data, uid, gid)
     os.chown(out, pwd.getpwnam(DEFAULT_PRIVS).pw_uid, -1)  # the deliver pipe runs as it
     for sub in QUEUE_DIRS:
@@ -228,18 +261,25 @@ def start_postfix(base: Path, main_extra: str = "", master_extra: str = "",
     deliver.write_text(DELIVER.format(out=out))
     deliver.chmod(0o755)
     port = free_port()
+    root = "" if installed else str(POSTFIX_ROOT)
     (conf / "main.cf").write_text(MAIN_CF.format(
-        queue=queue, data=data, root=POSTFIX_ROOT, owner=MAIL_OWNER, group=SETGID_GROUP,
+        queue=queue, data=data, root=root, owner=MAIL_OWNER, group=SETGID_GROUP,
         base=base, privs=DEFAULT_PRIVS, extra=main_extra))
     (conf / "master.cf").write_text(MASTER_CF.format(
-        port=port, privs=DEFAULT_PRIVS, base=base, extra=master_extra))
+        port=port, privs=DEFAULT_PRIVS, base=base, extra=master_extra,
+        smtpd_options=smtpd_options))
     (conf / "dynamicmaps.cf").write_text("")
+    if installed:
+        cmd = ["unshare", "--mount", "--propagation", "private", "--",
+               "sh", "-c", _installed_script(base)]
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    else:
+        cmd = [str(POSTFIX_ROOT / "usr/lib/postfix/sbin/master"), "-d", "-c", str(conf)]
+        env = {**_env(), "MAIL_CONFIG": str(conf)}
     with open(base / "master.out", "wb") as master_out:
-        proc = subprocess.Popen(
-            [str(POSTFIX_ROOT / "usr/lib/postfix/sbin/master"), "-d", "-c", str(conf)],
-            env={**_env(), "MAIL_CONFIG": str(conf)}, stdin=subprocess.DEVNULL,
-            stdout=master_out, stderr=subprocess.STDOUT)
-    pf = Postfix(base, port, proc)
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=master_out,
+                                stderr=subprocess.STDOUT)
+    pf = Postfix(base, port, proc, conf, installed)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
