@@ -136,7 +136,7 @@ def one_run(config: str, workdir: Path, sigs: Path, args: argparse.Namespace) ->
                "-m", str(args.messages), "-l", str(args.size), "-f", "alice@example.org",
                "-t", "bob@example.net", "-M", "client.scand.test", f"127.0.0.1:{pf.port}"]
         t0 = time.monotonic()
-        done = subprocess.run(cmd, env=env, capture_output=True, timeout=1800, check=False)
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False)
         sent = time.monotonic() - t0
         deadline = time.monotonic() + 600
         while pf.queued():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import signal
 import smtplib
 import socket
@@ -228,7 +229,31 @@ def _setgid_tools(gid: int) -> None:
 
 def start_postfix(base: Path, main_extra: str = "", master_extra: str = "",
                   smtpd_options: str = "", installed: bool = False,
-                  timeout: float = 30.0) -> Postfix:
+                  timeout: float = 30.0, attempts: int = 3) -> Postfix:
+    """Start Postfix (see :func:`_start_once`); retried when its logger never comes up.
+
+    Seen once in ~25 starts on the shared machine: postlogd never created the
+    maillog file and then blocked sending its own complaint to itself, and with
+    it every process that logs (smtpd hung mid-session). A start only counts once
+    master's "daemon started" line is in the maillog file.
+    """
+    for attempt in range(attempts):
+        try:
+            return _start_once(base, main_extra, master_extra, smtpd_options, installed,
+                               timeout)
+        except LoggerStuck:
+            if attempt == attempts - 1:
+                raise
+            shutil.rmtree(base / "queue", ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+class LoggerStuck(RuntimeError):
+    """postlogd never wrote master's first line to the maillog file."""
+
+
+def _start_once(base: Path, main_extra: str, master_extra: str, smtpd_options: str,
+                installed: bool, timeout: float) -> Postfix:
     """Write a configuration under ``base`` and start master on a free loopback port.
 
     ``installed``: run master in a private mount namespace where the package looks
@@ -285,12 +310,16 @@ def start_postfix(base: Path, main_extra: str = "", master_extra: str = "",
         if proc.poll() is not None:
             raise RuntimeError(f"postfix master exited {proc.returncode}:\n"
                                f"{(base / 'master.out').read_text()}\n{pf.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(100).startswith(b"220"):
-                    return pf
-        except OSError:
-            pass
+        if "daemon started" in pf.log():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    if s.recv(100).startswith(b"220"):
+                        return pf
+            except OSError:
+                pass
+        elif time.monotonic() > deadline - timeout + 10:
+            pf.stop()
+            raise LoggerStuck(f"no maillog from postfix in {base}")
         time.sleep(0.1)
     pf.stop()
     raise RuntimeError(f"postfix did not answer on port {port}:\n{pf.log()}")
