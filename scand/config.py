@@ -209,6 +209,17 @@ def _absolute_paths(v: tuple[str, ...]) -> str | None:
     return f"must be absolute paths, got {bad[0]!r}" if bad else None
 
 
+def _networks(v: tuple[str, ...]) -> str | None:
+    import ipaddress
+
+    for item in v:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"not an address or network: {item!r}"
+    return None
+
+
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.socket_mode": lambda v: None if 0 <= v <= 0o777 else f"not a file mode: {v:o}",
     "server.idle_timeout": _at_least(0.1),
@@ -263,6 +274,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "milter.spool_dir": lambda v: None if v == "" or v.startswith("/") else "must be absolute",
     "milter.inet": lambda v: None if v == "" or v.rpartition(":")[2].isdigit() else (
         f"must be host:port, got {v!r}"),
+    "milter.inet_allow": _networks,
     "milter.spill_bytes": _at_least(1024),
     "milter.max_message_bytes": _at_least(0),
     "milter.infected_action": _one_of("reject", "quarantine", "discard", "accept"),

@@ -136,3 +136,19 @@ def test_message_buffer_over_the_limit_keeps_nothing(tmp_path: Path) -> None:
     buf.finish()
     assert buf.too_large and buf.size > 1000 and buf.data() == b""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"reject_reply": "250 ok {name}"}, "milter.reject_reply: must start with a 5xx"),
+    ({"tempfail_reply": "554 5.7.1 no"}, "milter.tempfail_reply: must start with a 4xx"),
+    ({"infected_action": "bounce"}, "milter.infected_action: must be one of"),
+    ({"inet_allow": ["bogus"]}, "milter.inet_allow: not an address"),
+    ({"socket": "relative/m"}, "milter.socket: must be absolute"),
+    ({"inet": "localhost"}, "milter.inet: must be host:port"),
+    ({"spill_bytes": 10}, "milter.spill_bytes: must be >= 1024"),
+])
+def test_milter_config_errors_name_the_key(section: dict[str, object], message: str) -> None:
+    from scand import config
+
+    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(")):
+        config.from_mapping({"milter": section})
