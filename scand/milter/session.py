@@ -27,6 +27,8 @@ from scand.service import Service
 log = structlog.get_logger("scand.milter")
 
 RECV_SIZE = 64 * 1024
+# Stopping: after answering a message, wait this long for the MTA's QUIT before closing.
+DRAIN_LINGER = 1.0
 # A name longer than this is cut in replies and headers.
 MAX_NAME = 200
 
@@ -59,6 +61,7 @@ class MilterSession:
         self.draining = False
         self.messages = 0
         self._idle = trio.CancelScope()
+        self._linger = False
 
     @property
     def cfg(self) -> MilterConfig:
@@ -89,10 +92,15 @@ class MilterSession:
         while True:
             event = self.parser.next_event()
             if isinstance(event, mp.NeedData):
+                timeout = self.cfg.idle_timeout
                 if self.draining and not self.mid_message:
-                    return
+                    if not self._linger:
+                        return
+                    # Just answered while stopping: let the MTA say QUIT (or start its
+                    # next message, which gets the tempfail) rather than hang up on it.
+                    self._linger, timeout = False, DRAIN_LINGER
                 data = b""
-                with trio.move_on_after(self.cfg.idle_timeout) as self._idle:
+                with trio.move_on_after(timeout) as self._idle:
                     data = await self.sock.recv(RECV_SIZE)
                 if not data:
                     return  # EOF, idle timeout or drain
@@ -132,6 +140,7 @@ class MilterSession:
                     await self._send(reply)
             finally:
                 self._end_message()
+            self._linger = self.draining
             return True
         if self.parser.needs_reply(event):
             await self._send(mp.reply_continue())
