@@ -28,7 +28,7 @@ log = structlog.get_logger("scand.milter")
 
 RECV_SIZE = 64 * 1024
 # Stopping: after answering a message, wait this long for the MTA's QUIT before closing.
-DRAIN_LINGER = 1.0
+DRAIN_LINGER = 5.0
 # A name longer than this is cut in replies and headers.
 MAX_NAME = 200
 
