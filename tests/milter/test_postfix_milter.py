@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,34 @@ def test_scand_down_gives_4xx_and_mail_is_delivered_when_it_is_back(
     s.quit()
     (raw,) = pf.wait_delivered(1).values()
     assert split(raw)[1] == split(mail.replace(b"\r\n", b"\n"))[1]
+
+
+def test_local_submission_is_scanned_through_non_smtpd_milters(short_tmp: Path) -> None:
+    """Mail from sendmail(1) (pickup -> cleanup) goes through non_smtpd_milters too; a
+    virus submitted that way is not delivered and the local sender gets a bounce."""
+    d = start_scand(short_tmp, 0)
+    pf = start_postfix(short_tmp / "postfix", installed=True, main_extra=(
+        f"smtpd_milters = unix:{short_tmp}/m\nnon_smtpd_milters = $smtpd_milters\n"
+        "milter_default_action = tempfail\n"))
+    try:
+        clean = as_rfc822(*message("local-clean"))
+        virus = as_rfc822(*message("local-eicar", "eicar.bin", EICAR))
+        for mail in (clean, virus):
+            r = subprocess.run(["nsenter", "--target", str(pf.proc.pid), "--mount", "--",
+                                "/usr/sbin/sendmail", "-f", "alice@example.org", "-i",
+                                "bob@example.net"], input=mail, capture_output=True,
+                               timeout=60, check=False)
+            assert r.returncode == 0, r.stderr
+        got = pf.wait_delivered(2)
+        (delivered,) = [r for r in got.values() if b"<local-clean@example.org>" in r]
+        # the virus is not delivered: Postfix bounces it to the local sender, headers only
+        (bounce,) = [r for r in got.values() if r is not delivered]
+        assert b"To: alice@example.org" in bounce
+        assert f"Message rejected: {EICAR_NAME}".encode() in bounce
+        assert b"text/rfc822-headers" in bounce and b"eicar.bin" not in bounce
+        verdicts = sorted(str(r["verdict"]) for r in milter_lines(d))
+        assert verdicts == ["clean", "infected"]
+        assert "status=bounced (Message rejected: Eicar-Test-Signature)" in pf.log()
+    finally:
+        pf.stop()
+        d.stop()
