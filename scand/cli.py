@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
 from scand.fronts import clamd_listen
 from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
+from scand.milter import server as milter
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.remote import RemoteListeners
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--signatures", metavar="DIR", help="signature directory: .hdb/.hsb files"
     )
     serve.add_argument(
+        "--milter-socket", metavar="PATH",
+        help="also serve the milter protocol on this Unix socket (milter.socket)",
+    )
+    serve.add_argument(
         "--workers", metavar="N", type=int, help="worker processes (0 = number of CPUs)"
     )
     serve.add_argument(
@@ -127,6 +133,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         )
         config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
         config = configmod.override(config, "metrics", listen=args.metrics)
+        config = configmod.override(config, "milter", socket=getattr(args, "milter_socket", None))
         return configmod.override(config, "pool", workers=args.workers)
 
     return load
@@ -144,8 +151,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             listener = bind_unix(config, who)
             clamd_listeners = clamd_listen.bind_all(config.clamd_front, who)
             clamd_server: ClamdServer | None = None
+            milter_socks: list[socket.socket] = []
             spawner = Spawner()
             try:
+                if milter.enabled(config):
+                    milter_socks = milter.bind(config, who)
                 await spawner.start(config)  # as root if we are: it drops privileges itself
                 managed = None
                 if config.engine.name == "clamd" and not config.clamd.sockets:
@@ -174,16 +184,26 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     await nursery.start(remote.run)
                 if config.metrics.listen:
                     await metrics.start(nursery, service, [server])
+                milter_server = None
+                if milter_socks:
+                    milter_server = milter.MilterServer(service, milter_socks)
+                    await nursery.start(milter_server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
                 clamd_listen.close_all(clamd_listeners, config.clamd_front)
                 listener.close()
+                for sock in milter_socks:
+                    sock.close()
                 with contextlib.suppress(OSError):
                     os.unlink(config.socket_path)
+                if config.milter.socket:
+                    with contextlib.suppress(OSError):
+                        os.unlink(config.milter.socket)
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
                      clamd=[lst.name for lst in clamd_listeners],
+                     milter=[s for s in (config.milter.socket, config.milter.inet) if s],
                      workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -199,6 +219,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 drains.start_soon(server.drain, grace)
                 if clamd_server is not None:
                     drains.start_soon(clamd_server.drain, grace)
+                if milter_server is not None:
+                    drains.start_soon(milter_server.drain, grace)
             nursery.cancel_scope.cancel()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)

@@ -222,6 +222,26 @@ class ClamavConfig:
 
 
 @dataclass(frozen=True)
+class MilterConfig:
+    """The milter front (scand/milter/): Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER."""
+
+    socket: str = ""  # Unix socket path; "" = no Unix milter socket
+    socket_mode: int = 0o660
+    socket_group: str = ""  # name or number; "" = the daemon's own group
+    inet: str = ""  # "127.0.0.1:7357"; "" = none. Not loopback: needs inet_allow
+    inet_allow: tuple[str, ...] = ()  # client addresses/networks besides loopback
+    spill_bytes: int = 1 * MiB  # kept in memory up to this, then spooled to a file
+    spool_dir: str = ""  # "" = a private temporary directory
+    max_message_bytes: int = 0  # 0 = limits.max_file_size; larger = tempfail
+    infected_action: str = "reject"  # reject | quarantine | discard | accept
+    reject_reply: str = "554 5.7.1 Message rejected: {name}"
+    tempfail_reply: str = "451 4.7.1 Message not scanned ({reason}), try again later"
+    add_headers: bool = False  # X-Virus-Scanned / X-Virus-Status on mail that passes
+    progress_interval: float = 30.0  # seconds between "progress" while a scan runs
+    idle_timeout: float = 3600.0  # close a milter connection idle this long
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -240,6 +260,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     clamav: ClamavConfig = field(default_factory=ClamavConfig)
+    milter: MilterConfig = field(default_factory=MilterConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -365,6 +386,21 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cache.redis_retry": _at_least(0),
     "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
         f"must be an absolute path, got {v!r}"),
+    "milter.socket_mode": lambda v: None if 0 <= v <= 0o777 else f"not a file mode: {v:o}",
+    "milter.socket": lambda v: None if v == "" or v.startswith("/") else "must be absolute",
+    "milter.spool_dir": lambda v: None if v == "" or v.startswith("/") else "must be absolute",
+    "milter.inet": lambda v: None if v == "" or v.rpartition(":")[2].isdigit() else (
+        f"must be host:port, got {v!r}"),
+    "milter.inet_allow": _networks,
+    "milter.spill_bytes": _at_least(1024),
+    "milter.max_message_bytes": _at_least(0),
+    "milter.infected_action": _one_of("reject", "quarantine", "discard", "accept"),
+    "milter.reject_reply": lambda v: None if v[:1] == "5" and v[3:4] == " " and v[:3].isdigit()
+    else f"must start with a 5xx code and a space, got {v!r}",
+    "milter.tempfail_reply": lambda v: None if v[:1] == "4" and v[3:4] == " " and v[:3].isdigit()
+    else f"must start with a 4xx code and a space, got {v!r}",
+    "milter.progress_interval": _at_least(0),
+    "milter.idle_timeout": _at_least(1),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

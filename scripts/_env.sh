@@ -43,3 +43,14 @@ apt_install() {  # install Debian packages that are missing (needs root or sudo)
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
     "${missing[@]}" >/dev/null
 }
+
+unpack_postfix() {  # Debian's postfix .deb, unpacked (not installed: it conflicts with Exim)
+  local dest="$ROOT/.cache/postfix"
+  [ -x "$dest/usr/lib/postfix/sbin/master" ] && return 0
+  local tmp; tmp="$(mktemp -d)"; chmod 755 "$tmp"
+  ( cd "$tmp" && { apt-get download postfix 2>/dev/null \
+      || { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get download postfix; }; } )
+  mkdir -p "$dest"
+  dpkg-deb -x "$tmp"/postfix_*.deb "$dest"
+  rm -rf "$tmp"
+}

@@ -47,7 +47,7 @@ def test_doc_shows_the_recipes_the_tests_prove() -> None:
     for needle in (
         "av_scanner = sophie:/var/run/sophie",
         "QMAILQUEUE=/usr/local/bin/scand-queue",
-        "argv=/usr/local/bin/scand-pipe -f ${sender} -- ${recipient}",
+        "argv=/usr/local/bin/scand-pipe --socket /var/run/sophie -f ${sender} -- ${recipient}",
         "KillMode=mixed",
         "$SophieSock = '/var/run/sophie';",
         "\\&ask_daemon, [\"{}/\\n\", '/var/run/sophie'],",
