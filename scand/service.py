@@ -28,9 +28,10 @@ from scand.events import (
     Unchecked,
     verdict_label,
 )
-from scand.pool.pool import Pool, Result
+from scand.pool.pool import Pool
 from scand.protocol import format_bad_request, format_line, format_verdict
 from scand.stats import Stats
+from scand.worker.wire import Outcome
 
 log = structlog.get_logger("scand")
 
@@ -99,12 +100,12 @@ class Service:
         return format_verdict(result.verdict)
 
     async def scan(self, what: str, *, path: str | None = None, data: bytes | None = None
-                   ) -> Result:
+                   ) -> Outcome:
         """One pool scan with its canonical log line and statistics (every front uses this)."""
         if self.draining:
             log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="stopping")
             self.stats.record(Unchecked(Reason.SHUTTING_DOWN), 0.0, 0)
-            return Result(Unchecked(Reason.SHUTTING_DOWN))
+            return Outcome(Unchecked(Reason.SHUTTING_DOWN))
         t0 = trio.current_time()
         result = await self.pool.scan(path=path, data=data)
         elapsed = trio.current_time() - t0
@@ -112,7 +113,7 @@ class Service:
         self.stats.record(result.verdict, elapsed, result.bytes, result.cache)
         return result
 
-    def _log_scan(self, what: str, result: Result, elapsed: float) -> None:
+    def _log_scan(self, what: str, result: Outcome, elapsed: float) -> None:
         verdict = result.verdict
         fields: dict[str, object] = {
             "path": what,

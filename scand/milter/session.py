@@ -21,8 +21,8 @@ from scand.config import MilterConfig
 from scand.events import Clean, Infected, NeedData, Reason, Unchecked, Verdict, verdict_label
 from scand.milter import protocol as mp
 from scand.milter.message import MessageBuffer
-from scand.pool.pool import Result
 from scand.service import Service
+from scand.worker.wire import Outcome
 
 log = structlog.get_logger("scand.milter")
 
@@ -188,13 +188,13 @@ class MilterSession:
         log.info("milter_message", **fields)
         return replies
 
-    async def _scan(self, buf: MessageBuffer) -> Result:
+    async def _scan(self, buf: MessageBuffer) -> Outcome:
         if self.service.draining:
-            return Result(Unchecked(Reason.SHUTTING_DOWN))
+            return Outcome(Unchecked(Reason.SHUTTING_DOWN))
         if buf.too_large:
-            return Result(Unchecked(Reason.TOO_LARGE, f"{buf.size}>{buf.max_bytes}"))
+            return Outcome(Unchecked(Reason.TOO_LARGE, f"{buf.size}>{buf.max_bytes}"))
         pool = self.service.pool
-        result = Result(Unchecked(Reason.INTERNAL, "no result"))
+        result = Outcome(Unchecked(Reason.INTERNAL, "no result"))
         async with trio.open_nursery() as nursery:
             if self.cfg.progress_interval > 0:
                 nursery.start_soon(self._progress, self.cfg.progress_interval)

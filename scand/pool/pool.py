@@ -22,8 +22,8 @@ replacement and no per-worker statistics, so this is the same shape by hand.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,12 +31,12 @@ import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
-from scand.events import Reason, Unchecked, Verdict
+from scand.events import Reason, Unchecked
 from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
 from scand.pool.state import WorkerState
 from scand.proc import retry
 from scand.worker import memory
-from scand.worker.wire import Done, Job, Ready
+from scand.worker.wire import Done, Job, Outcome, Ready
 
 log = structlog.get_logger("scand.pool")
 
@@ -45,17 +45,6 @@ RECYCLE_REASONS = ("rss", "jobs", "memory", "timeout", "crash", "cancel", "reloa
 USAGE_MAX_AGE = 2.0
 # After a failed replacement spawn, wait this long before the next try.
 RESPAWN_BACKOFF = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a scan came back with."""
-
-    verdict: Verdict
-    bytes: int = 0
-    files: int = 0
-    worker: int = 0  # pid, 0 when no worker ran it
-    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) of this scan
 
 
 class Pool:
@@ -120,18 +109,18 @@ class Pool:
 
     # -- the request path -------------------------------------------------------
 
-    async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Result:
+    async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Outcome:
         """Scan a path or a stream on some worker. Overload and failures become Unchecked."""
         pool = self.config.pool
         if not self._idle and self._waiting >= pool.queue_size:
-            return Result(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
+            return Outcome(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
         self._waiting += 1
         try:
             with trio.move_on_after(pool.queue_wait):
                 while not self._idle:
                     await self._lot.park()
             if not self._idle:
-                return Result(Unchecked(Reason.BUSY, f"no worker within {pool.queue_wait:g}s"))
+                return Outcome(Unchecked(Reason.BUSY, f"no worker within {pool.queue_wait:g}s"))
             worker = self._take_idle()
         finally:
             self._waiting -= 1
@@ -145,7 +134,7 @@ class Pool:
                 return worker
         return self._idle.popleft()
 
-    async def _run_on(self, worker: WorkerProcess, job: Job) -> Result:
+    async def _run_on(self, worker: WorkerProcess, job: Job) -> Outcome:
         worker.busy = True
         sent = False
         try:
@@ -156,16 +145,17 @@ class Pool:
             if deadline.cancelled_caught:
                 self._background(self._discard, worker, "timeout")
                 limit = self.config.pool.scan_timeout
-                return Result(Unchecked(Reason.TIMEOUT, f"scan over {limit:g}s"), worker=worker.pid)
+                timeout = Unchecked(Reason.TIMEOUT, f"scan over {limit:g}s")
+                return Outcome(timeout, worker=worker.pid)
         except WorkerGone:
             self._background(self._discard, worker, "crash")
-            return Result(Unchecked(Reason.WORKER_CRASHED), worker=worker.pid)
+            return Outcome(Unchecked(Reason.WORKER_CRASHED), worker=worker.pid)
         except trio.Cancelled:
             # The client is gone. Let the worker finish within the grace, or kill it.
             self._background(self._salvage, worker, sent)
             raise
         self._after_job(worker, done)
-        return Result(done.verdict, done.bytes, done.files, worker.pid, done.cache)
+        return dataclasses.replace(done.outcome, worker=worker.pid)
 
     async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
         if sent:
@@ -184,10 +174,11 @@ class Pool:
         pool = self.config.pool
         worker.jobs += 1
         self.jobs_done += 1
-        worker.rss = done.rss
-        grown = (done.rss - worker.baseline_rss) / (1024 * 1024)
+        outcome = done.outcome
+        worker.rss = outcome.rss
+        grown = (outcome.rss - worker.baseline_rss) / (1024 * 1024)
         hard = ""
-        if isinstance(done.verdict, Unchecked) and done.verdict.reason == Reason.MEMORY:
+        if isinstance(outcome.verdict, Unchecked) and outcome.verdict.reason == Reason.MEMORY:
             hard = "memory"
         elif grown > pool.hard_rss_mb:
             hard = "rss"

@@ -19,6 +19,7 @@ allocate. An allocation past it raises MemoryError, answered ``-1:memory``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import pickle
@@ -30,11 +31,11 @@ import traceback
 
 from scand.config import Config
 from scand.engines.base import Engine, EngineError, load_engine
-from scand.events import Reason, Unchecked, Verdict
+from scand.events import Reason, Unchecked
 from scand.worker import DAEMON_SIDE
 from scand.worker.memory import PrivateMeter
-from scand.worker.scanner import Scanner, ScanOutcome
-from scand.worker.wire import HEADER, Done, FrameError, Job, Ready, pack
+from scand.worker.scanner import Scanner
+from scand.worker.wire import HEADER, Done, FrameError, Job, Outcome, Ready, pack
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PR_SET_PDEATHSIG = 1
@@ -101,7 +102,7 @@ class CappedJob:
         resource.setrlimit(resource.RLIMIT_AS, self.saved)
 
 
-def run_job(scanner: Scanner, job: Job, cap: int) -> ScanOutcome:
+def run_job(scanner: Scanner, job: Job, cap: int) -> Outcome:
     """Scan one job under the memory cap; every failure becomes an Unchecked verdict."""
     try:
         with CappedJob(cap):
@@ -110,12 +111,12 @@ def run_job(scanner: Scanner, job: Job, cap: int) -> ScanOutcome:
             assert job.path is not None
             return scanner.scan_path(job.path)
     except MemoryError:
-        return ScanOutcome(Unchecked(Reason.MEMORY, f"cap {cap // (1024 * 1024)} MiB"))
+        return Outcome(Unchecked(Reason.MEMORY, f"cap {cap // (1024 * 1024)} MiB"))
     except RecursionError:
-        return ScanOutcome(Unchecked(Reason.TOO_DEEP, "recursion limit"))
+        return Outcome(Unchecked(Reason.TOO_DEEP, "recursion limit"))
     except Exception as exc:  # an engine bug must cost one request, not the worker
         log("scan_error", path=job.path, error=repr(exc), tb=traceback.format_exc(limit=5))
-        return ScanOutcome(Unchecked(Reason.INTERNAL, type(exc).__name__))
+        return Outcome(Unchecked(Reason.INTERNAL, type(exc).__name__))
 
 
 def die_with_parent() -> None:
@@ -170,9 +171,8 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
             break
         assert isinstance(job, Job)
         outcome = run_job(scanner, job, cap)
-        verdict: Verdict = outcome.verdict
-        write_message(out, Done(job.id, verdict, outcome.bytes, outcome.files, meter.private(),
-                                scanner.cache.take_counts()))
+        write_message(out, Done(job.id, dataclasses.replace(
+            outcome, worker=os.getpid(), rss=meter.private(), cache=scanner.cache.take_counts())))
     engine.close()
     return 0
 

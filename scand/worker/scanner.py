@@ -26,13 +26,13 @@ from scand.events import CLEAN, Clean, Fold, Infected, Reason, Unchecked, Verdic
 from scand.policy import Policy
 from scand.worker import paths
 from scand.worker.paths import os_unchecked, within_roots
+from scand.worker.wire import Outcome
 
 
 @dataclass
-class ScanOutcome:
-    """A verdict plus what it cost, for the canonical log line and STATS."""
+class _Tally:
+    """What a request has read so far (files and bytes), for its Outcome."""
 
-    verdict: Verdict
     bytes: int = 0
     files: int = 0
 
@@ -55,25 +55,25 @@ class Scanner:
 
     # -- entry points --------------------------------------------------------
 
-    def scan_path(self, path: str) -> ScanOutcome:
+    def scan_path(self, path: str) -> Outcome:
         """Scan a file or a directory tree named by an absolute path."""
         if not path.startswith("/"):
-            return ScanOutcome(Unchecked(Reason.PROTOCOL, "relative path"))
+            return Outcome(Unchecked(Reason.PROTOCOL, "relative path"))
         real = os.path.realpath(path)
         if not within_roots(real, self.roots):
-            return ScanOutcome(Unchecked(Reason.NOT_ALLOWED, path))
+            return Outcome(Unchecked(Reason.NOT_ALLOWED, path))
         try:
             st = os.stat(real)
         except OSError as exc:
-            return ScanOutcome(os_unchecked(exc, path))
-        outcome = ScanOutcome(CLEAN)
+            return Outcome(os_unchecked(exc, path))
+        tally = _Tally()
         if stat.S_ISDIR(st.st_mode):
-            self._scan_tree(real, outcome)
+            verdict = self._scan_tree(real, tally)
         else:
-            outcome.verdict = self._scan_one(real, st, outcome)
-        return outcome
+            verdict = self._scan_one(real, st, tally)
+        return Outcome(verdict, tally.bytes, tally.files)
 
-    def scan_stream(self, data: bytes) -> ScanOutcome:
+    def scan_stream(self, data: bytes) -> Outcome:
         """Scan bytes a client sent with ``STREAM <n>``."""
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
@@ -81,7 +81,7 @@ class Scanner:
             verdict = self.cache.scan(self.engine.scan_bytes, data, "stream")
             if isinstance(verdict, Clean):
                 verdict = self._fold(verdict, *self._policy_only(data, ""))
-        return ScanOutcome(verdict, bytes=len(data), files=1)
+        return Outcome(verdict, bytes=len(data), files=1)
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:
         """Walk the object; every part gets the signatures (through the verdict cache),
@@ -178,15 +178,15 @@ class Scanner:
 
     # -- internals -----------------------------------------------------------
 
-    def _scan_tree(self, top: str, outcome: ScanOutcome) -> None:
+    def _scan_tree(self, top: str, tally: _Tally) -> Verdict:
         fold = Fold()
         for item in paths.tree(top, self.roots, self.config.limits):
-            verdict = item if isinstance(item, Unchecked) else self._scan_one(*item, outcome)
+            verdict = item if isinstance(item, Unchecked) else self._scan_one(*item, tally)
             if fold.add(verdict):
                 break
-        outcome.verdict = fold.verdict
+        return fold.verdict
 
-    def _scan_one(self, real: str, st: os.stat_result, outcome: ScanOutcome) -> Verdict:
+    def _scan_one(self, real: str, st: os.stat_result, tally: _Tally) -> Verdict:
         """Open, verify and scan one file."""
         limit = self.config.limits.max_file_size
         opened = paths.open_checked(real, st, self.roots, limit)
@@ -194,8 +194,8 @@ class Scanner:
             return opened
         fd, fst = opened
         try:
-            outcome.bytes += fst.st_size
-            outcome.files += 1
+            tally.bytes += fst.st_size
+            tally.files += 1
             name = os.path.basename(real)
             if self.engine.wants_parts:
                 data = read_fd(fd, limit)

@@ -41,15 +41,24 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one scan came back with: the one result type of the scanner (worker),
+    the wire (in :class:`Done`), the pool and every front."""
+
+    verdict: Any  # scand.events.Verdict (Any keeps this module free of imports)
+    bytes: int = 0
+    files: int = 0
+    worker: int = 0  # pid of the worker that ran it; 0 when none did
+    rss: int = 0  # the worker's private memory after the job
+    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) during the job
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The answer to a :class:`Job`."""
 
     id: int
-    verdict: Any  # scand.events.Verdict (Any keeps this module free of imports)
-    bytes: int
-    files: int
-    rss: int
-    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) during this job
+    outcome: Outcome
 
 
 # -- the zygote's control sockets (SOCK_SEQPACKET: one pickled message a packet) --------

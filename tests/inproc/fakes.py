@@ -26,7 +26,7 @@ import trio.testing
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
-from scand.worker.wire import Decoder, Done, Job, Ready, pack
+from scand.worker.wire import Decoder, Done, Job, Outcome, Ready, pack
 
 MiB = 1024 * 1024
 BASELINE = 20 * MiB
@@ -90,8 +90,8 @@ class FakeProcess:
                     verdict = await self._do(message)
                     if verdict is None:
                         return  # crashed
-                    await self._send(Done(message.id, verdict, len(message.data or b""), 1,
-                                          self.rss))
+                    await self._send(Done(message.id, Outcome(
+                        verdict, len(message.data or b""), 1, self.pid, self.rss)))
         finally:
             self._exited.set()
             with trio.CancelScope(shield=True):

@@ -28,7 +28,7 @@ def test_child_round_trip() -> None:
         write_message(proc.stdin.fileno(), Job(7, data=EICAR))
         done = read_message(proc.stdout.fileno())
         assert isinstance(done, Done) and done.id == 7
-        assert done.verdict == Infected("Eicar-Test-Signature")
+        assert done.outcome.verdict == Infected("Eicar-Test-Signature")
         proc.stdin.close()
         assert proc.wait(10) == 0
     finally:
