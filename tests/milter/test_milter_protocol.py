@@ -143,7 +143,7 @@ def test_message_buffer_over_the_limit_keeps_nothing(tmp_path: Path) -> None:
     ({"reject_reply": "250 ok {name}"}, "milter.reject_reply: must start with a 5xx"),
     ({"tempfail_reply": "554 5.7.1 no"}, "milter.tempfail_reply: must start with a 4xx"),
     ({"infected_action": "bounce"}, "milter.infected_action: must be one of"),
-    ({"inet_allow": ["bogus"]}, "milter.inet_allow: not an address"),
+    ({"inet_allow": ["bogus"]}, "milter.inet_allow: not a network"),
     ({"socket": "relative/m"}, "milter.socket: must be absolute"),
     ({"inet": "localhost"}, "milter.inet: must be host:port"),
     ({"spill_bytes": 10}, "milter.spill_bytes: must be >= 1024"),

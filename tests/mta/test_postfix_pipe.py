@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from clients import build
 from tests.conftest import Daemon, launch
 from tests.milter.mail import CLEAN_PDF, EICAR, as_rfc822, message
 from tests.mta import postfix as pfmod
@@ -57,7 +58,9 @@ def test_pipe_recipe_as_documented(short_tmp: Path) -> None:
         "/var/run/sophie", daemons[0].socket)
     base = short_tmp / "postfix"
     (base / "usr/local/bin").mkdir(parents=True)
-    shutil.copy(REPO / "clients/scand_pipe.py", base / "usr/local/bin/scand-pipe")
+    # The single file an admin installs (docs/CLIENTS.md: python3 -m clients.build).
+    built = {p.name: p for p in build.build(short_tmp / "clients")}
+    shutil.copy(built["scand-pipe"], base / "usr/local/bin/scand-pipe")
     (base / "usr/local/bin/scand-pipe").chmod(0o755)
     # No automatic retries: only the documented `postqueue -f` may deliver deferred mail.
     pf = start_postfix(base, installed=True, smtpd_options=smtpd_option, master_extra=service,
