@@ -64,7 +64,7 @@ def sniff(data: bytes) -> str | None:
         return "zip"
     if formats.is_tnef(data):
         return "tnef"
-    if decoders.has_binhex(data[:4096]):
+    if decoders.has_binhex(data[:4096], bare=True):
         return "binhex"
     if data.startswith(b"\x1f\x8b"):
         return "gzip"

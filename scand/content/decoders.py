@@ -33,7 +33,8 @@ _Y_NAME = re.compile(rb"name=(.*)$")
 _Y_END = re.compile(rb"(?m)^=yend")
 _BINHEX = b"(This file must be converted with BinHex"
 _DATA_URI = re.compile(
-    rb"""data:([\w.+/-]*)((?:;[\w.+-]+=?[\w.+"-]*)*?)(;base64)?,([A-Za-z0-9+/=%\s._~!$&'()*,;:@-]+)""",
+    rb"""data:([\w.+/-]*)((?:;(?!base64,)[\w.+-]+(?:=[\w.+"-]*)?)*)(;base64)?,"""
+    rb"""([A-Za-z0-9+/=%\s._~!$&'()*,;:@-]+)""",
     re.I)
 _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
 # Uuencode blocks bigger than this are cut off (the walker's byte budget still counts).
@@ -47,7 +48,7 @@ def base64_readings(body: bytes) -> list[bytes]:
     try:
         first = binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
-        first = b""
+        first = _b64(_B64_JUNK.sub(b"", body))  # bad padding at the end: repair it
     out = [first]
     pad = body.find(b"=")
     if pad < 0 or not body[pad:].strip(b"= \t\r\n"):  # no pad before the end: one reading
@@ -185,29 +186,25 @@ _HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
 _HQX_LINE = re.compile(rb":[!-\-0-689@A-NP-VX-[`a-fh-mpqr]{40,}\r?$")
 
 
-def _hqx_start(data: bytes) -> int:
-    """Where a BinHex 4.0 text starts: its banner, or a ``:`` line of BinHex
-    alphabet (some encoders leave the banner out), or -1."""
+def _hqx_start(data: bytes, bare: bool = False) -> int:
+    """Where a BinHex 4.0 text starts: its banner, or (``bare``: a part declared or
+    sniffed as BinHex, whose encoders may leave the banner out) a leading ``:``
+    line of BinHex alphabet; -1 if neither."""
     banner = data.find(_BINHEX)
-    if banner >= 0:
+    if banner >= 0 or not bare:
         return banner
-    pos = 0 if data.startswith(b":") else data.find(b"\n:")
-    while pos >= 0:
-        start = pos + (data[pos:pos + 1] == b"\n")
-        end = data.find(b"\n", start)
-        if _HQX_LINE.match(data, start, len(data) if end < 0 else end):
-            return start
-        pos = data.find(b"\n:", start)
-    return -1
+    start = len(data) - len(data.lstrip(b"\r\n\t "))
+    end = data.find(b"\n", start)
+    return start if _HQX_LINE.match(data, start, len(data) if end < 0 else end) else -1
 
 
-def has_binhex(data: bytes) -> bool:
-    return _hqx_start(data) >= 0
+def has_binhex(data: bytes, bare: bool = False) -> bool:
+    return _hqx_start(data, bare) >= 0
 
 
-def binhex_file(data: bytes) -> tuple[str, list[bytes]] | None:
+def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | None:
     """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None."""
-    start = _hqx_start(data)
+    start = _hqx_start(data, bare)
     if start < 0:
         return None
     colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start) else start)

@@ -168,7 +168,7 @@ def _mapi_names(body: bytes) -> list[str]:
 
 def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                 where: str) -> Opened:
-    found = decoders.binhex_file(data)
+    found = decoders.binhex_file(data, bare=True)
     if found is None:
         yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
         return

@@ -120,8 +120,16 @@ def parse_block(block: bytes) -> Headers:
     return out
 
 
+# A header block every reader reads alike: header lines (name, colon) and their
+# continuations, nothing else. Checked at C speed before the line-by-line look.
+_PLAIN_BLOCK = re.compile(
+    rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r?\n[ \t]+[^\s][^\r\n]*)*(?:\r?\n|$))*")
+
+
 def _ends(head: bytes) -> list[int]:
     """Where a client could take the header block to end (offsets in ``head``)."""
+    if _PLAIN_BLOCK.fullmatch(head):
+        return []  # only the standard end: the first empty line
     ends: list[int] = []
     pos = 0
     for m in _LINE_END.finditer(head):

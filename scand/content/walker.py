@@ -41,9 +41,12 @@ from scand.content import archives, decoders, headers, mime
 from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part
 from scand.events import Reason, Unchecked
 
-# Encoded bytes decoded to sniff a part's type in a names-only walk: enough for
-# an ISO 9660 image's volume descriptor at 32 KiB.
-SNIFF_ENCODED = 48 * 1024
+# Encoded bytes decoded to sniff a part's type in a names-only walk; for disk
+# images (by name, or a leading run of zero bytes) enough for an ISO 9660 volume
+# descriptor at 32 KiB.
+SNIFF_ENCODED = 1024
+SNIFF_IMAGE = 48 * 1024
+IMAGE_SUFFIXES = (".iso", ".img", ".udf", ".bin", ".vhd", ".vhdx", ".dmg", ".toast")
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*\r?\n")
 _KNOWN_HEADERS = re.compile(
@@ -219,25 +222,38 @@ class _Walker:
 
     def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
              depth: int, label: str, alt: bool) -> Iterator[Item]:
-        if not self.keep and not alt and not is_html(b"", names, ctype):
-            # Names-only walk: decode just enough to tell whether this part can hold
-            # further names (a container, or encoded blocks in text).
-            readings, odd = mime.leaf_readings(h, body[:SNIFF_ENCODED])
-            head = readings[0]
-            encoded = "base64" in headers.transfer_encodings(h)  # no visible blocks then
-            if (not odd and archives.sniff(head) is None and not head.startswith(b"MZ")
-                    and not (_is_text(head, ctype) and (
-                        encoded or "quoted-printable" in headers.transfer_encodings(h)))
-                    and (encoded or not _has_blocks(body))
-                    and not is_html(head, (), "")):
-                self.budget.part()
-                if names or ctype:
-                    yield Part(b"", names, ctype, depth + 1, label, False)
-                return
+        # Names-only walk: decode just enough to tell whether this part can hold
+        # further names (a container, or encoded blocks in text).
+        if (not self.keep and not alt and not is_html(b"", names, ctype)
+                and self._names_only_leaf(h, body, names, ctype)):
+            self.budget.part()
+            if names or ctype:
+                yield Part(b"", names, ctype, depth + 1, label, False)
+            return
         readings, odd = mime.leaf_readings(h, body)
         for decoded in readings:
             self.budget.grow(len(decoded))
             yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd)
+
+    def _names_only_leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...],
+                         ctype: str) -> bool:
+        """True when a names-only walk may stop at this leaf: its decoded start is no
+        container, no HTML, no executable stub, and it can hold no encoded blocks."""
+        ctes = headers.transfer_encodings(h)
+        # Disk images hide their directory at 32 KiB: read that far only for them.
+        image = any(n.lower().rstrip(". ").endswith(IMAGE_SUFFIXES) for n in names)
+        want = SNIFF_IMAGE if image or not body[:SNIFF_ENCODED].strip(b"A\r\n") else (
+            SNIFF_ENCODED)
+        cut = body.rfind(b"\n", 0, want) if len(body) > want else -1
+        # Whole lines only: a base64 quad cut in two would fail the fast decoder.
+        readings, odd = mime.leaf_readings(h, body[:cut] if cut > 0 else body[:want])
+        head = readings[0]
+        if odd or archives.sniff(head) is not None or head.startswith(b"MZ"):
+            return False
+        if "base64" in ctes or "quoted-printable" in ctes:
+            # Blocks inside encoded text are seen only decoded: read such text whole.
+            return not _is_text(head, ctype)
+        return not _has_blocks(body) and not is_html(head, (), "")
 
     def text_blocks(self, data: bytes, depth: int, where: str, alt: bool,
                     html: bool) -> Iterator[Item]:

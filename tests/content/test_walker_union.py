@@ -90,3 +90,16 @@ def test_names_only_walk_flags_members_over_the_engine_limit() -> None:
     items = list(walk(buf.getvalue(), "x.zip", Config().content, keep_data=False,
                       engine_max=8192))
     assert not any(isinstance(i, Unchecked) for i in items)
+
+
+def test_no_regex_backtracks_on_hostile_headers_or_uris() -> None:
+    """Inputs that made two earlier patterns backtrack exponentially (found by the
+    differential fuzzer): each must now be walked at once (it never ended before)."""
+    hostile = [
+        HEAD + b"Content-Type: text/plain\n" + b"X-A: " + b" " * 40 + b"\n \t\x00\n\n",
+        HEAD + b"X-A:" + b"\n a" * 2000 + b"\n\x00\n\nbody",
+        HEAD + b"Content-Type: text/html\n\n<a href=\"data:x;" + b"a" * 60 + b"!\">",
+        HEAD + b"Content-Type: text/html\n\n<a href=\"data:" + b";a=b" * 2000 + b"!\">",
+    ]
+    for message in hostile:
+        assert reply(message) in (b"0\n", b"-1:unreadable multipart/mixed without parts at input\n")
