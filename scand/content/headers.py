@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -54,20 +55,28 @@ class Headers:
     """One reading of a header block: (lower-case name, value) pairs in order."""
 
     fields: list[tuple[str, str]] = field(default_factory=list)
-    folded: list[tuple[str, str]] = field(default_factory=list)  # CRLF+WSP removed
+    # Values of folded headers with the line breaks' whitespace dropped too (some
+    # readers unfold that way), only where that differs from the RFC unfolding.
+    folded: list[tuple[str, str]] = field(default_factory=list)
     odd: bool = False
+    _by_name: dict[str, list[str]] | None = None
 
     def all(self, name: str) -> list[str]:
-        return [v for k, v in self.fields if k == name]
+        if self._by_name is None:
+            self._by_name = {}
+            for key, value in self.fields:
+                self._by_name.setdefault(key, []).append(value)
+        return list(self._by_name.get(name, ()))
 
     def all_both(self, name: str) -> list[str]:
         """Values unfolded both ways (RFC keeps the whitespace; some drop it)."""
         out = self.all(name)
-        out += [v for k, v in self.folded if k == name and v not in out]
+        if self.folded:
+            out += [v for k, v in self.folded if k == name and v not in out]
         return out
 
     def has(self, name: str) -> bool:
-        return any(k == name for k, _ in self.fields)
+        return bool(self.all(name))
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,14 @@ def parse_block(block: bytes) -> Headers:
         if m.group(2):
             out.odd = True
         first = m.group(3)
+        if len(current) == 1:
+            out.fields.append((name, first.strip()))
+            return
         kept = "".join([first, *current[1:]]).strip()
         dropped = "".join([first, *(c.lstrip(" \t") for c in current[1:])]).strip()
         out.fields.append((name, kept))
-        out.folded.append((name, dropped))
+        if dropped != kept:
+            out.folded.append((name, dropped))
 
     for raw in lines:
         line = _text(raw)
@@ -243,6 +256,13 @@ def _unquote(raw: str) -> str:
 def params(value: str) -> dict[str, list[str]]:
     """Every value of every parameter in a header value (lower-case keys, RFC 2231
     sections joined and decoded). Duplicates are all kept."""
+    return {key: list(values) for key, values in _params(value)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """:func:`params`, cached: one Content-Type is read for its names, its
+    boundaries and its type, in every reading of its entity."""
     out: dict[str, list[str]] = {}
     sections: dict[str, dict[int, tuple[str, bool]]] = {}
     for m in _PARAM.finditer(value):
@@ -262,7 +282,7 @@ def params(value: str) -> dict[str, list[str]]:
         sections.setdefault(base, {}).setdefault(index, (_unquote(raw), bool(star)))
     for base, parts in sections.items():
         out.setdefault(base, []).append(_join_sections(parts))
-    return out
+    return tuple((key, tuple(values)) for key, values in out.items())
 
 
 def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
