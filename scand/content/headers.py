@@ -139,10 +139,30 @@ _PLAIN_BLOCK = re.compile(
     rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r?\n[ \t]+[^\s][^\r\n]*)*(?:\r?\n|$))*")
 
 
+_PLAIN_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.M)
+_FOLD = re.compile(rb"\r?\n")
+_FOLD_WS = re.compile(rb"\r?\n[ \t]+")
+
+
+def _parse_plain(block: bytes) -> Headers:
+    """:func:`parse_block` for a block :data:`_PLAIN_BLOCK` accepts (no odd lines)."""
+    out = Headers()
+    seen: dict[str, str] = {}
+    for m in _PLAIN_FIELD.finditer(block):
+        name, raw = _text(m.group(1)).lower(), m.group(2)
+        kept = _text(_FOLD.sub(b"", raw)).strip()
+        out.fields.append((name, kept))
+        if b"\n" in raw:
+            dropped = _text(_FOLD_WS.sub(b"", raw)).strip()
+            if dropped != kept:
+                out.folded.append((name, dropped))
+        if name.startswith("content-") and seen.setdefault(name, kept) != kept:
+            out.odd = True  # duplicate content headers that disagree
+    return out
+
+
 def _ends(head: bytes) -> list[int]:
     """Where a client could take the header block to end (offsets in ``head``)."""
-    if _PLAIN_BLOCK.fullmatch(head):
-        return []  # only the standard end: the first empty line
     ends: list[int] = []
     pos = 0
     for m in _LINE_END.finditer(head):
@@ -181,8 +201,11 @@ def _readings(data: bytes) -> list[Reading]:
     if empty is None and len(data) > MAX_HEADER_BLOCK:
         return [Reading(Headers(), data)]
     standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
-    out = [Reading(parse_block(data[: standard[0]]), data[standard[1]:])]
-    for end in _ends(data[: standard[0]]):
+    head = data[: standard[0]]
+    if _PLAIN_BLOCK.fullmatch(head):  # the common case: one reading, parsed at C speed
+        return [Reading(_parse_plain(head), data[standard[1]:])]
+    out = [Reading(parse_block(head), data[standard[1]:])]
+    for end in _ends(head):
         if end >= standard[0] - 1:
             continue
         headers = parse_block(data[:end])
