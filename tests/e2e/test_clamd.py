@@ -249,8 +249,10 @@ def test_two_external_clamds_failover(
         a.stop()
         time.sleep(2.0)
     replies = [(t, r) for t, _, r in load.replies]
+    # A request in flight on the killed clamd fails, unless the policy walk beside it
+    # found a banned name inside the test file: a definitive answer without clamd.
     bad = [(t - killed_at, r) for t, r in replies if r != f"1:{TEST_NAME}\n".encode()]
-    assert all(r.startswith(b"-1:engine-unavailable") for _, r in bad), bad
+    assert all(r.startswith((b"-1:engine-unavailable", b"1:Banned.")) for _, r in bad), bad
     # Only requests in flight on the killed clamd may fail: at most one per client.
     assert len(bad) <= 4, bad
     after = [r for t, r in replies if t > killed_at + 0.5]
