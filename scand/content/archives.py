@@ -53,14 +53,16 @@ UNDECODED = {
 }
 
 
-def sniff(data: bytes) -> str | None:
-    """The container kind of ``data`` by its magic bytes, or None."""
+def sniff(data: bytes, behind: bool = True) -> str | None:
+    """The container kind of ``data`` by its magic bytes, or None. ``behind``: also
+    look for a zip behind a stub (an end record near the end; a search of the
+    last 64 KiB, so the walker asks only for binary parts and archive names)."""
     for magic, kind in UNDECODED.items():
         if data.startswith(magic):
             if kind == "arj" and not 30 <= int.from_bytes(data[2:4], "little") <= 2600:
                 continue  # two bytes alone would match one binary file in 65,536
             return kind
-    if zipscan.has_zip(data):
+    if zipscan.has_zip(data, behind):
         return "zip"
     if formats.is_tnef(data):
         return "tnef"
@@ -112,19 +114,26 @@ def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
             struct.error):
         archive, infos = None, []
-    local = {e.offset: e for e in zipscan.local_entries(data)}
+    listed: dict[int, zipscan.LocalEntry | None] = {}
     covered: list[tuple[int, int]] = []
     for info in infos:
-        entry = local.get(info.header_offset)
+        entry = listed[info.header_offset] = zipscan.local_at(data, info.header_offset)
         if entry is not None:
             covered.append((entry.offset, entry.data_start + info.compress_size))
+    # Local headers the central directory does not list can only be outside the
+    # listed members: scan those stretches, not the compressed data.
+    local = zipscan.local_entries(data) if archive is None else [
+        e for lo, hi in zipscan.gaps(covered, len(data))
+        for e in zipscan.local_entries(data, lo, hi)]
+    for info in infos:
         if info.is_dir():
             continue
         assert archive is not None
-        yield from _central_member(archive, data, info, entry, budget, names_only, where)
-    for entry in local.values():
-        if any(lo <= entry.offset < hi for lo, hi in covered):
-            continue  # covered, or "PK\3\4" inside a covered member's data
+        yield from _central_member(archive, data, info, listed[info.header_offset], budget,
+                                   names_only, where)
+    for entry in local:
+        if entry.offset in listed or any(lo <= entry.offset < hi for lo, hi in covered):
+            continue  # listed, or "PK\3\4" inside a member's data
         if entry.name.endswith("/") or (archive is not None and not zipscan.plausible(entry)):
             continue
         label = f"{where}>zip-local:{entry.name}"

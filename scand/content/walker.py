@@ -58,6 +58,11 @@ MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
 MAX_FRAGMENTS = 100
 # Leading bytes looked at to tell text (no NUL) from binary.
 TEXT_SNIFF = 1024
+# Names whose opener reads a zip wherever its end record is (archive tools, Office,
+# Java, Android, e-books, self-extractors).
+ZIP_SUFFIXES = (".zip", ".jar", ".exe", ".docx", ".xlsx", ".pptx", ".docm", ".xlsm",
+                ".odt", ".ods", ".apk", ".epub", ".war", ".ear", ".xpi", ".crx", ".nupkg",
+                ".whl", ".cbz", ".kmz", ".3mf", ".vsix", ".appx", ".msix")
 # Parts a browser renders: data: URIs (HTML smuggling) are looked for in these.
 HTML_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/html")
 HTML_SUFFIXES = (".htm", ".html", ".xhtml", ".shtml", ".svg", ".mht", ".mhtml", ".hta")
@@ -133,7 +138,11 @@ class _Walker:
             return
         keep = self.keep or depth == 0 or alt
         yield Part(data if keep else b"", names, mime_type, depth, where, in_archive, alt)
-        kind = archives.sniff(data)
+        # A zip behind a stub (self-extractor, polyglot) is looked for in binary parts
+        # and in parts named like archives: a text named .txt opens in an editor.
+        behind = b"\x00" in data[:TEXT_SNIFF] or any(
+            n.lower().rstrip(". ").endswith(ZIP_SUFFIXES) for n in names)
+        kind = archives.sniff(data, behind)
         if kind is not None:
             yield from self.archive(kind, data, names, depth, where, alt)
         elif looks_like_message(data):

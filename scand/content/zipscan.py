@@ -50,10 +50,11 @@ class LocalEntry:
     data_start: int
 
 
-def has_zip(data: bytes) -> bool:
-    """A zip anywhere: a local header at 0, or an end record near the end."""
+def has_zip(data: bytes, behind: bool = True) -> bool:
+    """A zip: a local header at 0, or (``behind``: a zip may sit behind a stub) an
+    end record near the end."""
     return data.startswith(LOCAL) or data.startswith(EOCD) or (
-        data.find(EOCD, max(0, len(data) - EOCD_WINDOW)) >= 0 and LOCAL in data)
+        behind and data.find(EOCD, max(0, len(data) - EOCD_WINDOW)) >= 0 and LOCAL in data)
 
 
 def extra_names(extra: bytes) -> list[str]:
@@ -84,25 +85,49 @@ def _name(raw: bytes, flags: int) -> str:
         return raw.decode("cp437")
 
 
-def local_entries(data: bytes) -> list[LocalEntry]:
-    """Every plausible local file header in ``data``, in order."""
+def local_at(data: bytes, pos: int) -> LocalEntry | None:
+    """The local file header at ``pos``, or None when there is none."""
+    if data[pos : pos + 4] != LOCAL or pos + 30 > len(data):
+        return None
+    (_, _ver, flags, method, _t, _d, _crc, packed, size, nlen, xlen) = struct.unpack_from(
+        "<4sHHHHHIIIHH", data, pos)
+    start = pos + 30 + nlen + xlen
+    if start > len(data) or not nlen:
+        return None
+    extra = data[pos + 30 + nlen : start]
+    zip64 = any(tag == ZIP64_EXTRA for tag, _ in _extras(extra)) or (
+        packed == 0xFFFFFFFF or size == 0xFFFFFFFF)
+    name = _name(data[pos + 30 : pos + 30 + nlen], flags)
+    unknown = zip64 or (flags & 0x08 and packed == 0)
+    return LocalEntry(pos, name, (name, *extra_names(extra)), flags, method,
+                      -1 if unknown else packed, size, zip64, start)
+
+
+def local_entries(data: bytes, lo: int = 0, hi: int | None = None) -> list[LocalEntry]:
+    """Every plausible local file header starting in ``data[lo:hi]``, in order."""
     out: list[LocalEntry] = []
-    pos = data.find(LOCAL)
+    end = len(data) if hi is None else hi
+    pos = data.find(LOCAL, lo, end)
     while pos >= 0 and len(out) < MAX_LOCAL:
-        if pos + 30 <= len(data):
-            (_, _ver, flags, method, _t, _d, _crc, packed, size, nlen, xlen) = struct.unpack_from(
-                "<4sHHHHHIIIHH", data, pos)
-            start = pos + 30 + nlen + xlen
-            if start <= len(data) and nlen:
-                extra = data[pos + 30 + nlen : start]
-                zip64 = any(tag == ZIP64_EXTRA for tag, _ in _extras(extra)) or (
-                    packed == 0xFFFFFFFF or size == 0xFFFFFFFF)
-                name = _name(data[pos + 30 : pos + 30 + nlen], flags)
-                names = (name, *extra_names(extra))
-                unknown = zip64 or (flags & 0x08 and packed == 0)
-                out.append(LocalEntry(pos, name, names, flags, method,
-                                      -1 if unknown else packed, size, zip64, start))
-        pos = data.find(LOCAL, pos + 4)
+        entry = local_at(data, pos)
+        if entry is not None:
+            out.append(entry)
+        pos = data.find(LOCAL, pos + 4, end)
+    return out
+
+
+def gaps(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    """The stretches of ``[0, length)`` no span covers: only there can a local
+    header hide that the central directory does not list (a header inside a
+    listed member's data is that member's bytes, not an entry)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for lo, hi in sorted(spans):
+        if lo > pos:
+            out.append((pos, lo))
+        pos = max(pos, hi)
+    if pos < length:
+        out.append((pos, length))
     return out
 
 
