@@ -60,6 +60,8 @@ examples:
   scand serve                                     built-in engine, default socket
   scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
   scand serve --clamd-socket /run/clamav/clamd.ctl    also a drop-in for clamd clients
+  scand serve --milter-socket /var/spool/postfix/scand/milter   Postfix smtpd_milters
+  scand serve --engine clamav --signatures /var/lib/clamav      libclamav in the workers
   scand check-config /etc/scand/scand.toml
   printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
 """
@@ -90,10 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--socket-mode", metavar="MODE",
                        help="octal mode of the socket, e.g. 0660 (server.socket_mode)")
     serve.add_argument(
-        "--engine", metavar="NAME", help="scanner engine: builtin (default) or chaos (tests)"
+        "--engine", metavar="NAME",
+        help="scanner engine: builtin (default), clamav (libclamav in the workers), "
+             "clamd (ClamAV's daemon, managed or external), chaos (fault injection)"
     )
     serve.add_argument(
-        "--signatures", metavar="DIR", help="signature directory: .hdb/.hsb files"
+        "--signatures", metavar="DIR",
+        help="signature directory: .hdb/.hsb/.ndb for builtin; any ClamAV database "
+             "(.cvd .cld .hdb .ndb .ldb ...) for clamav and clamd"
     )
     serve.add_argument(
         "--milter-socket", metavar="PATH",
