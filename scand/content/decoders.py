@@ -61,7 +61,7 @@ def base64_readings(body: bytes) -> list[bytes]:
     out.append(b"".join(_b64(p) for p in pieces))
     out.append(_b64(b"".join(pieces)))
     out.append(_b64_lines(body))
-    return _unique(out)
+    return unique(out)
 
 
 def _b64(text: bytes) -> bytes:
@@ -89,10 +89,11 @@ def qp_readings(body: bytes) -> list[bytes]:
     out = [binascii.a2b_qp(body)]
     if _QP_SOFT.search(body):
         out.append(binascii.a2b_qp(_QP_SOFT.sub(b"=\\1", body)))
-    return _unique(out)
+    return unique(out)
 
 
-def _unique(items: list[bytes]) -> list[bytes]:
+def unique(items: list[bytes]) -> list[bytes]:
+    """``items`` without repeats, in order (readings that decode alike are one)."""
     seen: list[bytes] = []
     for item in items:
         if item not in seen:

@@ -75,9 +75,6 @@ class Headers:
             out += [v for k, v in self.folded if k == name and v not in out]
         return out
 
-    def has(self, name: str) -> bool:
-        return bool(self.all(name))
-
 
 @dataclass(frozen=True)
 class Reading:
@@ -126,11 +123,15 @@ def parse_block(block: bytes) -> Headers:
         if line[:1] in (" ", "\t"):
             out.odd = True  # a continuation with nothing to continue
     flush()
-    seen: dict[str, str] = {}
-    for name, value in out.fields:
-        if name.startswith("content-") and seen.setdefault(name, value) != value:
-            out.odd = True  # duplicate content headers that disagree
+    out.odd = out.odd or _disagree(out.fields)
     return out
+
+
+def _disagree(fields: list[tuple[str, str]]) -> bool:
+    """Duplicate Content-* headers that disagree: readers pick differently."""
+    seen: dict[str, str] = {}
+    return any(name.startswith("content-") and seen.setdefault(name, value) != value
+               for name, value in fields)
 
 
 # A header block every reader reads alike: header lines (name, colon) and their
@@ -147,7 +148,6 @@ _FOLD_WS = re.compile(rb"\r?\n[ \t]+")
 def _parse_plain(block: bytes) -> Headers:
     """:func:`parse_block` for a block :data:`_PLAIN_BLOCK` accepts (no odd lines)."""
     out = Headers()
-    seen: dict[str, str] = {}
     for m in _PLAIN_FIELD.finditer(block):
         name, raw = _text(m.group(1)).lower(), m.group(2)
         kept = _text(_FOLD.sub(b"", raw)).strip()
@@ -156,8 +156,7 @@ def _parse_plain(block: bytes) -> Headers:
             dropped = _text(_FOLD_WS.sub(b"", raw)).strip()
             if dropped != kept:
                 out.folded.append((name, dropped))
-        if name.startswith("content-") and seen.setdefault(name, kept) != kept:
-            out.odd = True  # duplicate content headers that disagree
+    out.odd = _disagree(out.fields)
     return out
 
 

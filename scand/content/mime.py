@@ -90,8 +90,8 @@ def guess_boundaries(body: bytes, known: list[bytes]) -> list[bytes]:
 
 
 def split(headers: Headers, body: bytes, declared_multipart: bool
-          ) -> tuple[list[bytes], bool, bool]:
-    """(parts, odd, found_any_boundary) for an entity's body, the union over every
+          ) -> tuple[list[bytes], bool]:
+    """(parts, odd) for an entity's body, the union over every
     boundary it declares, or guesses when it declares a multipart that yields none."""
     declared = boundaries(headers)
     parts: list[bytes] = []
@@ -106,7 +106,7 @@ def split(headers: Headers, body: bytes, declared_multipart: bool
             if found:
                 odd = True
                 parts += [p for p in found if p not in parts]
-    return parts, odd, bool(declared)
+    return parts, odd
 
 
 def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
@@ -129,8 +129,5 @@ def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
             out.append(body)
     if "base64" not in ctes and decoders.looks_base64(body):
         out += decoders.base64_readings(body)
-    unique: list[bytes] = []
-    for item in out:
-        if item not in unique:
-            unique.append(item)
-    return unique, len(unique) > 1 or len(ctes) > 1
+    readings = decoders.unique(out)
+    return readings, len(readings) > 1 or len(ctes) > 1

@@ -165,7 +165,7 @@ class _Walker:
         names = tuple(headers.names(h))
         label = f"{where}>{names[0] if names else ctype or 'body'}"
         multipart = any(t.startswith("multipart/") for t in types)
-        parts, odd, _ = mime.split(h, body, multipart)
+        parts, odd = mime.split(h, body, multipart)
         for raw in parts:
             self.budget.part()  # counted even when already parsed: a bomb is a bomb
             if (alt or odd) and not self._first(self.entities, raw):

@@ -157,24 +157,33 @@ class Scanner:
             return self.policy.check_encrypted(item.name)
         return Unchecked(Reason.ENCRYPTED, item.where)
 
-    def _scan_whole_cached(self, target: Target, name: str) -> Verdict:
-        """A file for an engine that decodes by itself, through the verdict cache
-        (its key is the whole file: the engine does not hand back parts)."""
-        data = read_fd(target.fd, target.limit)
-        if data is None:
-            return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
-        key = self.cache.key(data)
-        verdict: Verdict | None = self.cache.get(key)
-        if isinstance(verdict, Infected):
-            return verdict
-        # On a miss the engine scans while the names-only walk runs here.
-        finish = self.engine.start_file(target) if verdict is None else None
-        walked = self._policy_only(data, name)
+    def _beside_engine(self, target: Target, name: str) -> Verdict:
+        """A file for an engine that decodes by itself: the engine scans it (or the
+        verdict cache answers, keyed on the whole file: the engine hands back no
+        parts) while the names-only walk runs here; then both fold into one."""
+        cached: Verdict | None = None
+        key = ""
+        if self.cache.enabled:  # the key needs the bytes before the engine starts
+            data = read_fd(target.fd, target.limit)
+            if data is None:
+                return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
+            key = self.cache.key(data)
+            cached = self.cache.get(key)
+            if isinstance(cached, Infected):
+                return cached
+            finish = None if cached is not None else self.engine.start_file(target)
+        else:  # start the engine first: it scans while the file is read for the walk
+            finish = self.engine.start_file(target)
+            data = read_fd(target.fd, target.limit)
+        walked: tuple[Verdict, list[Part]] = (
+            (Unchecked(Reason.TOO_LARGE, f">{target.limit}"), []) if data is None
+            else self._policy_only(data, name))
         if finish is not None:
-            verdict = finish()
-            self.cache.put(key, verdict)
-        assert verdict is not None
-        return self._fold(verdict, *walked)
+            cached = finish()
+            if key:
+                self.cache.put(key, cached)
+        assert cached is not None
+        return self._fold(cached, *walked)
 
     # -- internals -----------------------------------------------------------
 
@@ -202,16 +211,7 @@ class Scanner:
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
                 return self._scan_content(data, name)
-            if self.cache.enabled:  # whole-object key for engines that are not part-aware
-                return self._scan_whole_cached(Target(real, fd, fst.st_size, limit), name)
-            # The engine scans in its own process: start it, walk for the policy
-            # meanwhile, then take its verdict (a signature beats a policy hit).
-            finish = self.engine.start_file(Target(real, fd, fst.st_size, limit))
-            data = read_fd(fd, limit)
-            walked: tuple[Verdict, list[Part]] = (
-                (Unchecked(Reason.TOO_LARGE, f">{limit}"), []) if data is None
-                else self._policy_only(data, name))
-            return self._fold(finish(), *walked)
+            return self._beside_engine(Target(real, fd, fst.st_size, limit), name)
         except OSError as exc:
             return os_unchecked(exc, real)
         finally:
