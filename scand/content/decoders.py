@@ -31,6 +31,7 @@ _UU_END = re.compile(rb"(?m)^end\r?$")
 _Y_BEGIN = re.compile(rb"(?m)^=ybegin (.*?)\r?$")
 _Y_NAME = re.compile(rb"name=(.*)$")
 _Y_END = re.compile(rb"(?m)^=yend")
+_Y_SIZE = re.compile(rb"(?:^|\s)size=(\d{1,12})")
 _BINHEX = b"(This file must be converted with BinHex"
 _DATA_URI = re.compile(
     rb"""data:([\w.+/-]*)((?:;(?!base64,)[\w.+-]+(?:=[\w.+"-]*)?)*)(;base64)?,"""
@@ -158,11 +159,14 @@ def has_yenc(data: bytes) -> bool:
     return b"=ybegin" in data
 
 
-def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) for each ``=ybegin`` ... ``=yend`` block."""
+def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
+    """(name, bytes, complete) for each ``=ybegin`` ... ``=yend`` block. Not complete:
+    no ``=yend``, fewer bytes than ``size=`` says, or one part of a multi-part post
+    (a fragment cannot be judged alone)."""
     for begin in _Y_BEGIN.finditer(data):
         m = _Y_NAME.search(begin.group(1))
         name = m.group(1).decode("utf-8", "replace").strip() if m else ""
+        size = _Y_SIZE.search(begin.group(1))
         end = _Y_END.search(data, begin.end())
         body = data[begin.end() : end.start() if end else len(data)]
         out = bytearray()
@@ -175,7 +179,9 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
                 if piece:
                     out.append((piece[0] - 64 - 42) % 256)
                     out += piece[1:].translate(_YENC_TABLE)
-        yield name, bytes(out)
+        complete = (end is not None and b" part=" not in b" " + begin.group(1)
+                    and (size is None or len(out) >= int(size.group(1))))
+        yield name, bytes(out), complete
 
 
 # -- BinHex 4.0 ----------------------------------------------------------------------
@@ -234,6 +240,8 @@ def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | No
     dlen = int.from_bytes(out[pos : pos + 4], "big")
     rlen = int.from_bytes(out[pos + 4 : pos + 8], "big")
     pos += 8 + 2
+    if len(out) < pos + dlen + 2 + rlen:
+        return None  # the text ends inside a fork: not decoded, never a partial clean
     forks = [bytes(out[pos : pos + dlen]), bytes(out[pos + dlen + 2 : pos + dlen + 2 + rlen])]
     return name, [f for f in forks if f]
 

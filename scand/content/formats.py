@@ -97,6 +97,8 @@ def _iso_dir(data: bytes, extent: int, size: int, joliet: bool, prefix: str,
             body = data[f_extent * ISO_SECTOR : f_extent * ISO_SECTOR + f_size]
             budget.grow(len(body))
             yield Member(name, body)
+            if len(body) < f_size:  # the image ends inside this file
+                yield Unchecked(Reason.UNREADABLE, f"iso image at {where}: {name} truncated")
 
 
 # -- TNEF ------------------------------------------------------------------------------

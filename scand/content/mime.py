@@ -123,8 +123,9 @@ def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
             blocks = [data for _name, data in decoders.uudecode_blocks(body)]
             out += blocks or [body]
         elif cte == "yenc":
-            blocks = [data for _name, data in decoders.yenc_blocks(body)]
-            out += blocks or [body]
+            # The raw body too: its yEnc blocks are walked (and an incomplete one
+            # reported) like any yEnc in a text.
+            out += [data for _name, data, _complete in decoders.yenc_blocks(body)] + [body]
         else:
             out.append(body)
     if "base64" not in ctes and decoders.looks_base64(body):

@@ -275,10 +275,12 @@ class _Walker:
                 yield from self.bytes_(decoded, (uname,), "", depth + 1,
                                        f"{where}>uu:{uname}", False, True)
         if decoders.has_yenc(data):
-            for yname, decoded in decoders.yenc_blocks(data):
+            for yname, decoded, complete in decoders.yenc_blocks(data):
                 self.budget.grow(len(decoded))
                 yield from self.bytes_(decoded, (yname,) if yname else (), "", depth + 1,
                                        f"{where}>yenc:{yname}", False, True)
+                if not complete:  # what arrived was scanned; the rest was not
+                    yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
         if decoders.has_binhex(data):
             found = decoders.binhex_file(data)
             if found is None:

@@ -150,6 +150,8 @@ def read_local(data: bytes, entry: LocalEntry, budget: Budget, where: str) -> by
     if entry.method == 0:
         if entry.packed >= 0:
             body = data[entry.data_start : entry.data_start + entry.packed]
+            if len(body) < entry.packed:
+                raise BadMember("stored data ends early")
         else:
             stops = [c for c in (data.find(b"PK\x07\x08", entry.data_start),
                                  data.find(LOCAL, entry.data_start)) if c >= 0]

@@ -103,3 +103,42 @@ def test_no_regex_backtracks_on_hostile_headers_or_uris() -> None:
     ]
     for message in hostile:
         assert reply(message) in (b"0\n", b"-1:unreadable multipart/mixed without parts at input\n")
+
+
+def _yenc(payload: bytes, *, size: int | None = None, end: bool = True) -> bytes:
+    encoded = bytes((c + 42) % 256 for c in payload).replace(b"=", b"==")
+    begin = b"=ybegin line=128 size=%d name=x.bin\n" % (len(payload) if size is None else size)
+    return begin + encoded + (b"\n=yend size=%d\n" % len(payload) if end else b"\n")
+
+
+def test_cut_off_encodings_are_never_clean() -> None:
+    """What arrived is scanned, but a block, fork, image file or zip member that
+    ends early was not read whole: -1:unreadable, never 0."""
+    text = HEAD + b"Content-Type: text/plain\n\nhello\n"
+    assert reply(text + _yenc(b"harmless bytes")) == b"0\n"
+    assert reply(text + _yenc(b"harmless bytes", end=False)).startswith(b"-1:unreadable")
+    assert reply(text + _yenc(b"harmless bytes", size=999)).startswith(b"-1:unreadable")
+    assert reply(text + _yenc(EICAR, end=False)) == b"1:Eicar-Test-Signature\n"
+
+
+def test_a_truncated_stored_zip_member_is_never_clean() -> None:
+    import io
+    import zipfile
+
+    from scand.content import zipscan
+    from scand.content.parts import Budget
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("a.txt", b"x" * 1000)
+    data = buf.getvalue()
+    entry = zipscan.local_at(data, 0)
+    assert entry is not None
+    assert zipscan.read_local(data, entry, Budget(Config().content), "t") == b"x" * 1000
+    cut = data[: entry.data_start + 500]
+    try:
+        zipscan.read_local(cut, entry, Budget(Config().content), "t")
+    except zipscan.BadMember:
+        pass
+    else:
+        raise AssertionError("a cut stored member was read as whole")
