@@ -66,20 +66,22 @@ def large_db(directory: Path, base: Path, hashes: int = 500_000, bodies: int = 5
 
 
 def start_clamd(workdir: Path, signatures: Path, concurrent_reload: bool,
-                cache: bool) -> Managed:
+                cache: bool, tmp_parent: str = "") -> Managed:
     """clamd with scand's managed clamd.conf (same limits); optionally clamd's default
     concurrent reload (a second engine loads beside the first). ``cache`` False:
     ``DisableCache yes``, as scand's clamav engine runs (the cache changes verdicts;
-    on a corpus replayed in a loop it would also turn the bench into a cache test)."""
+    on a corpus replayed in a loop it would also turn the bench into a cache test).
+    ``tmp_parent``: where clamd's TemporaryDirectory goes ("" = in ``workdir``)."""
     from scand import config as configmod
     from scand.clamd.supervisor import render_conf
     from scand.config import Config
 
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "tmp").mkdir(exist_ok=True)
+    tmp = Path(tmp_parent) / f"bench-clamd-{os.getpid()}" if tmp_parent else workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
     sock, log = str(workdir / "clamd.sock"), workdir / "clamd.log"
     cfg = configmod.override(Config(), "engine", name="clamd", signatures=str(signatures))
-    conf = render_conf(cfg, sock, str(log), str(workdir / "tmp"))
+    conf = render_conf(cfg, sock, str(log), str(tmp))
     if concurrent_reload:
         conf = conf.replace("ConcurrentDatabaseReload no", "ConcurrentDatabaseReload yes")
     if not cache:
@@ -127,8 +129,14 @@ class PssSampler(threading.Thread):
 def start(side: str, workdir: Path, sigdir: Path, args: argparse.Namespace,
           concurrent_reload: bool = False) -> Managed:
     if side == "scand":
-        return start_scand(workdir, "clamav", args.workers, sigdir, None, ready_timeout=600.0)
-    return start_clamd(workdir, sigdir, concurrent_reload, args.clamd_cache)
+        config = None
+        if not args.scand_cache:  # replayed in a loop, the corpus would be a cache test
+            workdir.mkdir(parents=True, exist_ok=True)
+            config = workdir / "scand.toml"
+            config.write_text('[cache]\nbackend = "none"\n')
+        return start_scand(workdir, "clamav", args.workers, sigdir, config,
+                           ready_timeout=600.0)
+    return start_clamd(workdir, sigdir, concurrent_reload, args.clamd_cache, args.clamd_tmp)
 
 
 def drive(side: str, sock: str, out: Path, args: argparse.Namespace,
@@ -283,6 +291,12 @@ def main() -> int:
                          "on a shared host CPU is shared per thread/process)")
     ap.add_argument("--clamd-cache", action="store_true",
                     help="leave clamd's clean cache on (default: off, like scand's engine)")
+    ap.add_argument("--clamd-tmp", default="", metavar="DIR",
+                    help="parent of clamd's TemporaryDirectory (default: the run's own "
+                         "directory on disk; /dev/shm gives clamd the tmpfs scand picks)")
+    ap.add_argument("--scand-cache", action="store_true",
+                    help="leave scand's verdict cache on (default: off; the corpus is "
+                         "replayed in a loop, so the cache would answer the repeats)")
     args = ap.parse_args()
     corpus_dir = OUT / f"corpus-s1-n{args.corpus_size}"
     corpus.load_or_generate(corpus_dir, args.corpus_size, 1)

@@ -39,6 +39,7 @@ import socket
 import sys
 
 from scand import privileges
+from scand.cache import redis_store
 from scand.config import Config
 from scand.engines import base as engine_base
 from scand.engines.base import Engine, EngineError
@@ -46,13 +47,20 @@ from scand.engines.registry import REGISTRY
 from scand.worker import child, wire
 
 
-def preload() -> None:
-    """Import every engine now, while the code is still readable: workers import nothing."""
+def preload(config: Config) -> None:
+    """Import every engine now, while the code is still readable: workers import nothing.
+    The Redis client only when the config uses it (a reload that turns it on imports
+    it in the generation's workers, or runs without the cache if it cannot)."""
     for name in REGISTRY:
         try:
             engine_base.engine_class(name)
         except ImportError as exc:  # e.g. pyclamd missing: that engine fails at load
             child.log("zygote_preload_failed", engine=name, error=str(exc))
+    if config.cache.backend == "redis":
+        try:
+            redis_store.load_client()
+        except redis_store.StoreUnavailable as exc:
+            child.log("zygote_preload_failed", cache="redis", error=str(exc))
 
 
 def fork_worker(config: Config, engine: Engine, control: socket.socket) -> None:
@@ -107,7 +115,7 @@ def main() -> int:
     if not isinstance(first, wire.ZygoteInit) or not isinstance(first.config, Config):
         return 2
     config = first.config
-    preload()
+    preload(config)
     try:
         privileges.become(privileges.resolve(config.server.user, config.server.group))
     except privileges.PrivilegeError as exc:

@@ -1,7 +1,13 @@
 """Where the clamav engine's workers keep libclamav's temporary files. Stdlib only.
 
-Each worker gets ``<base>/worker-<pid>``: libclamav extracts archive members
-there (up to MaxFileSize each). A worker that exits normally removes its own
+Each worker gets ``<base>/worker-<pid>``: libclamav writes every decoded MIME
+part there and extracts archive members there (up to MaxFileSize each), then
+deletes them, so a mail of three parts is three creates, writes and unlinks.
+On a disk filesystem that is journal work: over the bench corpus, ext4 cost
+3.0 ms of CPU per message against 2.4 ms on tmpfs (the kernel share of a scan
+fell from about a quarter to a tenth). So ``clamav.tmp_dir = ""`` picks
+``/dev/shm`` when it is a tmpfs we can write, else ``$TMPDIR``. The files
+live only for the scan that wrote them. A worker that exits normally removes its own
 directory; one that is killed mid-scan cannot, so the pool removes it once the
 worker is gone (:func:`remove_worker_dir`, called by the daemon).
 """
@@ -19,11 +25,32 @@ if TYPE_CHECKING:
 PREFIX = "worker-"
 
 
+SHM = "/dev/shm"
+
+
+def is_tmpfs(path: str, mounts: str = "/proc/self/mounts") -> bool:
+    """True if ``path`` is itself the mount point of a tmpfs."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as fh:
+            table = [line.split() for line in fh]
+    except OSError:
+        return False
+    found = [f[2] for f in table if len(f) > 2 and f[1] == path]
+    return bool(found) and found[-1] == "tmpfs"  # the last mount on a point is the visible one
+
+
+def default_parent() -> str:
+    """``/dev/shm`` if it is a tmpfs we may write to, else the system temp directory."""
+    if is_tmpfs(SHM) and os.access(SHM, os.W_OK | os.X_OK):
+        return SHM
+    return tempfile.gettempdir()
+
+
 def base_dir(config: Config, uid: int | None = None) -> str:
-    """``clamav.tmp_dir``, or a directory per uid (the workers' uid: after a
-    privilege drop the daemon may still be root when it asks)."""
+    """``clamav.tmp_dir``, or a directory per uid under :func:`default_parent` (the
+    workers' uid: after a privilege drop the daemon may still be root when it asks)."""
     uid = os.getuid() if uid is None or uid < 0 else uid
-    return config.clamav.tmp_dir or os.path.join(tempfile.gettempdir(), f"scand-clamav-{uid}")
+    return config.clamav.tmp_dir or os.path.join(default_parent(), f"scand-clamav-{uid}")
 
 
 def worker_dir(config: Config, pid: int, uid: int | None = None) -> str:
