@@ -59,7 +59,7 @@ def run_once(workdir: Path, n: int, sigdir: Path, paths: list[str], expect: list
                             return
                         i = todo.pop()
                     got = c.ask(f"{paths[i]}\n".encode()).decode().strip()
-                    if got != expect[i]:
+                    if not right(got, expect[i]):
                         wrong.append(f"{paths[i]}: {got!r} != {expect[i]!r}")
             finally:
                 c.close()
@@ -78,7 +78,13 @@ def run_once(workdir: Path, n: int, sigdir: Path, paths: list[str], expect: list
         d.stop()
 
 
-def run_cpu(sigdir: Path, mails: list[Mail], backend: str, redis_url: str) -> float:
+def right(got: str, expect: str) -> bool:
+    """ClamAV (the clamav and clamd engines) adds ``.UNOFFICIAL`` to private signatures."""
+    return got == expect or (expect != "0" and got == f"{expect}.UNOFFICIAL")
+
+
+def run_cpu(sigdir: Path, mails: list[Mail], backend: str, redis_url: str,
+            engine: str) -> float:
     """Messages per CPU second of the in-process scan path with ``backend``."""
     from scand import config as configmod
     from scand.config import Config
@@ -86,14 +92,14 @@ def run_cpu(sigdir: Path, mails: list[Mail], backend: str, redis_url: str) -> fl
     from scand.protocol import format_verdict
     from scand.worker.scanner import Scanner
 
-    cfg = configmod.override(Config(), "engine", signatures=str(sigdir))
+    cfg = configmod.override(Config(), "engine", name=engine, signatures=str(sigdir))
     cfg = configmod.override(cfg, "cache", backend=backend, redis_url=redis_url or None)
     scanner = Scanner(load_engine(cfg), cfg)
     scanner.scan_stream(b"warm-up: builds the signature automaton")
     t0 = time.process_time()
     for m in mails:
         got = format_verdict(scanner.scan_stream(m.data).verdict).decode().strip()
-        if got != m.expect:
+        if not right(got, m.expect):
             raise SystemExit(f"WRONG VERDICT ({backend}): {got!r} != {m.expect!r}")
     return len(mails) / (time.process_time() - t0)
 
@@ -141,7 +147,7 @@ def main() -> int:
                         redis.command(b"FLUSHALL")
                     url = redis.url if redis else ""
                     if args.mode == "cpu":
-                        rate = run_cpu(sigdir, mails, v, url)
+                        rate = run_cpu(sigdir, mails, v, url, args.engine)
                     else:
                         rate = run_once(work, n, sigdir, paths, expect, v, url, args)
                     n += 1

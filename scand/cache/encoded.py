@@ -44,12 +44,16 @@ class Body:
     digest: str  # sha256 of ``text``: the lookup key
     decoded: str | None = None  # sha256 of the decoded bytes, once computed
 
+    def decode(self) -> bytes | None:
+        try:
+            return binascii.a2b_base64(self.text)
+        except binascii.Error:
+            return None
+
     def decoded_digest(self) -> str:
         if self.decoded is None:
-            try:
-                self.decoded = hashlib.sha256(binascii.a2b_base64(self.text)).hexdigest()
-            except binascii.Error:
-                self.decoded = ""
+            raw = self.decode()
+            self.decoded = "" if raw is None else hashlib.sha256(raw).hexdigest()
         return self.decoded
 
 

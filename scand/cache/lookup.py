@@ -172,6 +172,26 @@ class PartCache:
                 self._learned += 1
                 return
 
+    def learn_bodies(self, data: bytes, scan: Callable[[bytes, str], Verdict]) -> None:
+        """For engines that decode by themselves (libclamav, clamd), which name no
+        part: after the engine found ``data`` infected, scan each base64 body's
+        decoded bytes alone and remember the bodies that are infected by
+        themselves. The same rule as :meth:`learn`: an entry is written only for
+        bytes a real scan found infected. Costs one more scan per body, once per
+        worm and worker (or once per farm with Redis)."""
+        if not self.enabled:
+            return
+        if self._bodies is None:
+            self._bodies = base64_bodies(data, self.min_bytes)
+        for body in self._bodies:
+            decoded = body.decode()
+            if decoded is None:
+                continue
+            verdict = scan(decoded, "base64 body")
+            if isinstance(verdict, Infected):
+                self.put(self.prefix + "b64:" + body.digest, verdict)
+                self._learned += 1
+
     def _peek(self, key: str) -> Clean | Infected | None:
         """A lookup that counts neither a hit nor a miss."""
         assert self.store is not None

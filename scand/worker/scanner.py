@@ -78,9 +78,12 @@ class Scanner:
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
         else:
-            verdict = self.cache.scan(self.engine.scan_bytes, data, "stream")
+            verdict = self.cache.known_infected(data) or self.cache.scan(
+                self.engine.scan_bytes, data, "stream")
             if isinstance(verdict, Clean):
                 verdict = self._fold(verdict, *self._policy_only(data, ""))
+            elif isinstance(verdict, Infected) and not self.cache.hits:
+                self.cache.learn_bodies(data, self.engine.scan_bytes)
         return Outcome(verdict, bytes=len(data), files=1)
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:
@@ -167,6 +170,9 @@ class Scanner:
             data = read_fd(target.fd, target.limit)
             if data is None:
                 return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
+            known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
+            if known is not None:
+                return known
             key = self.cache.key(data)
             cached = self.cache.get(key)
             if isinstance(cached, Infected):
@@ -182,6 +188,8 @@ class Scanner:
             cached = finish()
             if key:
                 self.cache.put(key, cached)
+                if isinstance(cached, Infected) and data is not None:
+                    self.cache.learn_bodies(data, self.engine.scan_bytes)
         assert cached is not None
         return self._fold(cached, *walked)
 

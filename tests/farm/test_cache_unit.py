@@ -221,3 +221,52 @@ def test_config_errors_name_the_key() -> None:
     ok = from_mapping({"cache": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379"},
                        "metrics": {"listen": "[::1]:9117"}})
     assert ok.cache.backend == "redis" and ok.metrics.listen == "[::1]:9117"
+
+
+def test_engines_that_decode_by_themselves_learn_worm_bodies(tmp_path: Path) -> None:
+    """libclamav names no part: after it finds a message infected, each base64 body is
+    scanned alone, and a body infected by itself answers the next copies before the
+    engine runs; a clean body in the same message is never learned."""
+    sigdir = write_signatures(tmp_path / "sigs")
+    cfg = configmod.override(Config(), "engine", name="clamav", signatures=str(sigdir))
+    cfg = configmod.override(cfg, "clamav", tmp_dir=str(tmp_path / "ctmp"))
+    s = Scanner(load_engine(cfg), cfg)
+    name = f"1:{worm_name(1)}.UNOFFICIAL"  # libclamav marks private signatures
+    first = _b64_mail(worm_payload(1), 76, "a.pif")
+    assert reply(s, first) == name
+    s.cache.take_counts()
+    calls: list[str] = []
+    scan_bytes = s.engine.scan_bytes
+
+    def counting(data: bytes, where: str) -> Verdict:
+        calls.append(where)
+        return scan_bytes(data, where)
+
+    s.engine.scan_bytes = counting  # type: ignore[method-assign]
+    copy = _b64_mail(worm_payload(1), 76, "other.scr")  # new headers, the same body
+    assert reply(s, copy) == name
+    assert s.cache.take_counts() == (1, 0) and calls == []  # known: no engine call
+    # A clean attachment beside an infected one: the clean body is never learned.
+    blob = b"%PDF-1.4 " + bytes(range(256)) * 40
+    clean = _b64_mail(blob, 76, "r.pdf")
+    assert reply(s, clean) == "0"
+    worm_part = first.split(b"--XYZ\r\n")[2].split(b"--XYZ--")[0]
+    two = clean.replace(b"--XYZ--", b"--XYZ\r\n" + worm_part + b"--XYZ--")
+    assert two.count(b"Content-Transfer-Encoding: base64") == 2
+    fresh = Scanner(load_engine(cfg), cfg)  # an empty cache
+    assert reply(fresh, two) == name  # the engine, then each body alone
+    assert fresh.cache.known_infected(two) == Infected(f"{worm_name(1)}.UNOFFICIAL")
+    assert fresh.cache.known_infected(clean) is None  # the clean body was not learned
+    assert reply(fresh, clean) == "0"
+
+
+def test_stream_to_a_self_decoding_engine_learns_too(tmp_path: Path) -> None:
+    sigdir = write_signatures(tmp_path / "sigs")
+    cfg = configmod.override(Config(), "engine", name="clamav", signatures=str(sigdir))
+    cfg = configmod.override(cfg, "clamav", tmp_dir=str(tmp_path / "ctmp"))
+    s = Scanner(load_engine(cfg), cfg)
+    name = f"1:{worm_name(3)}.UNOFFICIAL"
+    assert reply(s, _b64_mail(worm_payload(3), 76, "x.pif")) == name
+    s.cache.take_counts()
+    assert reply(s, _b64_mail(worm_payload(3), 76, "y.pif")) == name
+    assert s.cache.take_counts() == (1, 0)
