@@ -210,6 +210,7 @@ class ClamdEngine(Engine):
     """Scans through one or more clamd sockets: round robin, failover on connect errors."""
 
     name = "clamd"
+    in_process = False  # clamd scans while the names-only walk runs here
 
     def __init__(self, config: Config) -> None:
         cfg = config.clamd

@@ -51,13 +51,15 @@ class Target:
     ``fd`` is a read-only descriptor at position 0, opened without following a
     final symlink; ``path`` is its resolved path (for messages, and for engines
     that scan by path); ``size`` comes from fstat; ``limit`` is the most bytes
-    an engine may read.
+    an engine may read; ``data``, when the caller has already read the file
+    (at most ``limit`` bytes), its contents.
     """
 
     path: str
     fd: int
     size: int
     limit: int
+    data: bytes | None = None
 
 
 def read_fd(fd: int, limit: int) -> bytes | None:
@@ -86,6 +88,10 @@ class Engine(abc.ABC):
     # the engine scans only a prefix and still says clean (ClamAV's MaxFileSize).
     # The names-only walk beside it turns such members into -1:too-large.
     member_limit: int | None = None
+    # True: the engine scans in this process, so start_file has finished when it
+    # returns (the scanner reads the file first and hands it the bytes, Target.data).
+    # False (clamd): it scans elsewhere, started before the walk so both run at once.
+    in_process: bool = True
     # False: verdicts depend on more than the bytes and the signatures (chaos), so
     # the verdict cache must not keep them.
     cacheable: bool = True
@@ -107,7 +113,7 @@ class Engine(abc.ABC):
 
         Engines that can scan by path or by descriptor override this.
         """
-        data = read_fd(target.fd, target.limit)
+        data = target.data if target.data is not None else read_fd(target.fd, target.limit)
         if data is None:
             return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
         return self.scan_bytes(data, target.path)

@@ -11,6 +11,7 @@ the engine as well.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -166,18 +167,22 @@ class Scanner:
         parts) while the names-only walk runs here; then both fold into one."""
         cached: Verdict | None = None
         key = ""
-        if self.cache.enabled:  # the key needs the bytes before the engine starts
+        # The cache key needs the bytes before the engine starts; an engine in this
+        # process scans the bytes read for the walk (not the file a second time).
+        if self.cache.enabled or self.engine.in_process:
             data = read_fd(target.fd, target.limit)
             if data is None:
                 return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
-            known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
-            if known is not None:
-                return known
-            key = self.cache.key(data)
-            cached = self.cache.get(key)
-            if isinstance(cached, Infected):
-                return cached
-            finish = None if cached is not None else self.engine.start_file(target)
+            if self.cache.enabled:
+                known = self.cache.known_infected(data)  # a worm copy's base64 body
+                if known is not None:
+                    return known
+                key = self.cache.key(data)
+                cached = self.cache.get(key)
+                if isinstance(cached, Infected):
+                    return cached
+            finish = None if cached is not None else self.engine.start_file(
+                dataclasses.replace(target, data=data))
         else:  # start the engine first: it scans while the file is read for the walk
             finish = self.engine.start_file(target)
             data = read_fd(target.fd, target.limit)

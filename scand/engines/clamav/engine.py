@@ -203,6 +203,8 @@ class ClamavEngine(Engine):
         # libclamav answers CL_CLEAN, silently, for pipes, sockets and directories.
         if not stat.S_ISREG(os.fstat(target.fd).st_mode):
             return Unchecked(Reason.NOT_ALLOWED, f"{target.path}: not a regular file")
+        if target.data is not None:  # already read for the walk: no second read or map
+            return self.scan_bytes(target.data, target.path)  # (0.1 ms a message less)
         virname = ctypes.c_char_p()
         scanned = ctypes.c_ulong(0)
         cl.COLLECTOR.reset()
