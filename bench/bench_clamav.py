@@ -4,8 +4,9 @@
 
 Same corpus (the bomber's seeded mail corpus), same signature directory, 16
 persistent clients, each side driven by :mod:`bench.bomber` against a daemon
-started here (scand: ``--engine clamav``, one worker per CPU; clamd: the
-clamd.conf scand writes for its managed clamd, same limits). Rounds alternate
+started here (scand: ``--engine clamav``, its default of one worker per CPU,
+the verdict cache off; clamd: the clamd.conf scand writes for its managed
+clamd, same limits, ``DisableCache yes``). Rounds alternate
 scand and clamd; the figures are medians of the rounds.
 
 Two databases: ``tiny`` (the corpus' two signatures) and ``large`` (those plus
@@ -286,9 +287,9 @@ def main() -> int:
     ap.add_argument("--engine-only", action="store_true",
                     help="only the engines: 8 processes forked from one libclamav engine "
                          "against clamd with 8 connections (no scand daemon, no policy walk)")
-    ap.add_argument("--workers", type=int, default=8,
-                    help="scand workers (default 8: clamd's MaxThreads in the same conf; "
-                         "on a shared host CPU is shared per thread/process)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="scand workers (default 0: scand's own default, one per CPU for "
+                         "this engine; clamd runs its conf's MaxThreads 8)")
     ap.add_argument("--clamd-cache", action="store_true",
                     help="leave clamd's clean cache on (default: off, like scand's engine)")
     ap.add_argument("--clamd-tmp", default="", metavar="DIR",
