@@ -298,7 +298,7 @@ class ClamdEngine(Engine):
             return self._start(lambda c: c.begin_command(f"SCAN {target.path}"))
         if transfer == "fildes" and self.all_unix:
             return self._start(lambda c: c.begin_fildes(target.fd))
-        data = read_fd(target.fd, target.limit)
+        data = read_fd(target.fd, target.limit, target.size)
         if data is None:
             too_large = Unchecked(Reason.TOO_LARGE, f">{target.limit}")
             return lambda: too_large

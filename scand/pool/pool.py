@@ -91,13 +91,17 @@ class Pool:
         t0 = trio.current_time()
         worker = await WorkerProcess.spawn(self.spawner, self.config, self.generation)
         self.last_spawn_ms = (trio.current_time() - t0) * 1000
+        self._adopt(worker)
+        return worker
+
+    def _adopt(self, worker: WorkerProcess) -> None:
+        """Put a warm worker into service."""
         self.spawned += 1
         self.info = worker.ready
         self.workers.append(worker)
         self._make_idle(worker)
         assert self._nursery is not None
         self._nursery.start_soon(self._watch, worker)
-        return worker
 
     async def _watch(self, worker: WorkerProcess) -> None:
         """Notice a worker that dies while idle, and replace it before a job finds it."""
@@ -243,7 +247,9 @@ class Pool:
     async def _discard(self, worker: WorkerProcess, reason: str, graceful: bool = False) -> None:
         """Take a worker out of service now (killed, or stopped if ``graceful``) and
         start a fresh one, unless a warm replacement is already on its way."""
-        replacement_pending = worker.state is WorkerState.RETIRING
+        # RETIRING: its warm successor is being started; REPLACED: whoever replaced
+        # it provides the successor (the warm one is running, or a reload forks it).
+        replacement_pending = worker.state in (WorkerState.RETIRING, WorkerState.REPLACED)
         self._forget(worker)
         self.recycles[reason] += 1
         log.warning("worker_discarded", pid=worker.pid, reason=reason, jobs=worker.jobs,
@@ -287,18 +293,41 @@ class Pool:
         except EngineError:
             await self.spawner.drop(self.generation)  # forget the failed set: retry later
             raise
-        await first.kill()
         self.config, self.generation = config, generation
         # Every spawn from now on is of the new set. The zygote frees the old one
         # once its last worker has left: freeing it earlier would write to pages
         # the old workers still share, and copy them (measured: +30 MB of 50).
         self._drop_pending = True
-        for old in [w for w in self.workers if w.generation < generation]:
-            if old.state is not WorkerState.SERVING:
-                continue
-            old.recycle_reason = "reload"
-            old.to(WorkerState.RETIRING)
-            await self._replace(old)
+        olds = sorted((w for w in self.workers
+                       if w.generation < generation and w.state is WorkerState.SERVING),
+                      key=lambda w: w.busy)  # idle ones first: they go at once
+        if not olds:
+            await first.kill()
+            await self._drop_old_sets()
+            return
+        # The worker that proved the set serves at once, in place of the first old
+        # one. The others are swapped one at a time, the old worker out before its
+        # successor is forked: a fork from the loaded set takes milliseconds (the
+        # queue holds requests meanwhile), and the pool never holds more than
+        # ``workers`` + 1 processes, so a reload costs the new set and little more.
+        self._adopt(first)
+        for n, old in enumerate(olds):
+            await self._swap_out(old)
+            if n:
+                await self._respawn(old)
+
+    async def _swap_out(self, old: WorkerProcess) -> None:
+        """Take ``old`` out of service for a reload: now if idle, else after its job."""
+        old.recycle_reason = "reload"
+        old.to(WorkerState.RETIRING)
+        old.to(WorkerState.REPLACED)
+        self.recycles["reload"] += 1
+        log.info("worker_recycled", pid=old.pid, reason="reload", jobs=old.jobs,
+                 rss_mb=round(old.rss / 2**20, 1), age_s=round(old.age, 1))
+        if not old.busy:
+            await self._remove(old)
+        else:  # _release removes it when its job ends (or the deadline kills it)
+            await old.proc.wait()
 
     # -- introspection -------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class Scanner:
         # The cache key needs the bytes before the engine starts; an engine in this
         # process scans the bytes read for the walk (not the file a second time).
         if self.cache.enabled or self.engine.in_process:
-            data = read_fd(target.fd, target.limit)
+            data = read_fd(target.fd, target.limit, target.size)
             if data is None:
                 return Unchecked(Reason.TOO_LARGE, f">{target.limit}")
             if self.cache.enabled:
@@ -185,7 +185,7 @@ class Scanner:
                 dataclasses.replace(target, data=data))
         else:  # start the engine first: it scans while the file is read for the walk
             finish = self.engine.start_file(target)
-            data = read_fd(target.fd, target.limit)
+            data = read_fd(target.fd, target.limit, target.size)
         walked: tuple[Verdict, list[Part]] = (
             (Unchecked(Reason.TOO_LARGE, f">{target.limit}"), []) if data is None
             else self._policy_only(data, name))
@@ -220,7 +220,7 @@ class Scanner:
             tally.files += 1
             name = os.path.basename(real)
             if self.engine.wants_parts:
-                data = read_fd(fd, limit)
+                data = read_fd(fd, limit, fst.st_size)
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
                 return self._scan_content(data, name)

@@ -237,6 +237,39 @@ async def test_reload_rolls_every_worker_to_the_new_generation(make_pool: PoolFa
     assert pool.generation == 1 and pool.recycles["reload"] == 2
 
 
+async def test_reload_under_load_never_runs_more_than_one_extra_worker(
+        make_pool: PoolFactory, autojump_clock: object) -> None:
+    """The old worker leaves before its successor is forked (the worker that proved the
+    new set replaces the first): at most workers + 1 processes, and every scan answered."""
+    pool, spawner = await make_pool(workers=3)
+    most = 0
+    fork = spawner.fork
+
+    async def counting_fork(config: Any, generation: int) -> Any:
+        nonlocal most
+        proc = await fork(config, generation)
+        most = max(most, len(spawner.live()))
+        return proc
+
+    spawner.fork = counting_fork  # type: ignore[method-assign]
+    answers: list[Any] = []
+
+    async def client(n: int) -> None:
+        for i in range(20):
+            answers.append((await pool.scan(data=b"sleep 0.01" if (n + i) % 2 else b"x")).verdict)
+
+    async with trio.open_nursery() as load:
+        for n in range(6):
+            load.start_soon(client, n)
+        await trio.sleep(0.02)
+        await pool.reload(pool.config)
+    assert answers == [CLEAN] * 120
+    await trio.sleep(1)
+    assert most <= 4 and len(spawner.live()) == 3
+    assert {p.generation for p in spawner.live()} == {1} and pool.recycles["reload"] == 3
+    assert spawner.dropped == [1]  # keep only the new set: the old one is freed
+
+
 async def test_a_broken_set_keeps_the_old_workers(make_pool: PoolFactory,
                                                   autojump_clock: object) -> None:
     pool, spawner = await make_pool(workers=2)
