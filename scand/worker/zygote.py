@@ -56,6 +56,15 @@ def preload(config: Config) -> None:
             engine_base.engine_class(name)
         except ImportError as exc:  # e.g. pyclamd missing: that engine fails at load
             child.log("zygote_preload_failed", engine=name, error=str(exc))
+    if config.engine.name == "clamav":
+        # Load and relocate libclamav once, here: every generation zygote and worker
+        # then shares those pages instead of holding its own copy (a set is still
+        # loaded only in its generation zygote).
+        from scand.engines.clamav import libclamav
+        try:
+            libclamav.open_library(config.clamav.library)
+        except libclamav.LibclamavError as exc:  # the generation reports it on load
+            child.log("zygote_preload_failed", engine="clamav", error=str(exc))
     if config.cache.backend == "redis":
         try:
             redis_store.load_client()
