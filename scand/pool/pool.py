@@ -115,8 +115,10 @@ class Pool:
 
     async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Outcome:
         """Scan a path or a stream on some worker. Overload and failures become Unchecked."""
+        if self._idle:  # the common case: no queue, no deadline to arm
+            return await self._run_on(self._take_idle(), Job(next(self._ids), path, data))
         pool = self.config.pool
-        if not self._idle and self._waiting >= pool.queue_size:
+        if self._waiting >= pool.queue_size:
             return Outcome(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
         self._waiting += 1
         try:
