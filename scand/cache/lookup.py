@@ -26,6 +26,9 @@ class Store(Protocol):
 
     def put(self, key: str, value: bytes) -> None: ...
 
+    def flush(self) -> None:
+        """Finish stores still under way (a shared store may not wait for each)."""
+
 
 def encode(verdict: Clean | Infected) -> bytes:
     return b"0" if isinstance(verdict, Clean) else b"1:" + verdict.name.encode()
@@ -201,6 +204,15 @@ class PartCache:
             self._error(exc)
             return None
         return decode(value) if value is not None else None
+
+    def flush(self) -> None:
+        """Finish stores under way (a failure costs nothing but those entries)."""
+        if self.store is None:
+            return
+        try:
+            self.store.flush()
+        except Exception as exc:
+            self._error(exc)
 
     def take_counts(self) -> tuple[int, int]:
         """(hits, misses) since the last call: one job's figures."""

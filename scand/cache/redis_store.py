@@ -42,7 +42,14 @@ class StoreUnavailable(Exception):
 
 
 class RedisStore:
-    """``get``/``put`` against Redis with one short deadline per call."""
+    """``get``/``put`` against Redis with one short deadline per call.
+
+    A store is sent at once but its reply is not waited for: ``+OK`` is read with
+    the next lookup's reply (or by :meth:`flush`). So the entry reaches Redis
+    before the worker answers (every host sees it), and a part costs one round
+    trip (the lookup) instead of two. Measured on a corpus with no repeats: the
+    second wait was most of what Redis cost over the in-memory cache.
+    """
 
     shared = True
 
@@ -56,6 +63,7 @@ class RedisStore:
         self._down_until = 0.0
         self.failures = 0
         self.last_error = ""
+        self._unread = 0  # replies of stores sent and not read yet
 
     def _connection(self) -> Any:
         if time.monotonic() < self._down_until:
@@ -72,6 +80,7 @@ class RedisStore:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         self._down_until = time.monotonic() + self.retry
+        self._unread = 0  # the connection is thrown away with its unread replies
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -80,7 +89,14 @@ class RedisStore:
 
     def get(self, key: str) -> bytes | None:
         try:
-            value = self._connection().get(key)
+            client = self._connection()
+            if self._unread:  # read the stores' replies first: the connection stays in step
+                conn = client.connection
+                conn.send_command("GET", key)
+                self._drain(conn)
+                value = conn.read_response()
+            else:
+                value = client.get(key)
         except StoreUnavailable:
             raise
         except Exception as exc:  # any client failure costs a scan, never a -1:
@@ -89,8 +105,27 @@ class RedisStore:
 
     def put(self, key: str, value: bytes) -> None:
         try:
-            self._connection().set(key, value, ex=self.ttl)
+            self._connection().connection.send_command("SET", key, value, "EX", self.ttl)
         except StoreUnavailable:
             raise
         except Exception as exc:  # any client failure costs a scan, never a -1:
             raise self._failed(exc) from exc
+        self._unread += 1
+
+    def flush(self) -> None:
+        """Read the replies of stores sent so far (a refused store shows here)."""
+        if not self._unread:
+            return
+        try:
+            self._drain(self._connection().connection)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _drain(self, conn: Any) -> None:
+        while self._unread:
+            self._unread -= 1
+            reply = conn.read_response()
+            if isinstance(reply, Exception):  # e.g. OOM: the store was refused
+                raise reply

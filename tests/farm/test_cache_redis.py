@@ -162,3 +162,29 @@ def test_silent_redis_costs_at_most_the_lookup_timeout(
         assert max(times[1:]) < timeout, times
     finally:
         double.close()
+
+
+def test_a_store_waits_for_no_reply(redis_server: Redis) -> None:
+    """A store is sent at once and its reply read with the next lookup's (or by flush):
+    one round trip a part. A refused store shows as a failure, never as an answer."""
+    from scand.cache.redis_store import RedisStore, StoreUnavailable
+
+    store = RedisStore(redis_server.url, 0.5, 0.2, 3600)
+    store.put("scand-test:a", b"0")
+    store.put("scand-test:b", b"1:Worm")
+    assert store._unread == 2
+    assert store.get("scand-test:b") == b"1:Worm"  # both OKs read, then the value
+    assert store._unread == 0 and redis_server.dbsize() == 2
+    assert store.get("scand-test:none") is None
+    store.put("scand-test:c", b"0")
+    store.flush()
+    assert store._unread == 0 and redis_server.dbsize() == 3
+    assert redis_server.command(b"TTL", b"scand-test:c").strip(b":\r\n").isdigit()
+    # Redis refuses a store (out of memory): the next call fails, the connection is
+    # dropped, and no lookup is answered from a connection out of step.
+    redis_server.command(b"CONFIG", b"SET", b"maxmemory", b"1")
+    redis_server.command(b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction")
+    store.put("scand-test:d", b"0")  # OOM: refused
+    with pytest.raises(StoreUnavailable):
+        store.get("scand-test:a")
+    assert store._unread == 0 and store.failures == 1
