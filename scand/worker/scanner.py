@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scand.cache import open_cache
@@ -183,6 +184,11 @@ class Scanner:
                     return cached
             finish = None if cached is not None else self.engine.start_file(
                 dataclasses.replace(target, data=data))
+            if finish is not None and self.engine.in_process:  # it has finished
+                cached = self._engine_done(finish, key, data)
+                finish = None
+                if isinstance(cached, Infected):
+                    return cached  # a signature wins the fold: no walk needed
         else:  # start the engine first: it scans while the file is read for the walk
             finish = self.engine.start_file(target)
             data = read_fd(target.fd, target.limit, target.size)
@@ -190,13 +196,20 @@ class Scanner:
             (Unchecked(Reason.TOO_LARGE, f">{target.limit}"), []) if data is None
             else self._policy_only(data, name))
         if finish is not None:
-            cached = finish()
-            if key:
-                self.cache.put(key, cached)
-                if isinstance(cached, Infected) and data is not None:
-                    self.cache.learn_bodies(data, self.engine.scan_bytes)
+            cached = self._engine_done(finish, key, data)
         assert cached is not None
         return self._fold(cached, *walked)
+
+    def _engine_done(self, finish: Callable[[], Verdict], key: str, data: bytes | None
+                     ) -> Verdict:
+        """The engine's verdict on the whole file, remembered under ``key`` (and, for
+        an infected message, its base64 bodies that are infected by themselves)."""
+        verdict = finish()
+        if key:
+            self.cache.put(key, verdict)
+            if isinstance(verdict, Infected) and data is not None:
+                self.cache.learn_bodies(data, self.engine.scan_bytes)
+        return verdict
 
     # -- internals -----------------------------------------------------------
 
