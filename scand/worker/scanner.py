@@ -80,12 +80,13 @@ class Scanner:
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
         else:
-            verdict = self.cache.known_infected(data) or self.cache.scan(
-                self.engine.scan_bytes, data, "stream")
+            known = self.cache.known_infected(data)
+            hits = self.cache.hits
+            verdict = known or self.cache.scan(self.engine.scan_bytes, data, "stream")
             if isinstance(verdict, Clean):
                 verdict = self._fold(verdict, *self._policy_only(data, ""))
-            elif isinstance(verdict, Infected) and not self.cache.hits:
-                self.cache.learn_bodies(data, self.engine.scan_bytes)
+            elif isinstance(verdict, Infected) and not known and self.cache.hits == hits:
+                self.cache.learn_bodies(data, self.engine.scan_bytes)  # the engine's own 1:
         return Outcome(verdict, bytes=len(data), files=1)
 
     def _scan_content(self, data: bytes, name: str) -> Verdict:

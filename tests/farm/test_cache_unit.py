@@ -270,3 +270,17 @@ def test_stream_to_a_self_decoding_engine_learns_too(tmp_path: Path) -> None:
     s.cache.take_counts()
     assert reply(s, _b64_mail(worm_payload(3), 76, "y.pif")) == name
     assert s.cache.take_counts() == (1, 0)
+
+
+def test_every_worm_is_learned_on_a_stream_even_after_hits(tmp_path: Path) -> None:
+    """Learning follows each engine 1:, not a hit count that only a job's end resets."""
+    sigdir = write_signatures(tmp_path / "sigs")
+    cfg = configmod.override(Config(), "engine", name="clamav", signatures=str(sigdir))
+    cfg = configmod.override(cfg, "clamav", tmp_dir=str(tmp_path / "ctmp"))
+    s = Scanner(load_engine(cfg), cfg)
+    for i in (0, 0, 1, 2):  # the second copy of worm 0 is a hit; 1 and 2 are learned too
+        assert reply(s, _b64_mail(worm_payload(i), 76, f"{i}.pif")) == (
+            f"1:{worm_name(i)}.UNOFFICIAL")
+    for i in (0, 1, 2):
+        assert s.cache.known_infected(_b64_mail(worm_payload(i), 76, "new.scr")) == Infected(
+            f"{worm_name(i)}.UNOFFICIAL")
