@@ -325,6 +325,8 @@ def main() -> int:
                 r = reload_run(side, db, sigdir, args, base)
                 print(json.dumps(r))
                 reloads.append(r)
+    if args.clamd_tmp:  # clamd's temp directory there is ours: leave nothing behind
+        shutil.rmtree(Path(args.clamd_tmp) / f"bench-clamd-{os.getpid()}", ignore_errors=True)
     report: dict[str, Any] = {"runs": rows, "reloads": reloads, "medians": {}}
     if args.engine_only:
         for db in args.dbs.split(","):
