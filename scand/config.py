@@ -217,7 +217,7 @@ class ClamavConfig:
     """The in-process libclamav engine (``--engine clamav``)."""
 
     library: str = ""  # "" = the system's libclamav (libclamav.so.12, Debian's libclamav12)
-    # "" = /dev/shm/scand-clamav-<uid> when /dev/shm is a tmpfs, else
+    # "" = /dev/shm/scand-clamav-<uid> when /dev/shm is a large enough tmpfs, else
     # $TMPDIR/scand-clamav-<uid>; each worker gets <tmp_dir>/worker-<pid>
     tmp_dir: str = ""
     alert_encrypted: bool = True  # encrypted archives -> -1:encrypted (libclamav's heuristic)

@@ -26,11 +26,28 @@ def test_is_tmpfs_reads_the_visible_mount(tmp_path: Path) -> None:
     assert not tmpdir.is_tmpfs("/dev/shm", str(tmp_path / "missing"))
 
 
+class _Vfs:
+    def __init__(self, size: int) -> None:
+        self.f_frsize = 4096
+        self.f_blocks = size // 4096
+
+
 def test_default_prefers_a_writable_tmpfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = Config()
+    cfg = configmod.override(Config(), "pool", workers=4)
     monkeypatch.setattr(tmpdir, "is_tmpfs", lambda path, mounts="": path == "/dev/shm")
     monkeypatch.setattr(tmpdir.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(tmpdir.os, "statvfs", lambda path: _Vfs(24 << 30))
     assert tmpdir.base_dir(cfg, 42) == "/dev/shm/scand-clamav-42"
+    # A container's 64 MiB /dev/shm is too small for one large attachment.
+    monkeypatch.setattr(tmpdir.os, "statvfs", lambda path: _Vfs(64 << 20))
+    assert tmpdir.base_dir(cfg, 42) == f"{tempfile.gettempdir()}/scand-clamav-42"
+    # Large enough for 1 GiB, not for 4 workers x 2 x 256 MiB files.
+    big = configmod.override(cfg, "limits", max_file_size=256 << 20)
+    monkeypatch.setattr(tmpdir.os, "statvfs", lambda path: _Vfs(3 << 29))  # 1.5 GiB
+    assert tmpdir.shm_needed(big) == 2 << 30 and tmpdir.shm_needed(cfg) == 1 << 30
+    assert tmpdir.base_dir(big, 42) == f"{tempfile.gettempdir()}/scand-clamav-42"
+    assert tmpdir.base_dir(cfg, 42) == "/dev/shm/scand-clamav-42"
+    monkeypatch.setattr(tmpdir.os, "statvfs", lambda path: _Vfs(24 << 30))
     monkeypatch.setattr(tmpdir.os, "access", lambda path, mode: False)  # not ours to write
     assert tmpdir.base_dir(cfg, 42) == f"{tempfile.gettempdir()}/scand-clamav-42"
     monkeypatch.setattr(tmpdir.os, "access", lambda path, mode: True)
@@ -42,6 +59,16 @@ def test_the_configured_directory_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tmpdir, "is_tmpfs", lambda path, mounts="": True)
     cfg = configmod.override(Config(), "clamav", tmp_dir="/var/tmp/scand")
     assert tmpdir.base_dir(cfg, 7) == "/var/tmp/scand"
+
+
+def test_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/dev/shm here is a large tmpfs (scripts/test runs on such hosts); the default
+    follows what statfs says of it."""
+    kind = subprocess.run(["stat", "-f", "-c", "%T %b %S", "/dev/shm"], capture_output=True,
+                          text=True, check=False).stdout.split()
+    large = len(kind) == 3 and kind[0] == "tmpfs" and int(kind[1]) * int(kind[2]) >= 1 << 30
+    expected = "/dev/shm" if large and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    assert tmpdir.default_parent(Config()) == expected
 
 
 def test_mount_table_agrees_with_statfs() -> None:
