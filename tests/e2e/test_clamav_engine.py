@@ -391,3 +391,45 @@ def test_broken_set_keeps_the_old_one_then_a_fixed_one_loads(
     abcd = short_tmp / "abcd.txt"
     abcd.write_bytes(b"xxABCDxx")
     assert d.ask(f"{abcd}\n".encode()) == b"1:Good.UNOFFICIAL\n"
+
+
+def test_a_full_temp_filesystem_is_never_clean(short_tmp: Path, sigdir: Path) -> None:
+    """The temp files may live on a tmpfs: when it is full, libclamav cannot write a
+    decoded part and the answer is -1:unreadable, never 0 (a signature it did reach
+    still counts). A 256 KiB tmpfs is mounted for it (root, as ./scripts/test runs)."""
+    import base64
+
+    from scand import config as configmod
+    from scand.config import Config, EngineConfig
+    from scand.engines.base import load_engine
+    from scand.events import CLEAN, Infected, Reason, Unchecked
+
+    require_libclamav()
+    full = short_tmp / "full"
+    full.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=700", "tmpfs",
+                              str(full)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        cfg = configmod.override(Config(engine=EngineConfig("clamav", str(sigdir))),
+                                 "clamav", tmp_dir=str(full))
+        engine = load_engine(cfg)
+        engine.forked()
+
+        def mail(*bodies: bytes) -> bytes:
+            parts = b"".join(b"--X\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Transfer-Encoding: base64\r\n\r\n"
+                             + base64.encodebytes(b) + b"\r\n" for b in bodies)
+            return (b"From: a@b\r\nMIME-Version: 1.0\r\n"
+                    b"Content-Type: multipart/mixed; boundary=X\r\n\r\n" + parts + b"--X--\r\n")
+
+        big = os.urandom(600_000)  # decoded, it does not fit
+        got = engine.scan_bytes(mail(big), "m")
+        assert isinstance(got, Unchecked) and got.reason == Reason.UNREADABLE, got
+        assert "temporary file" in got.detail
+        assert engine.scan_bytes(mail(big, EICAR), "m") == Infected(EICAR_NAME)
+        assert engine.scan_bytes(mail(b"small and clean"), "m") == CLEAN  # it fits: scanned
+        engine.close()
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
