@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections import Counter
@@ -32,6 +34,7 @@ import trio
 from scand import config as configmod
 from scand.config import Config
 from scand.engines.base import EngineError
+from scand.engines.clamav import tmpdir
 from scand.privileges import Identity
 from scand.proc import retry, terminate
 
@@ -99,6 +102,8 @@ class ManagedClamd:
         base = os.path.dirname(config.socket_path)
         self.run_dir = Path(config.clamd.run_dir or os.path.join(base, "scand-clamd"))
         self.link = str(self.run_dir / "clamd.sock")
+        self.tmp_dir = self.run_dir / "tmp"
+        self._shm_tmp = shm_tmp_dir(config, self.run_dir)
         self.binary = find_binary(config.clamd.binary)
         self.current: ClamdProcess | None = None
         self.generation = 0
@@ -114,12 +119,32 @@ class ManagedClamd:
         return configmod.override(config, "clamd", sockets=[self.link])
 
     def prepare(self, owner: Identity | None) -> None:
-        """Create the run directory (while still root) for the user clamd will run as."""
+        """Create the run directory (while still root) for the user clamd will run as,
+        and clamd's temp directory: on /dev/shm when it is a large enough tmpfs (the
+        rule of the clamav engine, :mod:`scand.engines.clamav.tmpdir`: clamd writes
+        every decoded mail part there; measured, clamd direct did 18-25 % more
+        messages a second with its temp files on tmpfs), else ``<run_dir>/tmp``."""
         self.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         (self.run_dir / "tmp").mkdir(mode=0o700, exist_ok=True)
         if owner is not None:
             for d in (self.run_dir, self.run_dir / "tmp"):
                 os.chown(d, owner.uid, owner.gid)
+        if self._shm_tmp is None:
+            return
+        try:  # /dev/shm is everyone's: only a directory made here, or ours already
+            self._shm_tmp.mkdir(mode=0o700)
+            if owner is not None:  # (made by us in a sticky directory: nobody can swap it)
+                os.chown(self._shm_tmp, owner.uid, owner.gid, follow_symlinks=False)
+        except FileExistsError:
+            pass  # left by an earlier run of ours, or planted: checked below
+        except OSError as exc:
+            log.warning("clamd_tmp_refused", path=str(self._shm_tmp), error=str(exc))
+        if private_dir(self._shm_tmp, owner.uid if owner is not None else os.getuid()):
+            self.tmp_dir = self._shm_tmp
+        else:
+            log.warning("clamd_tmp_refused", path=str(self._shm_tmp),
+                        using=str(self.run_dir / "tmp"))
+            self._shm_tmp, self.tmp_dir = None, self.run_dir / "tmp"
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -135,6 +160,8 @@ class ManagedClamd:
             with trio.CancelScope(shield=True):
                 if self.current is not None:
                     await self._stop(self.current)
+                if self._shm_tmp is not None:  # ours alone (named after the run dir)
+                    shutil.rmtree(self._shm_tmp, ignore_errors=True)
 
     async def _supervise(self) -> None:
         cfg = self.config.clamd
@@ -208,7 +235,7 @@ class ManagedClamd:
         for stale in (sock, str(logfile)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
-        conf.write_text(render_conf(config, sock, str(logfile), str(self.run_dir / "tmp")))
+        conf.write_text(render_conf(config, sock, str(logfile), str(self.tmp_dir)))
         proc = await trio.lowlevel.open_process(
             [self.binary, "--foreground", f"--config-file={conf}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -278,6 +305,24 @@ def _tail(path: Path, lines: int = 3) -> str:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def shm_tmp_dir(config: Config, run_dir: Path) -> Path | None:
+    """clamd's temp directory on /dev/shm for this run directory, or None when /dev/shm
+    is no tmpfs, too small, or not writable (:func:`tmpdir.default_parent`)."""
+    if tmpdir.default_parent(config) != tmpdir.SHM:
+        return None
+    tag = hashlib.sha256(os.fsencode(os.path.abspath(run_dir))).hexdigest()[:16]
+    return Path(tmpdir.SHM) / f"scand-clamd-{tag}"
+
+
+def private_dir(path: Path, uid: int) -> bool:
+    """A real directory (no symlink), owned by ``uid``, that nobody else may enter."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
 
 
 def render_conf(config: Config, sock: str, logfile: str, tmpdir: str) -> str:
