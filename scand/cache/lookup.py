@@ -26,9 +26,6 @@ class Store(Protocol):
 
     def put(self, key: str, value: bytes) -> None: ...
 
-    def flush(self) -> None:
-        """Finish stores still under way (a shared store may not wait for each)."""
-
 
 def encode(verdict: Clean | Infected) -> bytes:
     return b"0" if isinstance(verdict, Clean) else b"1:" + verdict.name.encode()
@@ -166,10 +163,8 @@ class PartCache:
         of ``data`` that decodes to exactly its bytes, if there is one."""
         if not self.enabled or not isinstance(verdict, Infected) or part.depth == 0:
             return
-        if self._bodies is None:
-            self._bodies = base64_bodies(data, self.min_bytes)
         digest = content_digest(part.data)
-        for body in self._bodies:
+        for body in self._bodies_of(data):
             if body.decoded_digest() == digest:
                 self.put(self.prefix + "b64:" + body.digest, verdict)
                 self._learned += 1
@@ -184,9 +179,7 @@ class PartCache:
         worm and worker (or once per farm with Redis)."""
         if not self.enabled:
             return
-        if self._bodies is None:
-            self._bodies = base64_bodies(data, self.min_bytes)
-        for body in self._bodies:
+        for body in self._bodies_of(data):
             decoded = body.decode()
             if decoded is None:
                 continue
@@ -194,6 +187,12 @@ class PartCache:
             if isinstance(verdict, Infected):
                 self.put(self.prefix + "b64:" + body.digest, verdict)
                 self._learned += 1
+
+    def _bodies_of(self, data: bytes) -> list[Body]:
+        """This request's base64 bodies, split once (known_infected may have done it)."""
+        if self._bodies is None:
+            self._bodies = base64_bodies(data, self.min_bytes)
+        return self._bodies
 
     def _peek(self, key: str) -> Clean | Infected | None:
         """A lookup that counts neither a hit nor a miss."""
@@ -204,15 +203,6 @@ class PartCache:
             self._error(exc)
             return None
         return decode(value) if value is not None else None
-
-    def flush(self) -> None:
-        """Finish stores under way (a failure costs nothing but those entries)."""
-        if self.store is None:
-            return
-        try:
-            self.store.flush()
-        except Exception as exc:
-            self._error(exc)
 
     def take_counts(self) -> tuple[int, int]:
         """(hits, misses) since the last call: one job's figures."""

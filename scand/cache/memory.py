@@ -42,8 +42,5 @@ class MemoryStore:
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
 
-    def flush(self) -> None:
-        """Every store is done at once here."""
-
     def __len__(self) -> int:
         return len(self._data)

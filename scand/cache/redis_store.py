@@ -124,8 +124,7 @@ class RedisStore:
             raise self._failed(exc) from exc
 
     def _drain(self, conn: Any) -> None:
+        """Read the stores' replies; a refused store (e.g. OOM) raises ResponseError."""
         while self._unread:
             self._unread -= 1
-            reply = conn.read_response()
-            if isinstance(reply, Exception):  # e.g. OOM: the store was refused
-                raise reply
+            conn.read_response()

@@ -75,9 +75,7 @@ def read_fd(fd: int, limit: int, size: int = 0) -> bytes | None:
     if 0 < len(first) == size:
         return first  # pread of a regular file is short only at its end
     rest = _rest(fd, len(first), limit)
-    if rest is None:
-        return None
-    return first + rest if first and rest else first or rest
+    return None if rest is None else first + rest
 
 
 def _rest(fd: int, pos: int, limit: int) -> bytes | None:
