@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
-import socket
 import sys
 import textwrap
 from collections.abc import Callable
@@ -20,13 +18,13 @@ from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
-from scand.fronts import clamd_listen
-from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
-from scand.milter import server as milter
+from scand.fronts.accept import FrontServer
+from scand.fronts.budget import MemoryBudget, budget_bytes
+from scand.fronts.listen import SocketPathError, fd_budget
+from scand.fronts.unlinker import SocketRemover
+from scand.fronts.wiring import bind_fronts, close_fronts
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
-from scand.remote import RemoteListeners
-from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
 # sysexits.h: EX_CONFIG, for a config or signature set scand cannot start with.
@@ -146,7 +144,7 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
 
 
 async def serve(config: Config, loader: Callable[[], Config]) -> None:
-    """Bind, fork the worker zygote, drop root, then start clamd, pool and listener."""
+    """Bind every front, fork the worker zygote, drop root, then start clamd, pool and fronts."""
     log = structlog.get_logger("scand")
     who = privileges.resolve(config.server.user, config.server.group)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -154,19 +152,25 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             nofile, max_conns = fd_budget(config)
             log.info("fd_budget", nofile=nofile, max_connections=max_conns,
                      configured=config.server.max_connections)
-            listener = bind_unix(config, who)
-            clamd_listeners = clamd_listen.bind_all(config.clamd_front, who)
-            clamd_server: ClamdServer | None = None
-            milter_socks: list[socket.socket] = []
+            specs = bind_fronts(config, who)  # as root if we are: ports < 1024, root dirs
+            metrics_bound = None
+            remover = SocketRemover()
             spawner = Spawner()
+            servers: list[FrontServer] = []
             try:
-                if milter.enabled(config):
-                    milter_socks = milter.bind(config, who)
+                if config.metrics.listen:
+                    metrics_bound = metrics.bind(config.metrics.listen, config.metrics.allow)
+                for spec in specs:
+                    for bound in spec.bound:
+                        if bound.kind == "unix":
+                            remover.add(bound.name)
                 await spawner.start(config)  # as root if we are: it drops privileges itself
                 managed = None
                 if config.engine.name == "clamd" and not config.clamd.sockets:
                     managed = ManagedClamd(config)
                     managed.prepare(who)
+                if who is not None:
+                    remover.start_helper()  # keeps root to remove the sockets at stop
                 privileges.become(who)
                 if who is not None:
                     log.info("privileges_dropped", user=who.name, uid=who.uid, gid=who.gid)
@@ -177,40 +181,31 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await nursery.start(pool.run)
                 service = Service(config, pool, loader, managed)
                 await nursery.start(service.run)
-                server = Server(service, listener, config.socket_path, max_conns)
-                await nursery.start(server.run)
-                if clamd_listeners:
-                    clamd_conns = clamd_connection_budget(config, nofile, max_conns)
-                    clamd_server = ClamdServer(service, clamd_listeners, clamd_conns,
-                                               lambda: os.kill(os.getpid(), signal.SIGTERM))
-                    await nursery.start(clamd_server.run)
-                remote = None
-                if config.server.tcp or config.server.tls:
-                    remote = RemoteListeners(config, server)
-                    await nursery.start(remote.run)
-                if config.metrics.listen:
-                    await metrics.start(nursery, service, [server])
-                milter_server = None
-                if milter_socks:
-                    milter_server = milter.MilterServer(service, milter_socks)
-                    await nursery.start(milter_server.run)
+                budget = MemoryBudget(budget_bytes(
+                    config.server.memory_budget_mb, config.clamd_front.stream_memory_mb,
+                    config.server.max_stream_bytes))
+                stop = lambda: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+                for spec in specs:
+                    server = FrontServer(spec.make(service, stop), spec.bound,
+                                         max_connections=max_conns, budget=budget,
+                                         remover=remover)
+                    servers.append(server)
+                    await nursery.start(server.run)
+                if metrics_bound is not None:
+                    server = metrics.server(service, metrics_bound, servers)
+                    servers.append(server)
+                    await nursery.start(server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
-                clamd_listen.close_all(clamd_listeners, config.clamd_front)
-                listener.close()
-                for sock in milter_socks:
-                    sock.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(config.socket_path)
-                if config.milter.socket:
-                    with contextlib.suppress(OSError):
-                        os.unlink(config.milter.socket)
+                close_fronts(specs)
+                if metrics_bound is not None:
+                    metrics_bound.sock.close()
+                remover.close()
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
-                     clamd=[lst.name for lst in clamd_listeners],
-                     milter=[s for s in (config.milter.socket, config.milter.inet) if s],
-                     workers=config.worker_count, pid=os.getpid())
+                     fronts={s.front.name: [b.name for b in s.bound] for s in servers},
+                     memory_budget=budget.limit, workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("sighup")
@@ -218,16 +213,15 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
-            if remote is not None:
-                remote.stop_accepting()
             grace = service.config.server.shutdown_grace
+            service.draining = True
+            for server in servers:
+                server.stop_accepting()
             async with trio.open_nursery() as drains:
-                drains.start_soon(server.drain, grace)
-                if clamd_server is not None:
-                    drains.start_soon(clamd_server.drain, grace)
-                if milter_server is not None:
-                    drains.start_soon(milter_server.drain, grace)
+                for server in servers:
+                    drains.start_soon(server.drain, grace)
             nursery.cancel_scope.cancel()
+        remover.close()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)
 

@@ -60,6 +60,10 @@ class ServerConfig:
     tcp_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # peers (CIDR) for both
     tls_cert: str = ""  # PEM certificate chain
     tls_key: str = ""  # PEM private key
+    # Request bytes held in the daemon for all connections of every front together
+    # (STREAM/INSTREAM bodies, FILDES reads, milter buffers, TLS handshakes);
+    # 0 = clamd_front.stream_memory_mb if changed, else 16 x max_stream_bytes.
+    memory_budget_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,11 @@ class ClamdFrontConfig:
     session_requests: int = 16  # IDSESSION requests in progress per connection
     # INSTREAM data held in the daemon for all connections together (each is also
     # capped by server.max_stream_bytes); a chunk past it gets "stream: busy ERROR".
-    stream_memory_mb: int = 512
+    stream_memory_mb: int = 512  # old name of server.memory_budget_mb (still accepted)
+    # Over TCP/TLS, also answer SCAN/CONTSCAN/MULTISCAN/ALLMATCHSCAN: lets every allowed
+    # peer make this host read (and probe) the files it names. Off: INSTREAM and
+    # PING/VERSION/VERSIONCOMMANDS/STATS only.
+    tcp_allow_paths: bool = False
 
     def __post_init__(self) -> None:
         if self.tcp and not self.tcp_allow:
@@ -369,6 +377,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "clamd_front.tcp_allow": _networks,
     "clamd_front.session_requests": _at_least(1),
     "clamd_front.stream_memory_mb": _at_least(1),
+    "server.memory_budget_mb": _at_least(0),
     "server.tcp": lambda v: next((f"must be host:port, got {a!r}" for a in v
                                   if not _host_port(a)), None),
     "server.tls": lambda v: next((f"must be host:port, got {a!r}" for a in v

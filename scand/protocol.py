@@ -8,6 +8,8 @@ See PROTOCOL.md sections 2-5.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from scand.events import (
     CLOSED,
     COMMANDS,
@@ -39,6 +41,12 @@ UNKNOWN_NAME = "Unknown.Malware"
 
 
 
+class Budget(Protocol):
+    """Bytes a connection may hold (scand.fronts.budget.Held): taken at a STREAM header."""
+
+    def take(self, n: int) -> bool: ...
+
+
 class Connection:
     """Parser state for one client connection.
 
@@ -46,8 +54,10 @@ class Connection:
     one at a time and in order.
     """
 
-    def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM) -> None:
+    def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM,
+                 budget: Budget | None = None) -> None:
         self._buf = bytearray()
+        self.budget = budget  # the daemon-wide memory budget: a STREAM body is charged to it
         self._stream_left: int | None = None  # bytes still owed by a STREAM body
         self._eof = False
         self._dead = False  # a fatal error was reported; nothing more is parsed
@@ -139,6 +149,8 @@ class Connection:
         n = int(arg)
         if n > self.max_stream:
             return self._fatal(Reason.TOO_LARGE, f"{n}>{self.max_stream}")
+        if self.budget is not None and not self.budget.take(n):
+            return self._fatal(Reason.BUSY, "memory budget")
         self._stream_left = n
         return self.next_event()
 

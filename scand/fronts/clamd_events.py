@@ -41,30 +41,6 @@ ONLY_PREFIXED = "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR
 STREAM_BUSY = "stream: busy ERROR"
 
 
-class StreamBudget:
-    """Bytes of INSTREAM data the daemon may hold for all connections together.
-
-    Each connection is capped by ``max_stream``; this caps their sum, so many
-    clients streaming at once cannot hold many whole messages in the daemon.
-    A chunk that does not fit is refused at its header (``stream: busy ERROR``).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def try_take(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.used = max(0, self.used - n)
-
-
-
-
 @dataclass(frozen=True, slots=True)
 class Tag:
     """How a reply is framed: its terminator, and the IDSESSION request number."""

@@ -16,6 +16,7 @@ the answer is ``too-large ERROR``) and the worker scans the bytes as a stream.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ import scand
 from scand.engines.base import read_fd
 from scand.events import CLEAN, Clean, Infected, Reason, Unchecked, Verdict
 from scand.fronts import clamd_reply as text
+from scand.fronts.budget import Held
 from scand.fronts.clamd_events import (
     SIZE_LIMIT,
     STREAM_BUSY,
@@ -59,8 +61,11 @@ class ClamdHandler:
         self._loaded = ""
         self.version()  # the date of the set loaded now, not of the first VERSION asked
 
-    async def answer(self, event: ClamdEvent) -> bytes:
-        """The complete reply for one event (several lines for a directory); b"" for none."""
+    async def answer(self, event: ClamdEvent, held: Held | None = None) -> bytes:
+        """The complete reply for one event (several lines for a directory); b"" for none.
+
+        ``held`` is the connection's share of the daemon-wide memory budget: a
+        FILDES read is charged to it while the bytes are in the daemon."""
         if isinstance(event, EndSession):
             return b""
         if isinstance(event, Reply):
@@ -79,7 +84,7 @@ class ClamdHandler:
             return self._lines(event.tag, [text.line("stream", result.verdict,
                                                      as_found=self.as_found)])
         if isinstance(event, FdScan):
-            return self._lines(event.tag, [await self._fildes(event.fd)])
+            return self._lines(event.tag, [await self._fildes(event.fd, held or Held(None))])
         return self._lines(event.tag, await self._path(event))
 
     def _lines(self, tag: Tag, lines: list[str]) -> bytes:
@@ -123,24 +128,39 @@ class ClamdHandler:
             self._version_key, self._loaded = key, time.ctime()
         return text.version_text(scand.__version__, sigs, self._loaded)
 
-    async def _fildes(self, fd: int) -> str:
+    async def _fildes(self, fd: int, held: Held) -> str:
+        """Read the descriptor in the daemon (charged to the memory budget until the
+        scan is done): a regular file its size, anything else (a pipe) the whole limit."""
         shown = f"fd[{fd}]"
         limit = self.service.config.limits.max_file_size
+        cap = 0
         try:
-            data = await trio.to_thread.run_sync(read_fd, fd, limit)
+            st = os.fstat(fd)
+            regular = stat.S_ISREG(st.st_mode) and st.st_size > 0
+            cap = min(st.st_size, limit) if regular else limit
+            if not held.take(cap):
+                cap = 0
+                busy = Unchecked(Reason.BUSY, "memory budget")
+                log.info("request_rejected", front="clamd", reason="busy", detail=busy.detail)
+                return text.line(shown, busy, as_found=self.as_found)
+            data = await trio.to_thread.run_sync(read_fd, fd, cap, st.st_size)
         except OSError as exc:
+            held.give(cap)
             failed = Unchecked(Reason.UNREADABLE, f"{shown}: {exc.strerror}")
             log.info("request_rejected", front="clamd", reason="unreadable", detail=failed.detail)
             return text.line(shown, failed, as_found=self.as_found)
         finally:
             os.close(fd)
-        if data is None:
-            verdict: Verdict = Unchecked(Reason.TOO_LARGE, f">{limit}")
-            log.info("request_rejected", front="clamd", reason="too-large", detail=shown)
-            self.service.stats.record(verdict, 0.0, 0)
-            return text.line(shown, verdict, as_found=self.as_found)
-        result = await self.service.scan(f"FILDES {len(data)}", data=data)
-        return text.line(shown, result.verdict, as_found=self.as_found)
+        try:
+            if data is None:
+                verdict: Verdict = Unchecked(Reason.TOO_LARGE, f">{cap}")
+                log.info("request_rejected", front="clamd", reason="too-large", detail=shown)
+                self.service.stats.record(verdict, 0.0, 0)
+                return text.line(shown, verdict, as_found=self.as_found)
+            result = await self.service.scan(f"FILDES {len(data)}", data=data)
+            return text.line(shown, result.verdict, as_found=self.as_found)
+        finally:
+            held.give(cap)
 
     async def _path(self, event: PathScan) -> list[str]:
         config = self.service.config

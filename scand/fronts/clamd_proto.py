@@ -20,6 +20,7 @@ Rules reproduced from clamd (each was checked against a live clamd 1.4.6):
 from __future__ import annotations
 
 import collections
+from typing import Protocol
 
 from scand.events import CLOSED, NEED_DATA, Closed, NeedData
 from scand.fronts.clamd_events import (
@@ -45,18 +46,25 @@ from scand.fronts.clamd_events import (
     PathScan,
     Reply,
     Simple,
-    StreamBudget,
     StreamScan,
     Tag,
     frame,
 )
 
 
+class Budget(Protocol):
+    """Bytes the daemon may hold (scand.fronts.budget): taken at each chunk header."""
+
+    def try_take(self, n: int) -> bool: ...
+
+    def give(self, n: int) -> None: ...
+
+
 class ClamdConnection:
     """Parser state for one client connection."""
 
     def __init__(self, *, max_stream: int = DEFAULT_MAX_STREAM, fd_passing: bool = True,
-                 budget: StreamBudget | None = None) -> None:
+                 budget: Budget | None = None) -> None:
         self.max_stream = max_stream
         self.budget = budget
         self.held = 0  # bytes taken from the budget and not yet released
@@ -333,7 +341,6 @@ __all__ = [
     "PathScan",
     "Reply",
     "Simple",
-    "StreamBudget",
     "StreamScan",
     "Tag",
     "frame",

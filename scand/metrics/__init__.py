@@ -1,17 +1,17 @@
 """The Prometheus endpoint: a collector over the service's own counters, served by trio.
 
 Daemon side: may import trio, ``prometheus_client`` (its text format and
-parser; the optional ``scand[metrics]`` extra) and the service it reports on.
+parser; the optional ``scand[metrics]`` extra), the fronts' listener toolkit
+and the service it reports on.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
 if TYPE_CHECKING:
-    from scand.metrics.collector import Refusals
+    from scand.fronts.accept import FrontServer
+    from scand.fronts.listen import Bound
     from scand.service import Service
 
 
@@ -19,16 +19,29 @@ class MetricsUnavailable(RuntimeError):
     """``[metrics]`` is configured but prometheus_client is not installed."""
 
 
-async def start(nursery: trio.Nursery, service: Service, servers: list[Refusals]) -> int:
-    """Start the endpoint named by ``service.config.metrics``; return the bound port."""
+def check_available() -> None:
+    """Raise :class:`MetricsUnavailable` now (at start-up) if prometheus_client is missing."""
     try:
-        from scand.metrics.collector import make_registry
-        from scand.metrics.http import MetricsServer
+        import prometheus_client  # noqa: F401
     except ImportError as exc:
         raise MetricsUnavailable(
             f"metrics.listen is set but {exc.name} is not installed "
             "(pip install 'scand[metrics]')") from exc
-    cfg = service.config.metrics
-    server = MetricsServer(make_registry(service, servers), cfg.listen, cfg.allow)
-    port: int = await nursery.start(server.run)
-    return port
+
+
+def bind(listen: str, allow: tuple[str, ...]) -> Bound:
+    """Bind ``metrics.listen`` (before privileges are dropped)."""
+    check_available()
+    from scand.metrics.http import bind as bind_http
+
+    return bind_http(listen, allow)
+
+
+def server(service: Service, bound: Bound, fronts: list[FrontServer]) -> FrontServer:
+    """The endpoint's FrontServer over the live counters of ``service`` and ``fronts``."""
+    from scand.fronts.accept import FrontServer
+    from scand.metrics.collector import make_registry
+    from scand.metrics.http import MAX_SCRAPERS, MetricsFront
+
+    front = MetricsFront(make_registry(service, fronts))
+    return FrontServer(front, [bound], max_connections=MAX_SCRAPERS)

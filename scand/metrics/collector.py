@@ -12,7 +12,7 @@ handler), so it sees one consistent snapshot and needs no locks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import (
@@ -25,6 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 import scand
+from scand.fronts.accept import Counters
+from scand.fronts.budget import MemoryBudget
 from scand.metrics.memory import private_bytes
 from scand.pool.pool import RECYCLE_REASONS
 from scand.service import Service
@@ -33,16 +35,32 @@ from scand.stats import LATENCY_BUCKETS
 VERDICTS = ("clean", "infected")
 
 
-class Refusals(Protocol):
-    """What the collector reads from the listener: connections refused as busy."""
+class Counted(Protocol):
+    """What the collector reads from each front's listeners (scand.fronts.accept.FrontServer)."""
 
-    refused: int
+    @property
+    def front(self) -> Named: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    @property
+    def budget(self) -> MemoryBudget | None: ...
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+CONNECTION_OUTCOMES = ("accepted", "refused_busy", "denied", "faults", "handshake_failures",
+                       "accept_errors")
 
 
 class ScandCollector(Collector):
     """One scand daemon's figures in Prometheus form."""
 
-    def __init__(self, service: Service, servers: list[Refusals] | None = None) -> None:
+    def __init__(self, service: Service, servers: Sequence[Counted] | None = None) -> None:
         self.service = service
         self.servers = servers if servers is not None else []
 
@@ -79,8 +97,29 @@ class ScandCollector(Collector):
             "scand_busy_refusals", "Requests refused as -1:busy: full queue or no worker in "
             "time (queue), too many connections (connections)", labels=["where"])
         busy.add_metric(["queue"], stats.verdicts.get("busy", 0))
-        busy.add_metric(["connections"], sum(s.refused for s in self.servers))
+        busy.add_metric(["connections"], sum(s.counters.refused_busy for s in self.servers))
         yield busy
+        yield from self._connections()
+
+    def _connections(self) -> Iterator[Metric]:
+        conns = CounterMetricFamily(
+            "scand_connections", "Connections by front and outcome: accepted, refused busy, "
+            "denied by the allow-list, ended by a fault, failed TLS handshakes, accept errors",
+            labels=["front", "outcome"])
+        budget = None
+        for s in self.servers:
+            for outcome in CONNECTION_OUTCOMES:
+                conns.add_metric([s.front.name, outcome], getattr(s.counters, outcome))
+            budget = budget or s.budget
+        yield conns
+        if budget is not None:
+            gauge = GaugeMetricFamily("scand_memory_budget_bytes",
+                                      "Daemon-wide budget for request bytes held in the daemon",
+                                      labels=["state"])
+            gauge.add_metric(["used"], budget.used)
+            gauge.add_metric(["peak"], budget.peak)
+            gauge.add_metric(["limit"], budget.limit)
+            yield gauge
 
     def _pool(self) -> Iterator[Metric]:
         pool = self.service.pool
@@ -141,7 +180,7 @@ class ScandCollector(Collector):
                                 value=service.stats.started)
 
 
-def make_registry(service: Service, servers: list[Refusals] | None = None) -> CollectorRegistry:
+def make_registry(service: Service, servers: Sequence[Counted] | None = None) -> CollectorRegistry:
     """A registry holding only scand's collector (no process or platform defaults)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScandCollector(service, servers))

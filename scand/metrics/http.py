@@ -1,29 +1,28 @@
-"""A small trio HTTP/1.0 server for ``GET /metrics``.
+"""A small trio HTTP/1.0 server for ``GET /metrics``, on the fronts' listener toolkit.
 
 Why not prometheus_client's own ``start_http_server``? It runs a WSGI server
 in a thread: the collector would then read the daemon's live state (trio's
 objects, dicts the event loop mutates) from another thread, and it has no
 allow-list, so a peer would be served before anyone checked its address. Here
-each scrape is a trio task: the peer address is checked before a byte is read,
-the request is bounded in size and time, and the exposition is generated in
-the trio thread from one consistent snapshot (a few dozen series: well under a
-millisecond; a scrape never blocks the loop for longer than that).
+the listener is bound before privileges are dropped and served by
+:class:`scand.fronts.accept.FrontServer` like every front (the allow-list
+checked before a byte is read, a bounded number of scrapers, faults cost one
+connection); each scrape reads a bounded request under a deadline, and the
+exposition is generated in the trio thread from one consistent snapshot.
 
 The request parsing is a pure function (:func:`parse_request`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-from collections.abc import Sequence
-
 import structlog
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from scand.remote_policy import parse_listen, peer_allowed
+from scand.fronts.budget import Held
+from scand.fronts.listen import Bound, bind_tcp, parse_allow, peer_allowed
+from scand.fronts.transport import Transport
 
 log = structlog.get_logger("scand.metrics")
 
@@ -57,56 +56,64 @@ def response(status: int, reason: str, body: bytes, content_type: str,
     return headers.encode("latin-1") + (b"" if head_only else body)
 
 
-class MetricsServer:
-    """Serve one registry on ``listen`` to peers in ``allow``."""
+def bind(listen: str, allow: tuple[str, ...]) -> Bound:
+    """The metrics listener, bound before privileges are dropped."""
+    return bind_tcp(listen, parse_allow(allow, "metrics.allow"), key="metrics.listen")
 
-    def __init__(self, registry: CollectorRegistry, listen: str,
-                 allow: Sequence[str]) -> None:
+
+class MetricsFront:
+    """Serve one registry (scand.fronts.accept.Front)."""
+
+    name = "metrics"
+    ready_event = "metrics_ready"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.host, self.port = parse_listen(listen)
-        self.allow = [ipaddress.ip_network(n, strict=False) for n in allow]
         self.scrapes = 0
-        self.refused = 0
-        self._slots = trio.Semaphore(MAX_SCRAPERS)
 
-    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen; report the bound port (useful with port 0) to ``started()``."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
-        port = listeners[0].socket.getsockname()[1]
-        log.info("metrics_ready", listen=f"{self.host}:{port}",
-                 allow=[str(n) for n in self.allow])
-        task_status.started(port)
-        await trio.serve_listeners(self._handle, listeners)
+    def open_session(self, transport: Transport, bound: Bound, held: Held) -> Scrape:
+        return Scrape(self, transport)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                return
-            if not peer_allowed(peer, self.allow) or self._slots.value == 0:
-                self.refused += 1
-                log.warning("metrics_refused", peer=str(peer[0]) if peer else "?")
-                return  # closed before reading a byte
-            async with self._slots:
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
-                                         OSError):
-                    await self._serve(stream)
+    def busy_reply(self, bound: Bound, detail: str) -> bytes:
+        return response(503, "Service Unavailable", b"busy\n", "text/plain; charset=utf-8")
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    def closing_reply(self, bound: Bound) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class Scrape:
+    """One HTTP request."""
+
+    def __init__(self, front: MetricsFront, transport: Transport) -> None:
+        self.front = front
+        self.transport = transport
+
+    def drain(self) -> None:
+        pass  # a scrape is short; the grace covers it
+
+    def fault_reply(self) -> bytes:
+        return response(500, "Internal Server Error", b"internal\n", "text/plain; charset=utf-8")
+
+    async def run(self) -> None:
         head = b""
         with trio.move_on_after(REQUEST_TIMEOUT):
             while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < MAX_REQUEST:
-                chunk = await stream.receive_some(MAX_REQUEST)
+                chunk = await self.transport.receive_some(MAX_REQUEST)
                 if not chunk:
                     break
                 head += chunk
         status, reason = parse_request(head)
         if status != 200:
-            await stream.send_all(response(status, reason, reason.encode() + b"\n",
-                                           "text/plain; charset=utf-8"))
+            await self.transport.send_all(response(status, reason, reason.encode() + b"\n",
+                                                   "text/plain; charset=utf-8"))
             return
-        self.scrapes += 1
-        body = generate_latest(self.registry)
-        await stream.send_all(response(200, "OK", body, CONTENT_TYPE_LATEST,
-                                       head_only=head.startswith(b"HEAD")))
+        self.front.scrapes += 1
+        body = generate_latest(self.front.registry)
+        await self.transport.send_all(response(200, "OK", body, CONTENT_TYPE_LATEST,
+                                               head_only=head.startswith(b"HEAD")))
+
+
+__all__ = ["MAX_SCRAPERS", "MetricsFront", "bind", "parse_request", "peer_allowed", "response"]

@@ -19,6 +19,8 @@ import trio
 import scand
 from scand.config import MilterConfig
 from scand.events import Clean, Infected, NeedData, Reason, Unchecked, Verdict, verdict_label
+from scand.fronts.budget import Held
+from scand.fronts.transport import RECV_SIZE, Transport
 from scand.milter import protocol as mp
 from scand.milter.message import MessageBuffer
 from scand.service import Service
@@ -26,7 +28,6 @@ from scand.worker.wire import Outcome
 
 log = structlog.get_logger("scand.milter")
 
-RECV_SIZE = 64 * 1024
 # Stopping: after answering a message, wait this long for the MTA's QUIT before closing.
 DRAIN_LINGER = 5.0
 # A name longer than this is cut in replies and headers.
@@ -49,9 +50,10 @@ def fill(template: str, **values: str) -> str:
 class MilterSession:
     """Serve one accepted milter connection until QUIT, EOF, error or drain."""
 
-    def __init__(self, sock: trio.socket.SocketType, service: Service, spool_dir: str,
-                 peer: str = "") -> None:
-        self.sock = sock
+    def __init__(self, transport: Transport, service: Service, spool_dir: str,
+                 peer: str = "", held: Held | None = None) -> None:
+        self.transport = transport
+        self.held = held if held is not None else Held(None)  # the daemon-wide memory budget
         self.service = service
         self.spool_dir = spool_dir
         self.peer = peer
@@ -71,6 +73,13 @@ class MilterSession:
     def mid_message(self) -> bool:
         return self.message is not None
 
+    def drain(self) -> None:
+        self.stop_when_idle()
+
+    def fault_reply(self) -> bytes:
+        """A tempfail: the MTA defers the message (never an accept)."""
+        return mp.reply_code(fill(self.cfg.tempfail_reply, reason="internal", name=""))
+
     def stop_when_idle(self) -> None:
         """Drain: a connection between messages closes now, one inside a message finishes it."""
         self.draining = True
@@ -78,15 +87,15 @@ class MilterSession:
             self._idle.cancel()
 
     async def run(self) -> None:
+        """Serve until done. The MTA going away is an end of input; any other error
+        (a spool write failing) is a fault: the accept loop answers it with a tempfail."""
         try:
             await self._loop()
-        except OSError:
-            pass  # the MTA went away; it applies milter_default_action
         finally:
             if self.message is not None:
                 self.message.discard()
                 self.message = None
-            self.sock.close()
+            self.held.release()
 
     async def _loop(self) -> None:
         while True:
@@ -101,13 +110,34 @@ class MilterSession:
                     self._linger, timeout = False, DRAIN_LINGER
                 data = b""
                 with trio.move_on_after(timeout) as self._idle:
-                    data = await self.sock.recv(RECV_SIZE)
+                    data = await self.transport.receive_some(RECV_SIZE)
                 if not data:
                     return  # EOF, idle timeout or drain
                 self.parser.receive_data(data)
+                if not await self._charge():
+                    return
                 continue
-            if not await self._handle(event):
+            if not await self._handle(event) or not await self._charge():
                 return
+
+    def _bytes_held(self) -> int:
+        """Request bytes this connection holds in memory: unparsed input, macros and
+        the part of the message not spilled to the spool."""
+        held = self.parser.buffered
+        held += sum(len(k) + len(v) for k, v in self.macros.items())
+        buf = self.message
+        if buf is not None and not buf.spilled and not buf.too_large:
+            held += buf.size
+        return held
+
+    async def _charge(self) -> bool:
+        """Hold exactly what is buffered from the budget; over it, tempfail and close."""
+        if self.held.resize(self._bytes_held()):
+            return True
+        log.warning("request_rejected", front="milter", reason="busy", detail="memory budget",
+                    peer=self.peer)
+        await self._send(mp.reply_code(fill(self.cfg.tempfail_reply, reason="busy", name="")))
+        return False
 
     async def _handle(self, event: mp.MilterEvent) -> bool:
         """Act on one event; False ends the connection."""
@@ -242,6 +272,4 @@ class MilterSession:
                 mp.reply_add_header("X-Virus-Status", status)]
 
     async def _send(self, data: bytes) -> None:
-        sent = 0
-        while sent < len(data):
-            sent += await self.sock.send(data[sent:])
+        await self.transport.send_all(data)

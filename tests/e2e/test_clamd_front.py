@@ -76,7 +76,8 @@ def test_tcp_allow_list(scand_daemon: DaemonFactory, short_tmp: Path) -> None:
     outsider.close()
     assert got == b""
     time.sleep(0.2)
-    assert '"clamd_denied"' in d.log() and "127.0.0.1" in d.log()  # type: ignore[attr-defined]
+    log = d.log()  # type: ignore[attr-defined]
+    assert '"connection_denied"' in log and '"front": "clamd"' in log and "127.0.0.1" in log
 
 
 def make_pki(d: Path) -> dict[str, Path]:

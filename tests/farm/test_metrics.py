@@ -179,7 +179,7 @@ def test_peer_outside_allow_list_is_closed_unread(scand_daemon: DaemonFactory) -
     port = metrics_port(d)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         assert s.recv(100) == b""  # closed without a reply, before we sent anything
-    assert '"metrics_refused"' in d.log()
+    assert '"connection_denied"' in d.log() and '"front": "metrics"' in d.log()
 
 
 def _free_port() -> int:

@@ -71,7 +71,7 @@ def test_peer_outside_allow_list_closed_before_a_byte(scand_daemon: DaemonFactor
     [(port, _)] = tcp_ports(d)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         assert s.recv(100) == b""
-    assert '"tcp_refused"' in d.log()
+    assert '"connection_denied"' in d.log() and '"front": "sophie"' in d.log()
 
 
 def test_tls(scand_daemon: DaemonFactory, short_tmp: Path) -> None:

@@ -1,4 +1,4 @@
-"""In-process tests of one Sophie connection (scand.connection) with a fake handler,
+"""In-process tests of one Sophie connection (scand.fronts.sophie) with a fake handler,
 on trio memory streams and the autojump clock: no socket, no process, no real sleep."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from scand.connection import ClientConnection, StreamTransport
 from scand.events import BadRequest, Command, Event, ScanPath, ScanStream
+from scand.fronts.accept import Counters, serve_guarded
+from scand.fronts.sophie import ClientConnection
+from scand.fronts.transport import StreamTransport
 
 
 @dataclass
@@ -70,7 +72,7 @@ async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
 
     async def serve() -> None:
         try:
-            await conn.run()
+            await serve_guarded("sophie", conn, transport, Counters())  # closes the transport
         finally:
             done.set()
 
@@ -168,7 +170,7 @@ async def test_back_pressure_stops_reading_ahead(nursery: trio.Nursery,
                                                 autojump_clock: object) -> None:
     """Past READ_AHEAD buffered bytes the reader stops reading: a client that pipelines
     without end is held back by its own blocked send, not buffered in the daemon."""
-    from scand.connection import READ_AHEAD
+    from scand.fronts.sophie import READ_AHEAD
 
     client, server = trio.testing.lockstep_stream_pair()  # no buffering in between
     handler = FakeHandler(delay=1000.0)

@@ -14,8 +14,10 @@ import trio.testing
 import scand
 from scand import config as configmod
 from scand.config import Config
-from scand.connection import ClientConnection, StreamTransport
 from scand.events import BadRequest, Command, Reason, ScanPath, ScanStream
+from scand.fronts.accept import Counters, serve_guarded
+from scand.fronts.sophie import ClientConnection
+from scand.fronts.transport import StreamTransport
 from scand.pool.pool import Pool
 from scand.service import Service
 from tests.inproc.fakes import FakeSpawner
@@ -100,7 +102,9 @@ async def test_a_whole_exchange_on_a_memory_stream(make_service: ServiceFactory,
     """Connection + service + pool + fake workers: the daemon minus its sockets."""
     service, _ = await make_service(workers=2, queue_size=1, scan_timeout=3.0)
     client, server = trio.testing.memory_stream_pair()
-    nursery.start_soon(ClientConnection(StreamTransport(server), service).run)
+    transport = StreamTransport(server)
+    conn = ClientConnection(transport, service)
+    nursery.start_soon(serve_guarded, "sophie", conn, transport, Counters())
     await client.send_all(b"PING\nSTREAM 5\nvirusSTREAM 9\nsleep 100/a\n")
     buf = b""
     while buf.count(b"\n") < 4:

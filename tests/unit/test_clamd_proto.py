@@ -9,6 +9,7 @@ import pytest
 from scand.config import ConfigError, from_mapping
 from scand.events import CLEAN, Infected, Reason, Unchecked
 from scand.fronts import clamd_reply
+from scand.fronts.budget import MemoryBudget
 from scand.fronts.clamd_proto import (
     CLOSED,
     NEED_DATA,
@@ -19,7 +20,6 @@ from scand.fronts.clamd_proto import (
     PathScan,
     Reply,
     Simple,
-    StreamBudget,
     StreamScan,
     Tag,
     frame,
@@ -190,7 +190,7 @@ def test_config_section() -> None:
 
 
 def test_stream_budget_is_shared_and_released() -> None:
-    budget = StreamBudget(100)
+    budget = MemoryBudget(100)
     first = ClamdConnection(budget=budget)
     first.receive_data(b"zINSTREAM\0" + chunk(b"a" * 80) + chunk(b""))
     assert first.next_event() == StreamScan(Tag(b"\0"), b"a" * 80)

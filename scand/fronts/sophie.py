@@ -1,4 +1,4 @@
-"""One Sophie connection: trio glue between a byte transport and the sans-IO parser.
+"""The Sophie front: one connection's trio glue between a transport and the sans-IO parser.
 
 A reader task keeps feeding the parser (bounded read-ahead) and watches for
 the client vanishing; the main task answers requests strictly in order, one
@@ -6,28 +6,32 @@ send per reply. A client that closes while its scan runs cancels the scan and
 gets nothing written; a client that only half-closes (``shutdown(SHUT_WR)``)
 still gets its pending replies.
 
-The connection works on a :class:`Transport`, not a socket: the server gives
-it a :class:`SocketTransport`, and tests give it a :class:`StreamTransport`
-over ``trio.testing.memory_stream_pair()`` to drive it in-process with a fake
-clock.
+The connection works on a :class:`~scand.fronts.transport.Transport`, not a
+socket: the accept loop (:mod:`scand.fronts.accept`) gives it a socket or TLS
+transport, and tests give it a ``StreamTransport`` over
+``trio.testing.memory_stream_pair()`` to drive it in-process with a fake clock.
+Over TCP/TLS it answers STREAM and PING/VERSION/STATS only
+(:mod:`scand.fronts.network`). :class:`SophieFront` is what the accept loop
+needs: sessions, ``-1:busy``, ``-1:shutting-down`` and, after a fault,
+``-1:internal``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import select
 from typing import Protocol
 
 import trio
 
-from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason
+from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason, ScanStream
+from scand.fronts.budget import Held
+from scand.fronts.listen import Bound
+from scand.fronts.network import network_filter
+from scand.fronts.transport import RECV_SIZE, Transport
 from scand.protocol import Connection, format_unchecked
-from scand.remote_policy import remote_filter
 
 # Pipelined bytes buffered ahead of the request being answered. Past this the
 # reader stops reading (back-pressure), except to finish a STREAM body.
 READ_AHEAD = 64 * 1024
-RECV_SIZE = 64 * 1024
 # While the read-ahead is full the socket still holds unread bytes, so it is
 # always "readable": a hang-up can only be seen by polling for it, this often.
 HUP_POLL = 0.1
@@ -50,105 +54,16 @@ class Handler(Protocol):
     async def handle(self, event: Event) -> bytes: ...
 
 
-class Transport(Protocol):
-    """Bytes in and out, and the two questions a stream cannot answer by itself."""
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Bytes, or b"" at end of input (also on a read error)."""
-
-    async def send_all(self, data: bytes) -> None:
-        """Send everything; a peer that left is silently ignored."""
-
-    def peer_gone(self) -> bool:
-        """True if the peer fully closed (not merely shut down its write side)."""
-
-    def has_input(self) -> bool:
-        """True if unread input is waiting right now."""
-
-    async def aclose(self) -> None: ...
-
-
-def peer_gone(sock: trio.socket.SocketType) -> bool:
-    """True if the peer of ``sock`` fully closed; False if it only shut down its
-    write side (POLLHUP is only raised for the former)."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLHUP)
-    return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
-
-
-class SocketTransport:
-    """A connected trio socket."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.sock = sock
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        try:
-            return await self.sock.recv(max_bytes)
-        except OSError:
-            return b""
-
-    async def send_all(self, data: bytes) -> None:
-        """One reply, one send() (PROTOCOL.md §3); the rest only if the kernel split it."""
-        try:
-            sent = await self.sock.send(data)
-            while sent < len(data):
-                sent += await self.sock.send(data[sent:])
-        except OSError:
-            pass  # the client left; it gets nothing, as the protocol says
-
-    def _poll(self, events: int) -> int:
-        poller = select.poll()
-        poller.register(self.sock.fileno(), events)
-        return sum(ev for _, ev in poller.poll(0))
-
-    def peer_gone(self) -> bool:
-        return peer_gone(self.sock)
-
-    def has_input(self) -> bool:
-        return bool(self._poll(select.POLLIN) & select.POLLIN)
-
-    async def aclose(self) -> None:
-        self.sock.close()
-
-
-class StreamTransport:
-    """A trio stream (for in-process tests): the test says when the peer is gone."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.gone = False
-        self.closed = False
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        try:
-            return bytes(await self.stream.receive_some(max_bytes))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
-
-    async def send_all(self, data: bytes) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.stream.send_all(data)
-
-    def peer_gone(self) -> bool:
-        return self.gone
-
-    def has_input(self) -> bool:
-        return False
-
-    async def aclose(self) -> None:
-        self.closed = True
-        await self.stream.aclose()
-
-
 class ClientConnection:
     """One accepted client."""
 
-    def __init__(self, transport: Transport, handler: Handler, *, remote: bool = False) -> None:
+    def __init__(self, transport: Transport, handler: Handler, *, remote: bool = False,
+                 held: Held | None = None) -> None:
         self.transport = transport
         self.handler = handler
-        self.remote = remote  # over TCP: STREAM and PING/VERSION/STATS only (scand.remote)
-        self.proto = Connection(max_stream=handler.max_stream)
+        self.remote = remote  # over TCP: STREAM and PING/VERSION/STATS only
+        self.held = held if held is not None else Held(None)
+        self.proto = Connection(max_stream=handler.max_stream, budget=self.held)
         self._wake = trio.Event()
         self._eof = False
         self._waiting = False  # the main task needs bytes to make progress
@@ -158,15 +73,19 @@ class ClientConnection:
     def wake(self) -> None:
         self._wake.set()
 
+    def drain(self) -> None:
+        self.draining = True
+        self.wake()
+
+    def fault_reply(self) -> bytes:
+        return format_unchecked(Reason.INTERNAL, "fault in the daemon")
+
     async def run(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader, nursery.cancel_scope)
-                await self._answer_loop()
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.transport.aclose()
+        """Serve until done; closing the transport is the caller's (accept.serve_guarded)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reader, nursery.cancel_scope)
+            await self._answer_loop()
+            nursery.cancel_scope.cancel()
 
     async def _reader(self, scope: trio.CancelScope) -> None:
         while True:
@@ -227,8 +146,12 @@ class ClientConnection:
                 return
             self._request_started = None
             if self.remote:
-                event = remote_filter(event)
-            reply = await self.handler.handle(event)
+                event = network_filter(event)
+            try:
+                reply = await self.handler.handle(event)
+            finally:
+                if isinstance(event, ScanStream):
+                    self.held.give(len(event.data))
             await self.transport.send_all(reply)
             if isinstance(event, BadRequest) and event.fatal:
                 return
@@ -243,3 +166,25 @@ class ClientConnection:
             self._wake = trio.Event()
             return True
         return False
+
+
+class SophieFront:
+    """The Sophie protocol's part in the accept loop (scand.fronts.accept.Front)."""
+
+    name = "sophie"
+    ready_event = "tcp_ready"
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def open_session(self, transport: Transport, bound: Bound, held: Held) -> ClientConnection:
+        return ClientConnection(transport, self.handler, remote=bound.network, held=held)
+
+    def busy_reply(self, bound: Bound, detail: str) -> bytes:
+        return format_unchecked(Reason.BUSY, detail)
+
+    def closing_reply(self, bound: Bound) -> bytes:
+        return format_unchecked(Reason.SHUTTING_DOWN)
+
+    def close(self) -> None:
+        pass

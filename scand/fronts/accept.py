@@ -1,0 +1,337 @@
+"""One accept loop for every listener, one per-connection wrapper, one drain.
+
+A front (Sophie, clamd, milter, metrics) gives a :class:`Front`: how to open a
+session on a transport, and its busy and closing replies. :class:`FrontServer`
+does the rest for all of its bound sockets:
+
+* the allow-list is checked before a byte is read (peers outside it are
+  closed and counted as ``denied``);
+* ``max_connections`` counts from accept, TLS handshakes included; over it the
+  peer gets the front's busy reply at once;
+* a TLS handshake runs under a deadline and holds a fixed estimate of the
+  daemon-wide :class:`~scand.fronts.budget.MemoryBudget` while it runs;
+* accept errors that mean "out of capacity" (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+  free a reserve descriptor to answer one peer busy, then back off; any other
+  accept error is raised, as ``trio.serve_listeners`` does;
+* a fault (any unexpected exception) in a session costs that connection only:
+  :func:`serve_guarded` sends the session's unscanned answer, logs one line
+  with the traceback, counts it, and closes the transport;
+* drain waits on an Event for the last connection within the grace, no polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+import trio
+
+from scand.fronts.budget import TLS_HANDSHAKE_BYTES, Held, MemoryBudget
+from scand.fronts.listen import Bound
+from scand.fronts.transport import SocketTransport, TlsTransport, Transport
+from scand.fronts.unlinker import SocketRemover
+
+log = structlog.get_logger("scand.accept")
+
+# accept() errors that mean "out of capacity": back off and retry.
+CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_BACKOFF = 0.05
+HANDSHAKE_TIMEOUT = 10.0
+# How long a refused or faulted peer's one reply may take to leave.
+REPLY_TIMEOUT = 1.0
+
+
+@dataclass
+class Counters:
+    """One front's connection counters (read by scand.metrics for every front)."""
+
+    accepted: int = 0
+    refused_busy: int = 0  # over max_connections, out of descriptors or memory budget
+    denied: int = 0  # outside the allow-list
+    faults: int = 0  # sessions ended by an unexpected exception
+    handshake_failures: int = 0
+    accept_errors: int = 0
+
+    @property
+    def refused(self) -> int:
+        return self.refused_busy
+
+
+class Session(Protocol):
+    """One connection of one front."""
+
+    async def run(self) -> None:
+        """Serve until the peer leaves, the protocol ends or :meth:`drain` takes effect."""
+
+    def fault_reply(self) -> bytes:
+        """The front's unscanned answer for the request in progress (b"" = none)."""
+
+    def drain(self) -> None:
+        """Stop after the request in progress; an idle connection stops now."""
+
+
+class Front(Protocol):
+    """What a front gives the accept loop."""
+
+    name: str  # "sophie", "clamd", "milter", "metrics": logs and metrics labels
+    ready_event: str  # the log line naming each network listener once bound
+
+    def open_session(self, transport: Transport, bound: Bound, held: Held) -> Session: ...
+
+    def busy_reply(self, bound: Bound, detail: str) -> bytes:
+        """Sent to a peer refused for capacity (b"" = close only)."""
+
+    def closing_reply(self, bound: Bound) -> bytes:
+        """Sent to a peer still in the backlog when the daemon stops (b"" = close only)."""
+
+    def close(self) -> None:
+        """The front's own clean-up once its last connection ended (a spool directory)."""
+
+
+def split_fault(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """(the Exception part, the rest: cancellation, KeyboardInterrupt) of ``exc``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(Exception)
+    if isinstance(exc, Exception):
+        return exc, None
+    return None, exc
+
+
+async def serve_guarded(front: str, session: Session, transport: Transport,
+                        counters: Counters, where: str = "") -> None:
+    """Run ``session``; a fault in it costs this connection only. Closes ``transport``."""
+    try:
+        await session.run()
+    except BaseException as exc:
+        fault, rest = split_fault(exc)
+        if fault is None:
+            raise
+        counters.faults += 1
+        log.error("connection_fault", front=front, listener=where, exc_info=fault)
+        reply = b""
+        with contextlib.suppress(Exception):
+            reply = session.fault_reply()
+        if reply:
+            with trio.CancelScope(shield=True), trio.move_on_after(REPLY_TIMEOUT):
+                await transport.send_all(reply)
+        if rest is not None:
+            raise rest from None
+    finally:
+        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await transport.aclose()
+
+
+class FrontServer:
+    """Every listener of one front: accept loops, sessions, counters and drain."""
+
+    def __init__(self, front: Front, bound: list[Bound], *, max_connections: int,
+                 budget: MemoryBudget | None = None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 remover: SocketRemover | None = None) -> None:
+        self.front = front
+        self.bound = bound
+        self.max_connections = max_connections
+        self.budget = budget
+        self.handshake_timeout = handshake_timeout
+        self.remover = remover
+        self.counters = Counters()
+        self.sessions: set[Session] = set()
+        self.active = 0  # accepted and not yet closed, TLS handshakes included
+        self._listeners = [trio.socket.from_stdlib_socket(b.sock) for b in bound]
+        self._accepting = trio.CancelScope()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._nursery: trio.Nursery | None = None
+        self._stopped = False
+        # Kept open so that, when descriptors run out, one can be freed to accept
+        # a peer and tell it busy instead of leaving it in the backlog.
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    @property
+    def ports(self) -> list[int]:
+        return [b.port for b in self.bound if b.network]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for b in self.bound:
+            if b.network:
+                log.info(self.front.ready_event, front=self.front.name, listen=b.name,
+                         tls=b.tls is not None)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with self._accepting:
+                    async with trio.open_nursery() as loops:
+                        for b, listener in zip(self.bound, self._listeners, strict=True):
+                            loops.start_soon(self._accept_loop, b, listener)
+                        task_status.started()
+                # accepting stopped: sessions run on in ``nursery`` until they end or drain
+        finally:
+            self.stop_accepting()
+            if self._reserve is not None:
+                os.close(self._reserve)
+                self._reserve = None
+            self.front.close()
+
+    async def _accept_loop(self, bound: Bound, listener: trio.socket.SocketType) -> None:
+        while True:
+            try:
+                sock, peer = await listener.accept()
+            except OSError as exc:
+                await self._accept_failed(bound, exc)
+                continue
+            if not bound.allows(peer):
+                self.counters.denied += 1
+                sock.close()  # before reading a byte
+                log.warning("connection_denied", front=self.front.name, listener=bound.name,
+                            peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
+                continue
+            if self.active >= self.max_connections:
+                await self._refuse(sock, bound, f"over {self.max_connections} connections")
+                continue
+            self.active += 1
+            if self._idle.is_set():
+                self._idle = trio.Event()
+            self.counters.accepted += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_one, sock, bound)
+
+    async def _refuse(self, sock: trio.socket.SocketType, bound: Bound, detail: str) -> None:
+        self.counters.refused_busy += 1
+        log.info("request_rejected", front=self.front.name, reason="busy", detail=detail)
+        reply = self.front.busy_reply(bound, detail) if bound.tls is None else b""
+        if reply:
+            with trio.move_on_after(REPLY_TIMEOUT), contextlib.suppress(OSError):
+                await sock.send(reply)  # a fresh socket's buffer is empty: no wait
+        sock.close()
+
+    async def _accept_failed(self, bound: Bound, exc: OSError) -> None:
+        """Out of capacity: free the reserve descriptor, accept one peer, answer it busy,
+        back off; never spin. Any other error is raised."""
+        if exc.errno not in CAPACITY_ERRORS:
+            raise exc
+        self.counters.accept_errors += 1
+        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            try:
+                raw, _ = bound.sock.accept()  # non-blocking
+                with raw, contextlib.suppress(OSError):
+                    raw.setblocking(False)
+                    reply = self.front.busy_reply(bound, "out of file descriptors")
+                    if reply and bound.tls is None:
+                        raw.send(reply)
+                    self.counters.refused_busy += 1
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if self.counters.accept_errors % 100 == 1:
+            log.warning("accept_failed", front=self.front.name, error=exc.strerror,
+                        count=self.counters.accept_errors)
+        await trio.sleep(ACCEPT_BACKOFF)
+
+    async def _serve_one(self, sock: trio.socket.SocketType, bound: Bound) -> None:
+        held = Held(self.budget)
+        try:
+            transport = await self._open(sock, bound, held)
+            if transport is None:
+                return
+            try:
+                session = self.front.open_session(transport, bound, held)
+            except Exception:
+                self.counters.faults += 1
+                log.exception("connection_fault", front=self.front.name, listener=bound.name)
+                with trio.CancelScope(shield=True):
+                    await transport.aclose()
+                return
+            self.sessions.add(session)
+            if self._stopped:
+                session.drain()
+            try:
+                await serve_guarded(self.front.name, session, transport, self.counters,
+                                    bound.name)
+            finally:
+                self.sessions.discard(session)
+        finally:
+            held.release()
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def _open(self, sock: trio.socket.SocketType, bound: Bound,
+                    held: Held) -> Transport | None:
+        """The transport for an accepted socket; for TLS, after the handshake."""
+        if bound.tls is None:
+            return SocketTransport(sock)
+        if not held.take(TLS_HANDSHAKE_BYTES):
+            self.counters.refused_busy += 1
+            log.info("request_rejected", front=self.front.name, reason="busy",
+                     detail="memory budget (TLS handshake)")
+            sock.close()
+            return None
+        tls = trio.SSLStream(trio.SocketStream(sock), bound.tls, server_side=True)
+        try:
+            with trio.fail_after(self.handshake_timeout):
+                await tls.do_handshake()
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
+                ssl.SSLError, OSError) as exc:
+            self.counters.handshake_failures += 1
+            log.info("tls_handshake_failed", front=self.front.name, listener=bound.name,
+                     error=repr(exc)[:200])
+            await trio.aclose_forcefully(tls)
+            return None
+        finally:
+            held.give(TLS_HANDSHAKE_BYTES)
+        return TlsTransport(tls)
+
+    def stop_accepting(self) -> None:
+        """Close the listeners and remove socket files: new peers are refused by the
+        kernel. Peers already queued in the backlog get the front's closing reply."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._accepting.cancel()
+        for b, listener in zip(self.bound, self._listeners, strict=True):
+            self._answer_backlog(b)
+            listener.close()
+            if b.kind == "unix":
+                if self.remover is not None:
+                    self.remover.remove(b.name)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(b.name)
+
+    def _answer_backlog(self, bound: Bound) -> None:
+        reply = self.front.closing_reply(bound) if bound.tls is None else b""
+        while True:
+            try:
+                raw, _ = bound.sock.accept()
+            except OSError:
+                return  # EAGAIN: the backlog is empty (or the socket is closed)
+            with raw, contextlib.suppress(OSError):
+                raw.setblocking(False)
+                if reply:
+                    with contextlib.suppress(OSError):
+                        raw.recv(64 * 1024)  # read what it sent, so closing does not reset it
+                    raw.send(reply)
+                    log.info("request_rejected", front=self.front.name,
+                             reason="shutting-down", detail="backlog")
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; requests in progress finish within ``grace``; the rest close."""
+        self.stop_accepting()
+        for session in list(self.sessions):
+            session.drain()
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+        if self.active:
+            log.warning("drain_timeout", front=self.front.name, connections=self.active)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
