@@ -18,7 +18,7 @@ from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
-from scand.fronts.accept import FrontServer
+from scand.fronts.accept import HANDSHAKE_TIMEOUT, FrontServer
 from scand.fronts.budget import MemoryBudget, budget_bytes
 from scand.fronts.listen import SocketPathError, fd_budget
 from scand.fronts.unlinker import SocketRemover
@@ -188,6 +188,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 for spec in specs:
                     server = FrontServer(spec.make(service, stop), spec.bound,
                                          max_connections=max_conns, budget=budget,
+                                         handshake_timeout=min(
+                                             HANDSHAKE_TIMEOUT, config.server.request_timeout),
                                          remover=remover)
                     servers.append(server)
                     await nursery.start(server.run)

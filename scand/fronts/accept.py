@@ -186,9 +186,9 @@ class FrontServer:
                 continue
             if not bound.allows(peer):
                 self.counters.denied += 1
-                sock.close()  # before reading a byte
                 log.warning("connection_denied", front=self.front.name, listener=bound.name,
                             peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
+                sock.close()  # before reading a byte
                 continue
             if self.active >= self.max_connections:
                 await self._refuse(sock, bound, f"over {self.max_connections} connections")
