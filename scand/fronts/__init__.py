@@ -1,13 +1,17 @@
-"""Protocol fronts other than Sophie, served by the same Service and Pool (daemon side).
+"""The fronts (Sophie, clamd; the milter lives in scand.milter) and the listener toolkit
+they all stand on (daemon side).
 
-``clamd_proto`` is sans-IO (bytes in, events out; its vocabulary in
-``clamd_events``); ``clamd_reply`` turns verdicts into clamd's exact reply
-text; ``clamd_walk`` lists a directory the way clamd does; ``clamd_handler``
-answers one request; ``clamd_server`` and ``clamd_listen`` are the trio glue
-(Unix socket, TCP with allow-list and TLS).
+Toolkit: ``listen`` (bind Unix/TCP before privileges drop, host:port, allow-list,
+TLS context, fd budget), ``transport`` (socket, TLS, memory stream), ``accept``
+(one accept loop, per-connection fault guard, counters, drain), ``budget`` (the
+daemon-wide memory budget), ``network`` (what a network peer may ask),
+``unlinker`` (removing socket files after privileges dropped), ``wiring`` (the
+configured fronts, for ``cli.serve``).
 
-May import: trio, structlog, :mod:`scand.service`, :mod:`scand.events`,
-:mod:`scand.config`, :mod:`scand.connection`; the sans-IO modules
-(``clamd_events``, ``clamd_proto``, ``clamd_reply``) the stdlib and
-:mod:`scand.events` only.
+A front is small: a sans-IO protocol (``scand.protocol``, ``clamd_proto`` with
+``clamd_events``/``clamd_reply``, ``scand.milter.protocol``), a session
+(``sophie.ClientConnection``, ``clamd_session.ClamdClient``,
+``scand.milter.session.MilterSession``) and its busy/closing/fault replies
+(``SophieFront``, ``ClamdFront``, ``MilterFront``). The sans-IO modules and
+``budget``/``network`` import the stdlib and :mod:`scand.events` only.
 """

@@ -358,3 +358,28 @@ def test_supervised_restart_loses_no_accepted_request(
                   for log in (d1.log(), d2.log()))
     print(f"answered {answered[0]}, handled {handled}, failed before intake {failed[0]}")
     assert answered[0] == handled and answered[0] > 100
+
+
+def test_tcp_port_below_1024_with_server_user(scand_daemon: DaemonFactory) -> None:
+    """Every listener is bound before privileges drop: a port below 1024 works with
+    server.user (issue 22: the Sophie TCP listener bound after dropping them)."""
+    import socket
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for port in range(1000, 600, -7):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            break
+    d = scand_daemon(config=f'[server]\nuser = "nobody"\ntcp = ["127.0.0.1:{port}"]\n'
+                            f'[metrics]\nlisten = "127.0.0.1:{port - 1}"\n')
+    assert psutil.Process(d.proc.pid).uids().effective != 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"STREAM 3\nabc")
+        assert s.recv(100) == b"0\n"
+    with socket.create_connection(("127.0.0.1", port - 1), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.0 200")

@@ -224,3 +224,26 @@ async def test_milter_fault_costs_one_connection(stage: str, nursery: trio.Nurse
         assert ok.endswith(mp.reply_continue()) and b"451" not in ok
     finally:
         front.close()
+
+
+# -- metrics ------------------------------------------------------------------------
+
+async def test_metrics_fault_costs_one_scrape(nursery: trio.Nursery,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              autojump_clock: object) -> None:
+    pytest.importorskip("prometheus_client")
+    import scand.metrics.http as http
+    from scand.metrics.collector import make_registry
+
+    service = await make_service(nursery)
+    front = http.MetricsFront(make_registry(service, []))
+    counters = Counters()
+    monkeypatch.setattr(http, "generate_latest", once(http.generate_latest, Injected("scrape")))
+    victim = open_conn(nursery, front, bound("tcp"), counters=counters)
+    await victim.send(b"GET /metrics HTTP/1.0\r\n\r\n")
+    assert (await victim.read_all()).startswith(b"HTTP/1.0 500 ")
+    other = open_conn(nursery, front, bound("tcp"), counters=counters)
+    await other.send(b"GET /metrics HTTP/1.0\r\n\r\n")
+    reply = await other.read_all()
+    assert reply.startswith(b"HTTP/1.0 200 OK") and b"scand_requests" in reply
+    assert counters.faults == 1
