@@ -138,7 +138,7 @@ class FrontServer:
         self.max_connections = max_connections
         self.budget = budget
         self.handshake_timeout = handshake_timeout
-        self.remover = remover
+        self.remover = remover if remover is not None else SocketRemover()
         self.counters = Counters()
         self.sessions: set[Session] = set()
         self.active = 0  # accepted and not yet closed, TLS handshakes included
@@ -301,11 +301,7 @@ class FrontServer:
             self._answer_backlog(b)
             listener.close()
             if b.kind == "unix":
-                if self.remover is not None:
-                    self.remover.remove(b.name)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(b.name)
+                self.remover.remove(b.name)
 
     def _answer_backlog(self, bound: Bound) -> None:
         reply = self.front.closing_reply(bound) if bound.tls is None else b""

@@ -74,7 +74,7 @@ class SocketRemover:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        except PermissionError as exc:
+        except OSError as exc:
             if self.helper is None:
                 log.error("socket_not_removed", path=path, error=exc.strerror)
             else:
