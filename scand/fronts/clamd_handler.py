@@ -41,6 +41,7 @@ from scand.fronts.clamd_events import (
 )
 from scand.fronts.clamd_walk import inspect, list_tree
 from scand.service import Service
+from scand.worker.paths import allowed_roots
 
 log = structlog.get_logger("scand.clamd")
 
@@ -146,7 +147,7 @@ class ClamdHandler:
         config = self.service.config
         if event.command == "ALLMATCHSCAN" and not config.clamd_front.allow_allmatch:
             return [f"{event.path}: {DISABLED.format('ALLMATCHSCAN')}"]
-        roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+        roots = allowed_roots(config.server.allowed_roots)
         top = await trio.to_thread.run_sync(inspect, event.path, roots)
         if top.kind == "missing":
             log.info("request_rejected", front="clamd", reason="not-found", detail=event.path)

@@ -15,13 +15,14 @@ nothing in the tree is silently left out. Limits are scand's
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scand.events import Reason, Unchecked
-from scand.worker.paths import within_roots
+from scand.worker.paths import resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +42,21 @@ def display(path: str) -> str:
 
 
 def inspect(path: str, roots: tuple[str, ...]) -> Top:
-    """Classify the client's path without opening it."""
+    """Classify the client's path without opening it for reading. Never raises: a NUL,
+    an undecodable or over-long name, a link loop or a race is an answer
+    (:func:`scand.worker.paths.resolve`, which also gives a path outside the roots
+    one answer whether it exists or not)."""
     shown = display(path)
     if not path:
-        return Top(shown, "missing", error=os.strerror(2))  # clamd: ENOENT for ""
-    if not path.startswith("/"):
-        # The daemon has no meaningful working directory: refuse, as the Sophie side does.
-        return Top(shown, "refused", verdict=Unchecked(Reason.PROTOCOL, "relative path"))
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return Top(shown, "missing", error=exc.strerror or "error")
-    if not within_roots(os.path.realpath(path), roots):
-        return Top(shown, "refused", verdict=Unchecked(Reason.NOT_ALLOWED, path))
-    return Top(shown, "dir" if stat.S_ISDIR(st.st_mode) else "file")
+        return Top(shown, "missing", error=os.strerror(errno.ENOENT))  # clamd: "" is ENOENT
+    # The daemon has no meaningful working directory: a relative path is refused,
+    # as the Sophie side does.
+    found = resolve(path, roots)
+    if isinstance(found, Unchecked):
+        if found.reason == Reason.NOT_FOUND:
+            return Top(shown, "missing", error=os.strerror(errno.ENOENT))
+        return Top(shown, "refused", verdict=found)
+    return Top(shown, "dir" if stat.S_ISDIR(found.st.st_mode) else "file")
 
 
 def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
@@ -75,23 +77,20 @@ def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
             st = os.stat(directory)
             with os.scandir(directory) as it:
                 entries = [(e.name, e.path) for e in it]
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             yield directory, _unchecked(exc, directory)
             return
         if (st.st_dev, st.st_ino) in seen:
             return  # a symlink loop back into the tree: already covered
         seen.add((st.st_dev, st.st_ino))
         for _name, path in entries:
-            real = os.path.realpath(path)
-            if not within_roots(real, roots):
-                yield path, Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
+            found = resolve(path, roots)
+            if isinstance(found, Unchecked):
+                if found.reason == Reason.NOT_ALLOWED and found.detail == path:
+                    found = Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
+                yield path, found
                 continue
-            try:
-                est = os.stat(real)
-            except OSError as exc:
-                yield path, _unchecked(exc, path)
-                continue
-            if stat.S_ISDIR(est.st_mode):
+            if stat.S_ISDIR(found.st.st_mode):
                 yield from visit(path, depth + 1)
                 continue
             files += 1
@@ -110,10 +109,12 @@ class StopWalk(Exception):
     """A tree limit was hit: the walk ends."""
 
 
-def _unchecked(exc: OSError, path: str) -> Unchecked:
+def _unchecked(exc: OSError | ValueError, path: str) -> Unchecked:
     if isinstance(exc, FileNotFoundError):
         return Unchecked(Reason.NOT_FOUND, path)
-    return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+    if isinstance(exc, OSError):
+        return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+    return Unchecked(Reason.PROTOCOL, "bad path")
 
 
 def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
