@@ -23,6 +23,7 @@ from scand.engines.base import EngineError, load_engine
 from scand.fronts import clamd_listen
 from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
 from scand.milter import server as milter
+from scand.milter.message import sweep_stale_spool
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.remote import RemoteListeners
@@ -162,6 +163,9 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
             try:
                 if milter.enabled(config):
                     milter_socks = milter.bind(config, who)
+                    owners = {os.geteuid()} | ({who.uid} if who is not None else set())
+                    if swept := sweep_stale_spool(config.milter.spool_dir, owners):
+                        log.info("milter_spool_swept", removed=swept)  # left by a killed daemon
                 await spawner.start(config)  # as root if we are: it drops privileges itself
                 managed = None
                 if config.engine.name == "clamd" and not config.clamd.sockets:
