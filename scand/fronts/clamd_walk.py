@@ -63,27 +63,42 @@ def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
          ) -> Iterator[tuple[str, Unchecked | None]]:
     """Yield ``(path, None)`` for each file to scan, or ``(path, Unchecked)`` for a problem.
 
-    After a too-many-files or too-deep finding nothing more is yielded.
+    After a too-many-files or too-deep finding nothing more is yielded. Iterative (a
+    stack of directory listings), so no ``limits.max_depth`` can exhaust Python's stack.
     """
     seen: set[tuple[int, int]] = set()
     files = 0
 
-    def visit(directory: str, depth: int) -> Iterator[tuple[str, Unchecked | None]]:
-        nonlocal files
+    def listing(directory: str, depth: int) -> tuple[list[str], Unchecked | None, bool]:
+        """(entry paths, a finding, whether the walk stops)."""
         if depth > max_depth:
-            yield directory, Unchecked(Reason.TOO_DEEP, f"depth>{max_depth}")
-            raise StopWalk
+            return [], Unchecked(Reason.TOO_DEEP, f"depth>{max_depth}"), True
         try:
             st = os.stat(directory)
             with os.scandir(directory) as it:
-                entries = [(e.name, e.path) for e in it]
+                entries = [e.path for e in it]
         except (OSError, ValueError) as exc:
-            yield directory, _unchecked(exc, directory)
-            return
+            return [], _unchecked(exc, directory), False
         if (st.st_dev, st.st_ino) in seen:
-            return  # a symlink loop back into the tree: already covered
+            return [], None, False  # a symlink loop back into the tree: already covered
         seen.add((st.st_dev, st.st_ino))
-        for _name, path in entries:
+        return entries, None, False
+
+    stack: list[tuple[Iterator[str], int]] = []
+    directory, depth = display(top), 0
+    while True:
+        entries, problem, stop = listing(directory, depth)
+        if problem is not None:
+            yield directory, problem
+        if stop:
+            return
+        stack.append((iter(entries), depth))
+        while stack:
+            pending, depth = stack[-1]
+            path = next(pending, None)
+            if path is None:
+                stack.pop()
+                continue
             found = resolve(path, roots)
             if isinstance(found, Unchecked):
                 if found.reason == Reason.NOT_ALLOWED and found.detail == path:
@@ -91,22 +106,15 @@ def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
                 yield path, found
                 continue
             if stat.S_ISDIR(found.st.st_mode):
-                yield from visit(path, depth + 1)
-                continue
+                directory, depth = path, depth + 1
+                break  # list it now: a subdirectory is walked when it is met
             files += 1
             if files > max_files:
                 yield path, Unchecked(Reason.TOO_MANY_FILES, f">{max_files}")
-                raise StopWalk
+                return
             yield path, None
-
-    try:
-        yield from visit(display(top), 0)
-    except StopWalk:
-        return
-
-
-class StopWalk(Exception):
-    """A tree limit was hit: the walk ends."""
+        else:
+            return
 
 
 def _unchecked(exc: OSError | ValueError, path: str) -> Unchecked:
