@@ -187,13 +187,19 @@ def test_swapped_while_resolving(tmp_path: Path) -> None:
 
 def test_deep_tree_under_a_large_max_depth(tmp_path: Path) -> None:
     """The clamd walk is iterative: 1,100 levels under max_depth 5000 are walked."""
-    deep = tmp_path
+    levels = [tmp_path]
     for _ in range(1100):
-        deep = deep / "d"
-        os.mkdir(deep)
+        levels.append(levels[-1] / "d")
+        os.mkdir(levels[-1])
+    deep = levels[-1]
     (deep / "f").write_text("clean\n")
-    found = list_tree(str(tmp_path), (str(tmp_path),), 10_000, 5000)
-    assert found == [(f"{deep}/f", None)]
-    limited = list_tree(str(tmp_path), (str(tmp_path),), 10_000, 3)
-    assert len(limited) == 1 and isinstance(limited[0][1], Unchecked)
-    assert limited[0][1].reason == Reason.TOO_DEEP
+    try:
+        found = list_tree(str(tmp_path), (str(tmp_path),), 10_000, 5000)
+        assert found == [(f"{deep}/f", None)]
+        limited = list_tree(str(tmp_path), (str(tmp_path),), 10_000, 3)
+        assert len(limited) == 1 and isinstance(limited[0][1], Unchecked)
+        assert limited[0][1].reason == Reason.TOO_DEEP
+    finally:  # shutil.rmtree (pytest's clean-up) recurses: too deep for it
+        (deep / "f").unlink()
+        for level in reversed(levels[1:]):
+            level.rmdir()
