@@ -161,7 +161,7 @@ class ClamdHandler:
             return [text.line(top.shown, result.verdict, as_found=self.as_found)]
         limits = config.limits
         entries = await trio.to_thread.run_sync(
-            list_tree, top.shown, roots, limits.max_files, limits.max_depth)
+            list_tree, top.shown, roots, limits.max_files, limits.max_depth, top.real)
         lines = await self._tree(event.command, entries)
         if not entries and event.command == "MULTISCAN":
             return []  # clamd 1.4.6 answers nothing at all for an empty directory here

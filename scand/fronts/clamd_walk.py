@@ -33,6 +33,7 @@ class Top:
     kind: str
     error: str = ""  # strerror text for missing/error
     verdict: Unchecked | None = None  # set when the path is refused outright
+    real: str = ""  # where it resolved: a directory is listed there, not re-resolved
 
 
 def display(path: str) -> str:
@@ -56,15 +57,18 @@ def inspect(path: str, roots: tuple[str, ...]) -> Top:
         if found.reason == Reason.NOT_FOUND:
             return Top(shown, "missing", error=os.strerror(errno.ENOENT))
         return Top(shown, "refused", verdict=found)
-    return Top(shown, "dir" if stat.S_ISDIR(found.st.st_mode) else "file")
+    return Top(shown, "dir" if stat.S_ISDIR(found.st.st_mode) else "file", real=found.real)
 
 
-def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
+def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int, real: str = ""
          ) -> Iterator[tuple[str, Unchecked | None]]:
     """Yield ``(path, None)`` for each file to scan, or ``(path, Unchecked)`` for a problem.
 
-    After a too-many-files or too-deep finding nothing more is yielded. Iterative (a
-    stack of directory listings), so no ``limits.max_depth`` can exhaust Python's stack.
+    Paths are shown under ``top`` as the client wrote it; directories are listed where
+    they resolved (``real`` for the top, :func:`resolve` below it), so a link swapped
+    after the check cannot make the walk list another directory. After a
+    too-many-files or too-deep finding nothing more is yielded. Iterative (a stack of
+    directory listings), so no ``limits.max_depth`` can exhaust Python's stack.
     """
     seen: set[tuple[int, int]] = set()
     files = 0
@@ -84,29 +88,31 @@ def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
         seen.add((st.st_dev, st.st_ino))
         return entries, None, False
 
-    stack: list[tuple[Iterator[str], int]] = []
+    stack: list[tuple[Iterator[str], str, int]] = []
     directory, depth = display(top), 0
+    where = real or directory
     while True:
-        entries, problem, stop = listing(directory, depth)
+        names, problem, stop = listing(where, depth)
         if problem is not None:
             yield directory, problem
         if stop:
             return
-        stack.append((iter(entries), depth))
+        stack.append((iter(names), directory, depth))
         while stack:
-            pending, depth = stack[-1]
-            path = next(pending, None)
-            if path is None:
+            pending, parent, depth = stack[-1]
+            access = next(pending, None)
+            if access is None:
                 stack.pop()
                 continue
-            found = resolve(path, roots)
+            path = os.path.join(parent, os.path.basename(access))
+            found = resolve(access, roots)
             if isinstance(found, Unchecked):
-                if found.reason == Reason.NOT_ALLOWED and found.detail == path:
+                if found.reason == Reason.NOT_ALLOWED and found.detail == access:
                     found = Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
                 yield path, found
                 continue
             if stat.S_ISDIR(found.st.st_mode):
-                directory, depth = path, depth + 1
+                directory, where, depth = path, found.real, depth + 1
                 break  # list it now: a subdirectory is walked when it is met
             files += 1
             if files > max_files:
@@ -125,7 +131,7 @@ def _unchecked(exc: OSError | ValueError, path: str) -> Unchecked:
     return Unchecked(Reason.PROTOCOL, "bad path")
 
 
-def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
-              ) -> list[tuple[str, Unchecked | None]]:
+def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int,
+              real: str = "") -> list[tuple[str, Unchecked | None]]:
     """The whole walk as a list (for ``trio.to_thread.run_sync``)."""
-    return list(walk(top, roots, max_files, max_depth))
+    return list(walk(top, roots, max_files, max_depth, real))

@@ -203,3 +203,21 @@ def test_deep_tree_under_a_large_max_depth(tmp_path: Path) -> None:
         (deep / "f").unlink()
         for level in reversed(levels[1:]):
             level.rmdir()
+
+
+def test_directory_listed_where_it_resolved(tmp_path: Path) -> None:
+    """A link swapped between the check and the listing: the walk lists the directory
+    the check saw (shown under the client's path), not the new target."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one").write_text("clean\n")
+    (tmp_path / "b").mkdir()
+    for i in range(5):
+        (tmp_path / "b" / f"other{i}").write_text("clean\n")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "a")
+    roots = (str(tmp_path),)
+    top = inspect(str(link), roots)
+    assert top.kind == "dir"
+    link.unlink()
+    link.symlink_to(tmp_path / "b")
+    assert list_tree(top.shown, roots, 100, 8, top.real) == [(f"{link}/one", None)]
