@@ -23,6 +23,7 @@ from scand.fronts.budget import MemoryBudget, budget_bytes
 from scand.fronts.listen import SocketPathError, fd_budget
 from scand.fronts.unlinker import SocketRemover
 from scand.fronts.wiring import bind_fronts, close_fronts
+from scand.milter.message import sweep_stale_spool
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.service import Service
@@ -164,6 +165,10 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     for bound in spec.bound:
                         if bound.kind == "unix":
                             remover.add(bound.name)
+                if config.milter.socket or config.milter.inet:
+                    owners = {os.geteuid()} | ({who.uid} if who is not None else set())
+                    if swept := sweep_stale_spool(config.milter.spool_dir, owners):
+                        log.info("milter_spool_swept", removed=swept)  # left by a killed daemon
                 await spawner.start(config)  # as root if we are: it drops privileges itself
                 managed = None
                 if config.engine.name == "clamd" and not config.clamd.sockets:

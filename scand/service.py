@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 import trio
 
 import scand
-from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError
 from scand.events import (
@@ -36,6 +36,20 @@ from scand.worker.wire import Outcome
 log = structlog.get_logger("scand")
 
 
+class ManagedEngine(Protocol):
+    """An engine process scand runs itself (:class:`scand.clamd.supervisor.ManagedClamd`),
+    as the service sees it: VERSION, STATS and RELOAD."""
+
+    @property
+    def signatures(self) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def switch(self, reason: str, config: Config | None = None) -> None: ...
+
+    def worker_config(self, config: Config) -> Config: ...
+
+
 class Service:
     """Holds the live config, the pool and the counters."""
 
@@ -44,7 +58,7 @@ class Service:
         config: Config,
         pool: Pool,
         reload_config: Callable[[], Config] | None = None,
-        managed: ManagedClamd | None = None,
+        managed: ManagedEngine | None = None,
     ) -> None:
         self.config = config
         self.pool = pool

@@ -11,6 +11,9 @@
   clamd is started and warmed on a fresh socket, the symlink moves, and the
   old one is stopped once its STATS show no scan in progress. RELOAD uses the
   same switch, so a broken signature set never replaces a working one.
+* A clamd that is replaced (switched, or restarted after it died) leaves no
+  files: its ``clamd-<n>.sock``, ``.conf`` and ``.log`` are removed; at start,
+  those a killed daemon left are removed too (only names scand gives).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -47,6 +51,9 @@ DRAIN_LIMIT = 60.0
 TERM_GRACE = 5.0
 # Signature files counted for VERSION (one signature per non-comment line).
 SIG_SUFFIXES = (".hdb", ".hsb", ".ndb", ".ldb", ".mdb", ".msb", ".db", ".ign2", ".fp", ".sfp")
+# The files scand names in the run directory for generation <n>; nothing else is removed.
+GENERATION_FILES = (".sock", ".conf", ".log")
+_GENERATION_NAME = re.compile(r"clamd-\d+\.(sock|conf|log)")
 
 
 @dataclass(eq=False)
@@ -150,6 +157,9 @@ class ManagedClamd:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.prepare(None)
+        swept = sweep_run_dir(self.run_dir)
+        if swept:
+            log.info("clamd_run_dir_swept", removed=swept)  # left by a killed daemon
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -174,7 +184,9 @@ class ManagedClamd:
                 continue  # switched meanwhile
             if current.proc.returncode is not None:
                 self.events["restart"] += 1
-                log.error("clamd_died", pid=current.proc.pid, returncode=current.proc.returncode)
+                log.error("clamd_died", pid=current.proc.pid, returncode=current.proc.returncode,
+                          log_tail=_tail(self._path(current.generation, ".log")))
+                self._retire(current.generation)
                 self._activate(await retry(
                     lambda: self._start(self.config), BACKOFF, (EngineError,),
                     lambda exc, n: log.error("clamd_restart_failed", error=str(exc), attempt=n),
@@ -226,12 +238,21 @@ class ManagedClamd:
         os.replace(tmp, self.link)  # atomic: a worker connects to the old or the new one
         self.current = new
 
+    def _path(self, generation: int, suffix: str) -> Path:
+        return self.run_dir / f"clamd-{generation}{suffix}"
+
+    def _retire(self, generation: int) -> None:
+        """Remove a replaced clamd's socket, configuration and log."""
+        for suffix in GENERATION_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(generation, suffix))
+
     async def _start(self, config: Config) -> ClamdProcess:
         self.generation += 1
         gen = self.generation
-        sock = str(self.run_dir / f"clamd-{gen}.sock")
-        conf = self.run_dir / f"clamd-{gen}.conf"
-        logfile = self.run_dir / f"clamd-{gen}.log"
+        sock = str(self._path(gen, ".sock"))
+        conf = self._path(gen, ".conf")
+        logfile = self._path(gen, ".log")
         for stale in (sock, str(logfile)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
@@ -251,9 +272,10 @@ class ManagedClamd:
                             break
                     await trio.sleep(0.05)
         except trio.TooSlowError:
+            tail = _tail(logfile)  # read before _stop removes the log
             await self._stop(started)
             raise EngineError(f"clamd did not answer PING in {config.clamd.start_timeout}s: "
-                              f"{_tail(logfile)}") from None
+                              f"{tail}") from None
         except BaseException:
             await self._stop(started)
             raise
@@ -267,9 +289,7 @@ class ManagedClamd:
 
     async def _stop(self, old: ClamdProcess) -> None:
         await terminate(old.proc, TERM_GRACE)
-        for leftover in (old.socket, str(Path(old.socket).with_suffix(".conf"))):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
+        self._retire(old.generation)
 
     def stats(self) -> dict[str, Any]:
         cur = self.current
@@ -286,6 +306,26 @@ class ManagedClamd:
             "switches": {k.removeprefix("switch_"): v for k, v in self.events.items()
                          if k.startswith("switch_")},
         }
+
+
+def sweep_run_dir(run_dir: Path) -> list[str]:
+    """Remove what a killed daemon left in the run directory: ``clamd-<n>.sock``,
+    ``.conf`` and ``.log``, and the half-made link ``clamd.sock.new``. Called before
+    the first clamd starts; nothing else in the directory is touched."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (_GENERATION_NAME.fullmatch(entry.name) or entry.name == "clamd.sock.new"):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def _idle(stats: str) -> bool:

@@ -152,6 +152,13 @@ class Engine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called when the worker exits."""
 
+    def leftovers(self) -> tuple[str, ...]:
+        """Directories this worker's engine made and a killed worker cannot remove
+        (a temp directory): reported in ``Ready``, removed by the daemon once the
+        worker is gone. Each must be named ``<something>-<worker pid>`` and owned by
+        the worker's uid, or the daemon leaves it alone."""
+        return ()
+
 
 
 

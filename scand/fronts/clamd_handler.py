@@ -43,6 +43,7 @@ from scand.fronts.clamd_events import (
 )
 from scand.fronts.clamd_walk import inspect, list_tree
 from scand.service import Service
+from scand.worker.paths import allowed_roots
 
 log = structlog.get_logger("scand.clamd")
 
@@ -166,7 +167,7 @@ class ClamdHandler:
         config = self.service.config
         if event.command == "ALLMATCHSCAN" and not config.clamd_front.allow_allmatch:
             return [f"{event.path}: {DISABLED.format('ALLMATCHSCAN')}"]
-        roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+        roots = allowed_roots(config.server.allowed_roots)
         top = await trio.to_thread.run_sync(inspect, event.path, roots)
         if top.kind == "missing":
             log.info("request_rejected", front="clamd", reason="not-found", detail=event.path)
@@ -180,7 +181,7 @@ class ClamdHandler:
             return [text.line(top.shown, result.verdict, as_found=self.as_found)]
         limits = config.limits
         entries = await trio.to_thread.run_sync(
-            list_tree, top.shown, roots, limits.max_files, limits.max_depth)
+            list_tree, top.shown, roots, limits.max_files, limits.max_depth, top.real)
         lines = await self._tree(event.command, entries)
         if not entries and event.command == "MULTISCAN":
             return []  # clamd 1.4.6 answers nothing at all for an empty directory here

@@ -15,13 +15,14 @@ nothing in the tree is silently left out. Limits are scand's
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scand.events import Reason, Unchecked
-from scand.worker.paths import within_roots
+from scand.worker.paths import resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Top:
     kind: str
     error: str = ""  # strerror text for missing/error
     verdict: Unchecked | None = None  # set when the path is refused outright
+    real: str = ""  # where it resolved: a directory is listed there, not re-resolved
 
 
 def display(path: str) -> str:
@@ -41,82 +43,95 @@ def display(path: str) -> str:
 
 
 def inspect(path: str, roots: tuple[str, ...]) -> Top:
-    """Classify the client's path without opening it."""
+    """Classify the client's path without opening it for reading. Never raises: a NUL,
+    an undecodable or over-long name, a link loop or a race is an answer
+    (:func:`scand.worker.paths.resolve`, which also gives a path outside the roots
+    one answer whether it exists or not)."""
     shown = display(path)
     if not path:
-        return Top(shown, "missing", error=os.strerror(2))  # clamd: ENOENT for ""
-    if not path.startswith("/"):
-        # The daemon has no meaningful working directory: refuse, as the Sophie side does.
-        return Top(shown, "refused", verdict=Unchecked(Reason.PROTOCOL, "relative path"))
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return Top(shown, "missing", error=exc.strerror or "error")
-    if not within_roots(os.path.realpath(path), roots):
-        return Top(shown, "refused", verdict=Unchecked(Reason.NOT_ALLOWED, path))
-    return Top(shown, "dir" if stat.S_ISDIR(st.st_mode) else "file")
+        return Top(shown, "missing", error=os.strerror(errno.ENOENT))  # clamd: "" is ENOENT
+    # The daemon has no meaningful working directory: a relative path is refused,
+    # as the Sophie side does.
+    found = resolve(path, roots)
+    if isinstance(found, Unchecked):
+        if found.reason == Reason.NOT_FOUND:
+            return Top(shown, "missing", error=os.strerror(errno.ENOENT))
+        return Top(shown, "refused", verdict=found)
+    return Top(shown, "dir" if stat.S_ISDIR(found.st.st_mode) else "file", real=found.real)
 
 
-def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
+def walk(top: str, roots: tuple[str, ...], max_files: int, max_depth: int, real: str = ""
          ) -> Iterator[tuple[str, Unchecked | None]]:
     """Yield ``(path, None)`` for each file to scan, or ``(path, Unchecked)`` for a problem.
 
-    After a too-many-files or too-deep finding nothing more is yielded.
+    Paths are shown under ``top`` as the client wrote it; directories are listed where
+    they resolved (``real`` for the top, :func:`resolve` below it), so a link swapped
+    after the check cannot make the walk list another directory. After a
+    too-many-files or too-deep finding nothing more is yielded. Iterative (a stack of
+    directory listings), so no ``limits.max_depth`` can exhaust Python's stack.
     """
     seen: set[tuple[int, int]] = set()
     files = 0
 
-    def visit(directory: str, depth: int) -> Iterator[tuple[str, Unchecked | None]]:
-        nonlocal files
+    def listing(directory: str, depth: int) -> tuple[list[str], Unchecked | None, bool]:
+        """(entry paths, a finding, whether the walk stops)."""
         if depth > max_depth:
-            yield directory, Unchecked(Reason.TOO_DEEP, f"depth>{max_depth}")
-            raise StopWalk
+            return [], Unchecked(Reason.TOO_DEEP, f"depth>{max_depth}"), True
         try:
             st = os.stat(directory)
             with os.scandir(directory) as it:
-                entries = [(e.name, e.path) for e in it]
-        except OSError as exc:
-            yield directory, _unchecked(exc, directory)
-            return
+                entries = [e.path for e in it]
+        except (OSError, ValueError) as exc:
+            return [], _unchecked(exc, directory), False
         if (st.st_dev, st.st_ino) in seen:
-            return  # a symlink loop back into the tree: already covered
+            return [], None, False  # a symlink loop back into the tree: already covered
         seen.add((st.st_dev, st.st_ino))
-        for _name, path in entries:
-            real = os.path.realpath(path)
-            if not within_roots(real, roots):
-                yield path, Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
+        return entries, None, False
+
+    stack: list[tuple[Iterator[str], str, int]] = []
+    directory, depth = display(top), 0
+    where = real or directory
+    while True:
+        names, problem, stop = listing(where, depth)
+        if problem is not None:
+            yield directory, problem
+        if stop:
+            return
+        stack.append((iter(names), directory, depth))
+        while stack:
+            pending, parent, depth = stack[-1]
+            access = next(pending, None)
+            if access is None:
+                stack.pop()
                 continue
-            try:
-                est = os.stat(real)
-            except OSError as exc:
-                yield path, _unchecked(exc, path)
+            path = os.path.join(parent, os.path.basename(access))
+            found = resolve(access, roots)
+            if isinstance(found, Unchecked):
+                if found.reason == Reason.NOT_ALLOWED and found.detail == access:
+                    found = Unchecked(Reason.NOT_ALLOWED, "outside allowed roots")
+                yield path, found
                 continue
-            if stat.S_ISDIR(est.st_mode):
-                yield from visit(path, depth + 1)
-                continue
+            if stat.S_ISDIR(found.st.st_mode):
+                directory, where, depth = path, found.real, depth + 1
+                break  # list it now: a subdirectory is walked when it is met
             files += 1
             if files > max_files:
                 yield path, Unchecked(Reason.TOO_MANY_FILES, f">{max_files}")
-                raise StopWalk
+                return
             yield path, None
-
-    try:
-        yield from visit(display(top), 0)
-    except StopWalk:
-        return
+        else:
+            return
 
 
-class StopWalk(Exception):
-    """A tree limit was hit: the walk ends."""
-
-
-def _unchecked(exc: OSError, path: str) -> Unchecked:
+def _unchecked(exc: OSError | ValueError, path: str) -> Unchecked:
     if isinstance(exc, FileNotFoundError):
         return Unchecked(Reason.NOT_FOUND, path)
-    return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+    if isinstance(exc, OSError):
+        return Unchecked(Reason.UNREADABLE, f"{path}: {exc.strerror}")
+    return Unchecked(Reason.PROTOCOL, "bad path")
 
 
-def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int
-              ) -> list[tuple[str, Unchecked | None]]:
+def list_tree(top: str, roots: tuple[str, ...], max_files: int, max_depth: int,
+              real: str = "") -> list[tuple[str, Unchecked | None]]:
     """The whole walk as a list (for ``trio.to_thread.run_sync``)."""
-    return list(walk(top, roots, max_files, max_depth))
+    return list(walk(top, roots, max_files, max_depth, real))

@@ -6,6 +6,12 @@ every other request. It stays in memory up to ``spill_bytes``; past that it
 goes to a private file (mode 0600) in the spool directory, so the daemon never
 holds many whole messages. Past ``max_bytes`` nothing more is kept and the
 message is answered as too large (unchecked: a tempfail, never an accept).
+A spool that cannot be written (full, quota, I/O error, removed) is the same:
+nothing more is kept, ``error`` says why, and the message is a tempfail.
+
+Spill files are ``msg-<daemon pid>-*.eml`` and private spool directories
+``scand-milter-<daemon pid>-*``: at start, :func:`sweep_stale_spool` removes
+those a killed daemon left behind (and nothing else).
 
 No trio: writes go to the page cache of a local file and are short.
 """
@@ -14,7 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import stat
 import tempfile
+from collections.abc import Iterable
+
+SPILL_PREFIX = "msg-"
+SPILL_SUFFIX = ".eml"
+TEMP_SPOOL_PREFIX = "scand-milter-"
+# Names scand itself gives; the pid says whose they are (a live daemon's are kept).
+_SPILL_NAME = re.compile(r"msg-(\d+)-[A-Za-z0-9_]+\.eml")
+_TEMP_SPOOL_NAME = re.compile(r"scand-milter-(\d+)-[A-Za-z0-9_]+")
 
 
 class MessageBuffer:
@@ -31,6 +48,7 @@ class MessageBuffer:
         self.too_large = False
         self.in_body = False
         self.message_id = ""
+        self.error = ""  # why the spool could not be written; then nothing is kept
 
     def header(self, name: str, value: str) -> None:
         if name.lower() == "message-id" and not self.message_id:
@@ -51,34 +69,42 @@ class MessageBuffer:
         """End of message: a message with no body still gets its blank line."""
         self.body(b"")
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)  # a delayed write error (NFS, quota) shows here
+            except OSError as exc:
+                self._failed(exc)
 
     def _add(self, data: bytes) -> None:
         self.size += len(data)
-        if self.too_large:
+        if self.too_large or self.error:
             return
         if self.size > self.max_bytes:
             self.too_large = True
             self._mem = bytearray()
             self.discard()
             return
-        if self._fd is None and len(self._mem) + len(data) > self.spill_bytes:
-            self._spill()
-        if self._fd is not None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-        else:
-            self._mem += data
+        try:
+            if self._fd is None and len(self._mem) + len(data) > self.spill_bytes:
+                self._spill()
+            if self._fd is not None:
+                _write_all(self._fd, data)
+            else:
+                self._mem += data
+        except OSError as exc:  # ENOSPC, EDQUOT, EIO, the spool directory removed...
+            self._failed(exc)
 
     def _spill(self) -> None:
-        fd, path = tempfile.mkstemp(prefix="msg-", suffix=".eml", dir=self.spool_dir)
+        fd, path = tempfile.mkstemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-",
+                                    suffix=SPILL_SUFFIX, dir=self.spool_dir)
         self._fd, self.path = fd, path
-        view = memoryview(self._mem)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, self._mem)
         self._mem = bytearray()
+
+    def _failed(self, exc: OSError) -> None:
+        """The spool cannot be written: keep nothing more; the message is a tempfail."""
+        self.error = f"spool: {exc.strerror or exc}"
+        self.discard()
 
     @property
     def spilled(self) -> bool:
@@ -100,6 +126,63 @@ class MessageBuffer:
         self._mem = bytearray()
 
 
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _dead(pid: int) -> bool:
+    """Whether the daemon that named a file is gone. Our own pid counts as gone:
+    sweeping runs before this daemon spools anything, and a container restarts
+    its daemon under the same pid."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, someone else's
+    return False
+
+
+def sweep_stale_spool(configured: str, owners: Iterable[int] = ()) -> list[str]:
+    """Remove what a killed daemon left: spill files in the configured spool
+    directory, and private spool directories in the temporary directory (only
+    real directories owned by one of ``owners``, by default this process's user).
+    Only names scand gives, only of daemons no longer running. The paths removed."""
+    removed: list[str] = []
+    if configured:
+        for entry in _entries(configured):
+            match = _SPILL_NAME.fullmatch(entry.name)
+            if match and _dead(int(match.group(1))) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(entry.path)
+    uids = set(owners) or {os.geteuid()}
+    for entry in _entries(tempfile.gettempdir()):
+        match = _TEMP_SPOOL_NAME.fullmatch(entry.name)
+        if not match or not _dead(int(match.group(1))):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid in uids:
+            shutil.rmtree(entry.path, ignore_errors=True)  # never follows a link inside
+            removed.append(entry.path)
+    return removed
+
+
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
 def make_spool_dir(configured: str) -> tuple[str, bool]:
     """The spool directory (created 0700 if missing) and whether scand made it
     temporary (then it is removed at exit)."""
@@ -107,4 +190,4 @@ def make_spool_dir(configured: str) -> tuple[str, bool]:
         os.makedirs(configured, mode=0o700, exist_ok=True)
         os.chmod(configured, 0o700)
         return configured, False
-    return tempfile.mkdtemp(prefix="scand-milter-"), True
+    return tempfile.mkdtemp(prefix=f"{TEMP_SPOOL_PREFIX}{os.getpid()}-"), True

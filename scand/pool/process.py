@@ -7,8 +7,11 @@ caller is being cancelled.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
+import shutil
+import stat
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +19,6 @@ import trio
 
 from scand.config import Config
 from scand.engines.base import EngineError
-from scand.engines.clamav.tmpdir import remove_worker_dir, worker_dir
 from scand.pool.state import WorkerState, transition
 from scand.proc import terminate
 from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, pack
@@ -61,7 +63,7 @@ class WorkerFactory(Protocol):
 
     @property
     def uid(self) -> int:
-        """The uid workers run as (their temp directories are named for it)."""
+        """The uid workers run as."""
 
     async def fork(self, config: Config, generation: int) -> ProcessHandle: ...
 
@@ -90,7 +92,7 @@ class WorkerProcess:
     recycle_reason: str = ""  # why it is retiring or replaced
     decoder: Decoder = field(default_factory=Decoder)
     ready: Ready | None = None  # the worker's start-up report
-    tmp_dir: str = ""  # the engine's per-worker temp directory, removed once it is gone
+    leftovers: tuple[str, ...] = ()  # what its engine made (Engine.leftovers): removed at exit
 
     @property
     def age(self) -> float:
@@ -114,7 +116,6 @@ class WorkerProcess:
         proc = await spawner.fork(config, generation)
         worker = cls(proc, generation, config.pool.max_jobs + random.randint(0, jitter))
         worker.pid = proc.pid
-        worker.tmp_dir = worker_dir(config, proc.pid, spawner.uid)
         try:
             with trio.fail_after(timeout):
                 ready = await worker.receive()
@@ -129,6 +130,7 @@ class WorkerProcess:
             raise EngineError(getattr(ready, "error", "") or f"unexpected {ready!r}")
         worker.baseline_rss = worker.rss = ready.rss
         worker.ready = ready
+        worker.leftovers = ready.leftovers
         worker.to(WorkerState.SERVING)
         return worker
 
@@ -175,8 +177,9 @@ class WorkerProcess:
             await self._close_pipes()
             self.proc.close()
             self.to(WorkerState.DEAD)
-            if self.tmp_dir:  # a worker killed mid-scan leaves libclamav's files behind
-                await trio.to_thread.run_sync(remove_worker_dir, self.tmp_dir)
+            if self.leftovers:  # a worker killed mid-scan leaves its engine's files behind
+                uid = self.ready.uid if self.ready is not None else -1
+                await trio.to_thread.run_sync(remove_leftovers, self.leftovers, self.pid, uid)
 
     async def stop(self) -> None:
         """Retire gracefully: close its input so it exits after any current job."""
@@ -193,3 +196,18 @@ class WorkerProcess:
         for stream in streams:
             if stream is not None:
                 await stream.aclose()
+
+
+def remove_leftovers(paths: tuple[str, ...], pid: int, uid: int) -> None:
+    """Remove directories a dead worker's engine reported (:meth:`Engine.leftovers`):
+    only absolute ones named ``*-<pid>``, real directories owned by the worker's uid,
+    so a worker that lies cannot make the daemon remove anything else."""
+    for path in paths:
+        if not os.path.isabs(path) or not os.path.basename(path).endswith(f"-{pid}"):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+            shutil.rmtree(path, ignore_errors=True)

@@ -22,12 +22,124 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from scand.config import LimitsConfig
 from scand.events import Reason, Unchecked
 
 # Flags for every file a worker opens on a client's behalf.
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Resolving a client's path: O_PATH opens nothing for reading (a FIFO cannot block),
+# and the kernel follows the links (at most 40, then ELOOP) in one step.
+RESOLVE_FLAGS = os.O_PATH | os.O_CLOEXEC
+# Linux's MAXSYMLINKS: a longer chain is a loop or an attack, never a real layout.
+MAX_LINKS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A client's path as the kernel resolved it: where it really is, and what."""
+
+    real: str
+    st: os.stat_result
+
+
+def allowed_roots(configured: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The roots to check against: each as configured (for the lexical check of a
+    client's path) and resolved (for the real one)."""
+    roots: dict[str, None] = {}
+    for root in configured:
+        roots[os.path.normpath(root)] = None
+        roots[real_path(root) or os.path.normpath(root)] = None
+    return tuple(roots)
+
+
+def real_path(path: str) -> str | None:
+    """``os.path.realpath`` that never raises: iterative (a 1,500-link chain cannot
+    exhaust the stack), at most :data:`MAX_LINKS` links, missing components kept as
+    written. ``None`` for a relative path, a NUL, a loop, or an error other than
+    a missing component."""
+    if not path.startswith("/") or "\0" in path:
+        return None
+    pending = [name for name in reversed(path.split("/")) if name]
+    resolved, links, missing = "", 0, False
+    while pending:
+        name = pending.pop()
+        if name in (".", ""):
+            continue
+        if name == "..":
+            resolved = resolved.rpartition("/")[0]
+            continue
+        candidate = f"{resolved}/{name}"
+        if missing:
+            resolved = candidate
+            continue
+        try:
+            st = os.lstat(candidate)
+            if not stat.S_ISLNK(st.st_mode):
+                resolved = candidate
+                continue
+            links += 1
+            target = os.readlink(candidate) if links <= MAX_LINKS else ""
+        except (FileNotFoundError, NotADirectoryError):
+            missing, resolved = True, candidate
+            continue
+        except (OSError, ValueError):
+            return None
+        if not target:
+            return None
+        if target.startswith("/"):
+            resolved = ""
+        pending.extend(n for n in reversed(target.split("/")) if n)
+    return resolved or "/"
+
+
+def check_name(path: str) -> Unchecked | None:
+    """What no file system call may see: a relative path, a NUL, a name the file
+    system encoding cannot carry."""
+    if not path.startswith("/"):
+        return Unchecked(Reason.PROTOCOL, "relative path")
+    if "\0" in path:
+        return Unchecked(Reason.PROTOCOL, "NUL in path")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return Unchecked(Reason.PROTOCOL, "undecodable path")
+    return None
+
+
+def resolve(path: str, roots: tuple[str, ...]) -> Resolved | Unchecked:
+    """Where a client's absolute path leads, or why it cannot be scanned. Never raises.
+
+    Outside the roots, every path gets the same answer, ``not-allowed <path>``,
+    whether it exists or not: the lexical path is checked before the file system
+    is asked anything, and when the kernel's resolution fails, the path resolved
+    as far as it exists is checked before the error is named.
+    """
+    refused = check_name(path)
+    if refused is not None:
+        return refused
+    outside = Unchecked(Reason.NOT_ALLOWED, path)
+    if not within_roots(os.path.normpath(path), roots):
+        return outside
+    try:
+        fd = os.open(path, RESOLVE_FLAGS)
+    except (OSError, ValueError) as exc:
+        if roots and not within_roots(real_path(path) or "", roots):
+            return outside
+        if isinstance(exc, OSError):
+            return os_unchecked(exc, path)
+        return Unchecked(Reason.PROTOCOL, "bad path")  # pragma: no cover - check_name
+    try:
+        st = os.fstat(fd)
+        real = opened_path(fd) or real_path(path) or ""
+    except OSError as exc:
+        return os_unchecked(exc, path)
+    finally:
+        os.close(fd)
+    if not real or not within_roots(real, roots):
+        return outside
+    return Resolved(real, st)
 
 
 def within_roots(real: str, roots: tuple[str, ...]) -> bool:
@@ -112,15 +224,11 @@ def tree(top: str, roots: tuple[str, ...], limits: LimitsConfig
         seen_dirs.add((st.st_dev, st.st_ino))
         for name in names:
             path = os.path.join(directory, name)
-            real = os.path.realpath(path)
-            if not within_roots(real, roots):
-                yield Unchecked(Reason.NOT_ALLOWED, f"{path}: outside allowed roots")
+            found = resolve(path, roots)
+            if isinstance(found, Unchecked):
+                yield found
                 continue
-            try:
-                est = os.stat(real)
-            except OSError as exc:
-                yield os_unchecked(exc, path)
-                continue
+            real, est = found.real, found.st
             if stat.S_ISDIR(est.st_mode):
                 stack.append((real, depth + 1))
                 continue

@@ -27,7 +27,7 @@ from scand.engines.base import Engine, Target, read_fd
 from scand.events import CLEAN, Clean, Fold, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
 from scand.worker import paths
-from scand.worker.paths import os_unchecked, within_roots
+from scand.worker.paths import os_unchecked
 from scand.worker.wire import Outcome
 
 
@@ -51,7 +51,7 @@ class Scanner:
     def __init__(self, engine: Engine, config: Config) -> None:
         self.engine = engine
         self.config = config
-        self.roots = tuple(os.path.realpath(r) for r in config.server.allowed_roots)
+        self.roots = paths.allowed_roots(config.server.allowed_roots)
         self.policy = Policy(config.policy)
         self.cache = open_cache(config, engine.generation_id, _cache_error)
 
@@ -59,20 +59,14 @@ class Scanner:
 
     def scan_path(self, path: str) -> Outcome:
         """Scan a file or a directory tree named by an absolute path."""
-        if not path.startswith("/"):
-            return Outcome(Unchecked(Reason.PROTOCOL, "relative path"))
-        real = os.path.realpath(path)
-        if not within_roots(real, self.roots):
-            return Outcome(Unchecked(Reason.NOT_ALLOWED, path))
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            return Outcome(os_unchecked(exc, path))
+        found = paths.resolve(path, self.roots)
+        if isinstance(found, Unchecked):
+            return Outcome(found)
         tally = _Tally()
-        if stat.S_ISDIR(st.st_mode):
-            verdict = self._scan_tree(real, tally)
+        if stat.S_ISDIR(found.st.st_mode):
+            verdict = self._scan_tree(found.real, tally)
         else:
-            verdict = self._scan_one(real, st, tally)
+            verdict = self._scan_one(found.real, found.st, tally)
         return Outcome(verdict, tally.bytes, tally.files)
 
     def scan_stream(self, data: bytes) -> Outcome:

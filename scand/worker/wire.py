@@ -38,6 +38,7 @@ class Ready:
     error: str = ""
     modules: tuple[str, ...] = field(default=())
     uid: int = -1
+    leftovers: tuple[str, ...] = field(default=())  # Engine.leftovers: removed once it is gone
 
 
 @dataclass(frozen=True, slots=True)

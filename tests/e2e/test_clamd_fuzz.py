@@ -6,7 +6,11 @@ INSTREAM with random chunking, a fatal ending: FILDES without a descriptor,
 an over-limit chunk header, a command not allowed in a session), cut at random
 points. Every request must be answered exactly once with its own id, and
 nothing that was not fully scanned may be answered OK. Raw bytes must never
-crash or hang the daemon. ``SCAND_FUZZ_EXAMPLES`` sets the example count.
+crash or hang the daemon. Hostile paths (tests/hostile_paths.py: NUL inside
+an ``n``-ended path, invalid UTF-8, over-long names, link loops and a
+1,500-link chain, paths outside the roots, a link a thread swaps while
+requests run) under every path command are never OK, and the daemon lives.
+``SCAND_FUZZ_EXAMPLES`` sets the example count.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hypothesis import strategies as st
 
 import scand
 from tests.conftest import EICAR, Daemon, launch
+from tests.hostile_paths import Flipper, hostile_tree
 
 EXAMPLES = int(os.environ.get("SCAND_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -35,6 +40,8 @@ Check = Callable[[str], bool]
 Req = tuple[bytes, Check, bool]  # bytes, check of the reply body, fatal (ends the session)
 
 OUR_VERSION = f"scand {scand.__version__}/"
+HOSTILE: dict[str, bytes] = {}  # filled by the fixture: name -> path bytes
+PATH_COMMANDS = ["SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN"]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +53,17 @@ def fuzz_front() -> Iterator[tuple[str, Path, Daemon]]:
     (data / "clean.txt").write_text("clean\n")
     (data / "eicar.com").write_bytes(EICAR)
     (data / "big.bin").write_bytes(b"b" * 5000)
+    HOSTILE.update(hostile_tree(data))
+    flipper = Flipper(data)
+    HOSTILE["flip"] = str(flipper.link).encode()
     sock = str(d / "clamd.ctl")
     daemon = launch(d, 0, "--clamd-socket", sock,
                     config=f"[server]\nmax_stream_bytes = {MAX_STREAM}\n"
+                           f"allowed_roots = [\"{d}\"]\n"
                            "[limits]\nmax_file_size = 4096\n")
     try:
-        yield sock, data, daemon
+        with flipper:
+            yield sock, data, daemon
     finally:
         daemon.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -63,6 +75,20 @@ def chunk(data: bytes) -> bytes:
 
 def never_ok(body: str) -> bool:
     return not body.endswith(" OK") and body.endswith(" ERROR")
+
+
+def hostile_ok(body: str) -> bool:
+    """A hostile path: an error, or FOUND (the swapped link's infected file); no crash."""
+    return (never_ok(body) or body.endswith(" FOUND")) and " internal " not in body
+
+
+def hostile_request(t: bytes, command: str, name: str) -> Req:
+    """A path command on a hostile path; a NUL inside the path only in an ``n`` command
+    (in a ``z`` command it ends the command)."""
+    path = HOSTILE[name]
+    if b"\0" in path:
+        t = b"n"
+    return t + command.encode() + b" " + path + (b"\0" if t == b"z" else b"\n"), hostile_ok, False
 
 
 def requests(data: Path) -> st.SearchStrategy[Req]:
@@ -106,6 +132,7 @@ def requests(data: Path) -> st.SearchStrategy[Req]:
         term.map(lambda t: (cmd(t, "PING"), lambda b: b == "PONG", False)),
         term.map(lambda t: (cmd(t, "VERSION"), lambda b: b.startswith(OUR_VERSION), False)),
         st.builds(scan, term, st.sampled_from(["clean.txt", "eicar.com", "missing", "big.bin"])),
+        st.builds(hostile_request, term, st.just("SCAN"), st.sampled_from(sorted(HOSTILE))),
         st.builds(stream, term, st.binary(max_size=600), st.lists(st.integers(1, 200),
                                                                   max_size=5), st.booleans()),
     )
@@ -158,7 +185,7 @@ def replies(raw: bytes) -> list[str]:
 @given(data=st.data(), cuts=st.lists(st.integers(1, 97), max_size=40))
 def test_sessions(fuzz_front: tuple[str, Path, Daemon], data: st.DataObject,
                   cuts: list[int]) -> None:
-    sock, files, _ = fuzz_front
+    sock, files, daemon = fuzz_front
     reqs = data.draw(st.lists(requests(files), min_size=1, max_size=10))
     if data.draw(st.booleans()):
         reqs.append(data.draw(fatal_endings(files)))
@@ -182,6 +209,49 @@ def test_sessions(fuzz_front: tuple[str, Path, Daemon], data: st.DataObject,
     assert sorted(by_id) == list(range(1, len(want) + 1)), (payload[:300], got)
     for i, (_, check, _) in enumerate(want, 1):
         assert check(by_id[i]), (i, by_id[i], payload[:300])
+    assert daemon.proc.poll() is None
+
+
+@settings(max_examples=max(200, EXAMPLES // 4), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), cuts=st.lists(st.integers(1, 97), max_size=20))
+def test_hostile_path_commands(fuzz_front: tuple[str, Path, Daemon], data: st.DataObject,
+                               cuts: list[int]) -> None:
+    """Any path command, outside a session, on a hostile path, cut anywhere."""
+    sock, _, daemon = fuzz_front
+    request = data.draw(st.builds(hostile_request, st.sampled_from([b"z", b"n"]),
+                                  st.sampled_from(PATH_COMMANDS),
+                                  st.sampled_from(sorted(HOSTILE))))[0]
+    got = replies(exchange(sock, request, cuts))
+    assert len(got) == 1 and hostile_ok(got[0]), (request[:200], got)
+    assert daemon.proc.poll() is None
+
+
+def test_every_hostile_path(fuzz_front: tuple[str, Path, Daemon]) -> None:
+    """Each hostile path under each path command, on its own connection; the daemon lives."""
+    sock, _, daemon = fuzz_front
+    for name in sorted(HOSTILE):
+        for command in PATH_COMMANDS:
+            for t in (b"n", b"z"):
+                for _ in range(10 if name == "flip" else 1):
+                    request = hostile_request(t, command, name)[0]
+                    got = replies(exchange(sock, request, []))
+                    assert len(got) == 1 and hostile_ok(got[0]), (name, command, got)
+                    assert daemon.proc.poll() is None, (name, command)
+    assert exchange(sock, b"zPING\0", []) == b"PONG\0"
+
+
+def test_outside_roots_no_existence_oracle(fuzz_front: tuple[str, Path, Daemon]) -> None:
+    """Outside allowed_roots a path gets the same answer whether it exists or not."""
+    sock, files, _ = fuzz_front
+    for command in PATH_COMMANDS:
+        for exists, missing in (("/etc/passwd", "/etc/no-such-file-here"),
+                                (f"{files}/../../../etc/passwd",
+                                 f"{files}/../../../etc/no-such-file-here")):
+            a = replies(exchange(sock, f"z{command} {exists}\0".encode(), []))
+            b = replies(exchange(sock, f"z{command} {missing}\0".encode(), []))
+            assert a == [f"{exists}: not-allowed ERROR"], a
+            assert b == [f"{missing}: not-allowed ERROR"], b
 
 
 @settings(max_examples=max(200, EXAMPLES // 4), deadline=None, derandomize=True,

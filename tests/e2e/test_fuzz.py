@@ -4,7 +4,10 @@ Grammar-built sessions (paths, commands, streams, junk lines, CR/NUL, an
 optional fatal ending) are cut at random points and sent; the daemon must
 answer every complete request exactly once, in order, with a well-formed line,
 or close after ``-1:protocol`` / ``-1:too-large``. Raw random bytes must
-never crash it. ``SCAND_FUZZ_EXAMPLES`` raises the example count (bench/README).
+never crash it. Hostile paths (tests/hostile_paths.py: NUL, invalid UTF-8,
+over-long names, link loops and a 1,500-link chain, paths outside the roots,
+and a link a thread swaps while requests run) are never answered ``0``.
+``SCAND_FUZZ_EXAMPLES`` raises the example count (bench/README).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EICAR, Daemon, launch
+from tests.hostile_paths import Flipper, hostile_tree
 
 EXAMPLES = int(os.environ.get("SCAND_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 REPLY_STARTS = (b"0\n", b"1:", b"-1:", b"PONG\n", b"scand ", b"{")
+HOSTILE: dict[str, bytes] = {}  # filled by the fixture: name -> path bytes
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +41,22 @@ def fuzz_daemon() -> Iterator[tuple[Daemon, Path]]:
     data.mkdir()
     (data / "clean.txt").write_text("clean\n")
     (data / "eicar.com").write_bytes(EICAR)
-    daemon = launch(d, 0, config="[server]\nmax_stream_bytes = 4096\n")
+    HOSTILE.update(hostile_tree(data))
+    flipper = Flipper(data)
+    HOSTILE["flip"] = str(flipper.link).encode()
+    daemon = launch(d, 0, config=f"[server]\nmax_stream_bytes = 4096\n"
+                                 f"allowed_roots = [\"{d}\"]\n")
     try:
-        yield daemon, data
+        with flipper:
+            yield daemon, data
     finally:
         daemon.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def hostile_requests() -> st.SearchStrategy[tuple[bytes, int]]:
+    """A hostile path (a NUL in it is a protocol error: still one reply)."""
+    return st.sampled_from(sorted(HOSTILE)).map(lambda k: (HOSTILE[k] + b"\n", 1))
 
 
 def requests(data: Path) -> st.SearchStrategy[tuple[bytes, int]]:
@@ -58,6 +73,7 @@ def requests(data: Path) -> st.SearchStrategy[tuple[bytes, int]]:
         path.map(lambda p: (p.encode() + b"\r\n", 1)),
         path.map(lambda p: (p.encode()[:3] + b"\x00" + p.encode()[3:] + b"\n", 1)),
         body.map(lambda b: (b"STREAM %d\n" % len(b) + b, 1)),
+        hostile_requests(),
     )
 
 
@@ -108,6 +124,23 @@ def test_grammar_sessions(fuzz_daemon: tuple[Daemon, Path], data: st.DataObject,
     assert not any(line.startswith(b"-1:internal") for line in lines), lines
     if ending:
         assert lines[-1].startswith((b"-1:protocol", b"-1:too-large"))
+    hostile = set(HOSTILE.values())
+    for (request, _), line in zip(parts, lines, strict=False):
+        if request[:-1] in hostile:
+            assert line.startswith((b"-1:", b"1:")), (request, line)  # never 0
+    assert daemon.proc.poll() is None
+
+
+def test_every_hostile_path(fuzz_daemon: tuple[Daemon, Path]) -> None:
+    """Each hostile path once, each on its own connection, then the daemon still answers."""
+    daemon, _ = fuzz_daemon
+    for name, path in sorted(HOSTILE.items()):
+        for _ in range(20 if name == "flip" else 1):
+            lines = exchange(daemon, path + b"\n", [])
+            assert len(lines) == 1 and lines[0].startswith((b"-1:", b"1:")), (name, lines)
+            assert not lines[0].startswith((b"-1:internal", b"-1:worker-crashed")), (name, lines)
+    assert daemon.proc.poll() is None
+    assert daemon.ask(b"PING\n") == b"PONG\n"
 
 
 @settings(max_examples=max(200, EXAMPLES // 3), deadline=None, derandomize=True,

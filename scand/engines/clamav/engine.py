@@ -183,6 +183,10 @@ class ClamavEngine(Engine):
         self._call("tmpdir", self.lib.cl_engine_set_str(self.handle, cl.CL_ENGINE_TMPDIR,
                                                         self.tmp.encode()))
 
+    def leftovers(self) -> tuple[str, ...]:
+        """libclamav's files of a scan in progress, if the worker is killed mid-scan."""
+        return (self.tmp,) if self.tmp else ()
+
     def close(self) -> None:
         if self.owner:
             self._free()

@@ -10,8 +10,8 @@ fell from about a quarter to a tenth). So ``clamav.tmp_dir = ""`` picks
 ``$TMPDIR``. The files live only for the scan that wrote them.
 
 A worker that exits normally removes its own directory; one that is killed
-mid-scan cannot, so the pool removes it once the worker is gone
-(:func:`remove_worker_dir`, called by the daemon).
+mid-scan cannot, so the engine reports it (``Engine.leftovers``, in the
+worker's ``Ready``) and the pool removes it once the worker is gone.
 """
 
 from __future__ import annotations
@@ -76,9 +76,8 @@ def base_dir(config: Config, uid: int | None = None) -> str:
 
 
 def worker_dir(config: Config, pid: int, uid: int | None = None) -> str:
-    """The temp directory of worker ``pid`` ("" for engines that keep none)."""
-    if config.engine.name != "clamav":
-        return ""
+    """The temp directory of worker ``pid`` (named ``worker-<pid>``: the daemon removes
+    it as one of the engine's leftovers, :meth:`scand.engines.base.Engine.leftovers`)."""
     return os.path.join(base_dir(config, uid), f"{PREFIX}{pid}")
 
 
