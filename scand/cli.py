@@ -20,6 +20,7 @@ from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
+from scand.farm.agent import Agent
 from scand.fronts import clamd_listen
 from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
 from scand.milter import server as milter
@@ -190,6 +191,10 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     await nursery.start(remote.run)
                 if config.metrics.listen:
                     await metrics.start(nursery, service, [server])
+                agent = None
+                if config.farm.agent:  # HAProxy agent-check (docs/FARM.md)
+                    agent = Agent(config.farm, service)
+                    await nursery.start(agent.run)
                 milter_server = None
                 if milter_socks:
                     milter_server = milter.MilterServer(service, milter_socks)
@@ -218,6 +223,9 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
+            if agent is not None:  # the balancer hears "drain" before the listeners close
+                agent.stopping = True
+                await trio.sleep(service.config.farm.drain_delay)
             if remote is not None:
                 remote.stop_accepting()
             grace = service.config.server.shutdown_grace

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import ssl
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
@@ -25,8 +26,9 @@ import trio
 from scand.config import Config
 from scand.connection import ClientConnection, SocketTransport, peer_gone
 from scand.events import Reason
+from scand.fronts.proxy_gate import ProxyGate
 from scand.protocol import format_unchecked
-from scand.remote_policy import parse_listen, peer_allowed
+from scand.remote_policy import parse_listen
 from scand.server import Server
 
 log = structlog.get_logger("scand.remote")
@@ -55,6 +57,7 @@ class RemoteListeners:
         self.addresses = [(a, False) for a in cfg.tcp] + [(a, True) for a in cfg.tls]
         self.ssl = tls_context(config) if cfg.tls else None
         self.refused = 0  # peers outside the allow-list (busy refusals count on the server)
+        self.gate = ProxyGate("sophie", self.allow, config.farm.proxy_from)  # PROXY v2
         self.ports: list[int] = []
         self._accepting = trio.CancelScope()
 
@@ -94,7 +97,7 @@ class RemoteListeners:
             except OSError:
                 await stream.aclose()
                 continue
-            if not peer_allowed(peer, self.allow):
+            if not self.gate.admit(peer):
                 self.refused += 1
                 log.warning("tcp_refused", peer=str(peer[0]))
                 await stream.aclose()  # before reading a byte
@@ -108,7 +111,15 @@ class RemoteListeners:
                 self.server.refused += 1
                 await stream.aclose()
                 continue
-            nursery.start_soon(self._serve_tls if tls else self._serve_plain, stream)
+            nursery.start_soon(self._gated, self._serve_tls if tls else self._serve_plain, stream)
+
+    async def _gated(self, serve: Callable[[trio.SocketStream], Awaitable[None]],
+                     stream: trio.SocketStream) -> None:
+        """The PROXY header (from a balancer) and the real client's allow-list, then serve."""
+        if await self.gate.resolve(stream.socket) is None:
+            await stream.aclose()
+            return
+        await serve(stream)
 
     async def _serve_plain(self, stream: trio.SocketStream) -> None:
         conn = ClientConnection(SocketTransport(stream.socket), self.service, remote=True)

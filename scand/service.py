@@ -171,6 +171,11 @@ class Service:
 
     # -- reload --------------------------------------------------------------------
 
+    @property
+    def reloading(self) -> bool:
+        """A reload is rolling the workers over (the farm agent says ``drain``)."""
+        return self._reload_lock.locked()
+
     def request_reload(self) -> None:
         """Start a reload in the background (RELOAD and SIGHUP)."""
         assert self._nursery is not None

@@ -39,6 +39,7 @@ from scand.fronts.clamd_handler import ClamdHandler
 from scand.fronts.clamd_listen import Listener
 from scand.fronts.clamd_proto import ClamdConnection
 from scand.fronts.clamd_reply import unchecked_text
+from scand.fronts.proxy_gate import ProxyGate
 from scand.server import ACCEPT_BACKOFF, FD_RESERVE, FDS_PER_WORKER
 from scand.service import Service
 
@@ -273,6 +274,8 @@ class ClamdServer:
         self._shutdown = shutdown
         self.budget = StreamBudget(service.config.clamd_front.stream_memory_mb * 1024 * 1024)
         self._nursery: trio.Nursery | None = None
+        tcp_allow = next((lst.allow for lst in listeners if lst.kind == "tcp"), ())
+        self.gate = ProxyGate("clamd", tcp_allow, service.config.farm.proxy_from)  # PROXY v2
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -295,7 +298,7 @@ class ClamdServer:
             except OSError as exc:
                 await self._accept_failed(lst, exc)
                 continue
-            if not lst.allowed(peer):
+            if not (lst.allowed(peer) or (lst.kind == "tcp" and self.gate.is_balancer(peer))):
                 self.denied += 1
                 sock.close()  # before reading a byte
                 log.warning("clamd_denied", listener=lst.name, peer=str(peer))
@@ -354,6 +357,9 @@ class ClamdServer:
 
     async def _serve(self, sock: trio.socket.SocketType, lst: Listener,
                      handler: ClamdHandler) -> None:
+        if lst.kind == "tcp" and await self.gate.resolve(sock) is None:
+            sock.close()  # a bad PROXY header, or its real client is not allowed
+            return
         tls = None
         if lst.tls is not None:
             tls = trio.SSLStream(trio.SocketStream(sock), lst.tls, server_side=True)
