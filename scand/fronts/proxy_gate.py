@@ -41,10 +41,11 @@ HEADER_TIMEOUT = 5.0
 
 
 async def read_header(sock: trio.socket.SocketType, timeout: float = HEADER_TIMEOUT
-                      ) -> ProxyHeader:
+                      ) -> ProxyHeader | None:
     """Read exactly one PROXY v2 header from ``sock`` (never a byte of what follows).
 
-    Raises ProxyError for a bad header, a peer that closes, or no header in time.
+    None: the peer closed before sending a byte (a plain connect check). Raises
+    ProxyError for a bad header, a peer that closes inside it, or no header in time.
     """
     buf = b""
     with trio.move_on_after(timeout):
@@ -52,6 +53,8 @@ async def read_header(sock: trio.socket.SocketType, timeout: float = HEADER_TIME
         while True:
             chunk = await sock.recv(want - len(buf))
             if not chunk:
+                if not buf:
+                    return None
                 raise ProxyError("closed inside the PROXY header")
             buf += chunk
             if len(buf) < FIXED:
@@ -113,6 +116,8 @@ class ProxyGate:
             header = await read_header(sock, self.timeout)
         except (ProxyError, OSError) as exc:
             return self._refuse(peer, None, str(exc))
+        if header is None:
+            return None  # connected and closed, nothing to refuse
         if header.command == "LOCAL":
             return peer  # the balancer's own connection (health checks)
         if header.source is None:
