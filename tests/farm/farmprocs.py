@@ -150,9 +150,10 @@ class HAProxy:
         return self.procs[-1].proc.pid
 
     def reload(self) -> None:
-        """A new haproxy takes the listeners over; the old one finishes its connections."""
+        """A new haproxy takes the listening sockets over from the old one (``-x``: no
+        connection refused meanwhile); the old one finishes its connections and exits."""
         old = self.pid
-        self._start(["-sf", str(old)])
+        self._start(["-x", self.stats_sock, "-sf", str(old)])
 
     def command(self, line: str) -> str:
         with socket.socket(socket.AF_UNIX) as s:
@@ -176,6 +177,12 @@ class HAProxy:
             p.stop()
 
 
+# Every server: PROXY v2 on traffic and on checks, health checks every ``inter``,
+# weight 100 (so the agent's percentages have steps), the agent at the same pace.
+SERVER_OPTIONS = ("send-proxy-v2 check-send-proxy check inter {inter} fall 2 rise 2 weight 100 "
+                  "agent-check agent-inter {inter}")
+
+
 def haproxy_config(sophie_port: int, clamd_port: int,
                    hosts: list[tuple[str, int, int, int]], inter: str = "300ms") -> str:
     """The tested configuration (examples/haproxy.cfg has the same shape): TCP mode,
@@ -185,7 +192,7 @@ def haproxy_config(sophie_port: int, clamd_port: int,
         return "".join(f"    server {name} 127.0.0.1:{ports[which]} agent-port {ports[2]}\n"
                        for name, *ports in hosts)
     return f"""global
-    stats socket @STATS@ mode 600 level admin
+    stats socket @STATS@ mode 600 level admin expose-fd listeners
     maxconn 2000
 
 defaults
@@ -206,7 +213,7 @@ backend sophie
     option tcp-check
     tcp-check send "PING\\n"
     tcp-check expect string PONG
-    default-server send-proxy-v2 check-send-proxy check inter {inter} fall 2 rise 2 weight 100 agent-check agent-inter {inter}
+    default-server {SERVER_OPTIONS.format(inter=inter)}
 {servers(0)}
 frontend clamd_in
     bind 127.0.0.1:{clamd_port}
@@ -217,5 +224,5 @@ backend clamd
     option tcp-check
     tcp-check send-binary 7a50494e4700
     tcp-check expect binary 504f4e4700
-    default-server send-proxy-v2 check-send-proxy check inter {inter} fall 2 rise 2 weight 100 agent-check agent-inter {inter}
+    default-server {SERVER_OPTIONS.format(inter=inter)}
 {servers(1)}"""
