@@ -55,8 +55,11 @@ class Reply:
     error: str = ""
 
 
-def ask(port: int, request: bytes, timeout: float, host: str = "127.0.0.1") -> bytes:
-    with socket.create_connection((host, port), timeout=timeout) as s:
+def ask(port: int, request: bytes, timeout: float, source: str | None = None) -> bytes:
+    """One request on a fresh connection to 127.0.0.1:port (from ``source`` if given:
+    a client that is not the balancer must not come from its address)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as s:
         s.sendall(request)
         buf = b""
         while not buf.endswith(b"\n"):
@@ -71,8 +74,9 @@ class FarmLoad:
     """``clients`` threads asking ``port`` until the ``with`` block ends (or ``count``)."""
 
     def __init__(self, port: int, clients: int = 6, timeout: float = 30.0,
-                 count: int | None = None) -> None:
+                 count: int | None = None, source: str | None = None) -> None:
         self.port = port
+        self.source = source
         self.items = corpus()
         self.timeout = timeout
         self.count = count
@@ -95,7 +99,7 @@ class FarmLoad:
             t0 = time.monotonic()
             error = ""
             try:
-                reply = ask(self.port, request, self.timeout)
+                reply = ask(self.port, request, self.timeout, self.source)
             except OSError as exc:
                 reply, error = b"", f"{type(exc).__name__}: {exc}"
             with self._lock:
@@ -120,4 +124,55 @@ class FarmLoad:
         return n / max(1e-9, t1 - t0)
 
 
-__all__ = ["EICAR", "FarmLoad", "Reply", "ask", "corpus"]
+# Every server: PROXY v2 on traffic and on checks, health checks every ``inter``,
+# weight 100 (so the agent's percentages have steps), the agent at the same pace.
+SERVER_OPTIONS = ("send-proxy-v2 check-send-proxy check inter {inter} fall 2 rise 2 weight 100 "
+                  "agent-check agent-inter {inter}")
+
+
+def haproxy_config(sophie_port: int, clamd_port: int,
+                   hosts: list[tuple[str, int, int, int]], inter: str = "300ms") -> str:
+    """The tested configuration (examples/haproxy.cfg has the same shape): TCP mode,
+    health checks in each protocol, agent-check, PROXY v2 to every server.
+    ``hosts`` are (name, sophie port, clamd port, agent port)."""
+    def servers(which: int) -> str:
+        return "".join(f"    server {name} 127.0.0.1:{ports[which]} agent-port {ports[2]}\n"
+                       for name, *ports in hosts)
+    return f"""global
+    stats socket @STATS@ mode 600 level admin expose-fd listeners
+    maxconn 2000
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout check 2s
+    retries 3
+    option redispatch 1
+
+frontend sophie_in
+    bind 127.0.0.1:{sophie_port}
+    default_backend sophie
+
+backend sophie
+    balance leastconn
+    option tcp-check
+    tcp-check send "PING\\n"
+    tcp-check expect string PONG
+    default-server {SERVER_OPTIONS.format(inter=inter)}
+{servers(0)}
+frontend clamd_in
+    bind 127.0.0.1:{clamd_port}
+    default_backend clamd
+
+backend clamd
+    balance leastconn
+    option tcp-check
+    tcp-check send-binary 7a50494e4700
+    tcp-check expect binary 504f4e4700
+    default-server {SERVER_OPTIONS.format(inter=inter)}
+{servers(1)}"""
+
+
+__all__ = ["EICAR", "FarmLoad", "Reply", "ask", "corpus", "haproxy_config"]

@@ -10,7 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.farm_load import haproxy_config
 from tests.farm.farmutil import free_port
+
+__all__ = ["HAProxy", "RedisFarm", "haproxy_config"]
 
 
 def _wait(check: object, what: str, limit: float = 15.0) -> None:
@@ -175,54 +178,3 @@ class HAProxy:
     def stop(self) -> None:
         for p in self.procs:
             p.stop()
-
-
-# Every server: PROXY v2 on traffic and on checks, health checks every ``inter``,
-# weight 100 (so the agent's percentages have steps), the agent at the same pace.
-SERVER_OPTIONS = ("send-proxy-v2 check-send-proxy check inter {inter} fall 2 rise 2 weight 100 "
-                  "agent-check agent-inter {inter}")
-
-
-def haproxy_config(sophie_port: int, clamd_port: int,
-                   hosts: list[tuple[str, int, int, int]], inter: str = "300ms") -> str:
-    """The tested configuration (examples/haproxy.cfg has the same shape): TCP mode,
-    health checks in each protocol, agent-check, PROXY v2 to every server.
-    ``hosts`` are (name, sophie port, clamd port, agent port)."""
-    def servers(which: int) -> str:
-        return "".join(f"    server {name} 127.0.0.1:{ports[which]} agent-port {ports[2]}\n"
-                       for name, *ports in hosts)
-    return f"""global
-    stats socket @STATS@ mode 600 level admin expose-fd listeners
-    maxconn 2000
-
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout check 2s
-    retries 3
-    option redispatch 1
-
-frontend sophie_in
-    bind 127.0.0.1:{sophie_port}
-    default_backend sophie
-
-backend sophie
-    balance leastconn
-    option tcp-check
-    tcp-check send "PING\\n"
-    tcp-check expect string PONG
-    default-server {SERVER_OPTIONS.format(inter=inter)}
-{servers(0)}
-frontend clamd_in
-    bind 127.0.0.1:{clamd_port}
-    default_backend clamd
-
-backend clamd
-    balance leastconn
-    option tcp-check
-    tcp-check send-binary 7a50494e4700
-    tcp-check expect binary 504f4e4700
-    default-server {SERVER_OPTIONS.format(inter=inter)}
-{servers(1)}"""
