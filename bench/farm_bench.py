@@ -17,33 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.farm_load import FarmLoad, haproxy_config
+from bench.farm_load import FarmLoad, free_port, haproxy_config, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -97,8 +79,8 @@ def main() -> int:
             procs.append(proc)
             hosts.append(ports)
         for _, sophie, _, agent in hosts:
-            wait_port(sophie)
-            wait_port(agent)
+            wait_port(sophie, 60)
+            wait_port(agent, 60)
         haps = {}
         for label, members in (("one", hosts[:1]), ("three", hosts)):
             front = free_port()

@@ -46,6 +46,24 @@ def corpus(distinct: int = 24) -> list[tuple[bool, bytes]]:
     return out
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, limit: float = 15.0) -> None:
+    """Until something accepts on 127.0.0.1:port."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
 @dataclass
 class Reply:
     start: float
@@ -175,4 +193,5 @@ backend clamd
 {servers(1)}"""
 
 
-__all__ = ["EICAR", "FarmLoad", "Reply", "ask", "corpus", "haproxy_config"]
+__all__ = ["EICAR", "FarmLoad", "Reply", "ask", "corpus", "free_port", "haproxy_config",
+           "wait_port"]

@@ -4,13 +4,10 @@ address, and a Sophie STREAM request."""
 from __future__ import annotations
 
 import socket
-import time
 
+from bench.farm_load import free_port, wait_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["connect", "exchange", "free_port", "read_reply", "stream_request", "wait_port"]
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 10.0,
@@ -46,14 +43,3 @@ def exchange(port: int, data: bytes, source: str = "127.0.0.1", end: bytes = b"\
 
 def stream_request(body: bytes) -> bytes:
     return b"STREAM %d\n" % len(body) + body
-
-
-def wait_port(port: int, limit: float = 15.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
