@@ -149,7 +149,8 @@ SERVER_OPTIONS = ("send-proxy-v2 check-send-proxy check inter {inter} fall 2 ris
 
 
 def haproxy_config(sophie_port: int, clamd_port: int,
-                   hosts: list[tuple[str, int, int, int]], inter: str = "300ms") -> str:
+                   hosts: list[tuple[str, int, int, int]], inter: str = "300ms",
+                   options: str = SERVER_OPTIONS) -> str:
     """The tested configuration (examples/haproxy.cfg has the same shape): TCP mode,
     health checks in each protocol, agent-check, PROXY v2 to every server.
     ``hosts`` are (name, sophie port, clamd port, agent port)."""
@@ -178,7 +179,7 @@ backend sophie
     option tcp-check
     tcp-check send "PING\\n"
     tcp-check expect string PONG
-    default-server {SERVER_OPTIONS.format(inter=inter)}
+    default-server {options.format(inter=inter)}
 {servers(0)}
 frontend clamd_in
     bind 127.0.0.1:{clamd_port}
@@ -189,7 +190,7 @@ backend clamd
     option tcp-check
     tcp-check send-binary 7a50494e4700
     tcp-check expect binary 504f4e4700
-    default-server {SERVER_OPTIONS.format(inter=inter)}
+    default-server {options.format(inter=inter)}
 {servers(1)}"""
 
 
