@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from scand.farm.agent import Snapshot, agent_line, weight
+from types import SimpleNamespace
+from typing import Any
+
+from scand.farm.agent import Snapshot, agent_line, snapshot, weight
 
 
 def test_idle_is_full_weight_and_up() -> None:
@@ -33,3 +36,25 @@ def test_every_line_is_one_ascii_line() -> None:
               Snapshot(busy=9, queued=99)):
         line = agent_line(s)
         assert line.endswith(b"\n") and line.count(b"\n") == 1 and line.isascii()
+
+
+def _service(busy: list[bool], queued: int = 0, draining: bool = False,
+             reloading: bool = False, clamd_rc: int | str | None = "none") -> Any:
+    managed = None
+    if clamd_rc != "none":
+        managed = SimpleNamespace(current=SimpleNamespace(proc=SimpleNamespace(
+            returncode=clamd_rc)))
+    return SimpleNamespace(
+        pool=SimpleNamespace(workers=[SimpleNamespace(busy=b) for b in busy], waiting=queued),
+        config=SimpleNamespace(worker_count=2), draining=draining, reloading=reloading,
+        managed=managed)
+
+
+def test_snapshot_reads_the_service() -> None:
+    assert agent_line(snapshot(_service([True, False], queued=1))) == b"up ready 50%\n"
+    assert agent_line(snapshot(_service([False, False]), stopping=True)) == b"drain\n"
+    assert agent_line(snapshot(_service([False, False], draining=True))) == b"drain\n"
+    assert agent_line(snapshot(_service([False, False], reloading=True))) == b"drain\n"
+    assert agent_line(snapshot(_service([False], clamd_rc=None))) == b"up ready 100%\n"
+    assert agent_line(snapshot(_service([False], clamd_rc=-9))) == b"down#clamd down\n"
+    assert agent_line(snapshot(_service([]))) == b"down#no worker\n"
