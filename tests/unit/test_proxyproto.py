@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scand.events import NEED_DATA
 from scand.fronts import proxyproto
@@ -84,3 +86,22 @@ def test_looks_like_proxy() -> None:
     for request in (b"", b"STREAM 5\n", b"PING\n", b"zPING\0", b"nINSTREAM\n", b"/var/spool\n",
                     b"\r", b"\x16\x03\x01"):  # (\x16: a TLS ClientHello)
         assert not proxyproto.looks_like_proxy(request)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.binary(max_size=64),
+                 st.builds(lambda tail: SIGNATURE + tail, st.binary(max_size=300)),
+                 st.builds(lambda head, n, tail: SIGNATURE + head + struct.pack("!H", n) + tail,
+                           st.binary(min_size=2, max_size=2), st.integers(0, 400),
+                           st.binary(max_size=400))))
+def test_any_bytes_give_a_header_need_data_or_proxy_error(data: bytes) -> None:
+    try:
+        result = parse(data)
+    except ProxyError:
+        return
+    if isinstance(result, ProxyHeader):
+        assert result.length <= len(data) and result.length <= MAX_HEADER
+        assert (result.source is None) == (result.command == "LOCAL"
+                                           or result.family in ("UNSPEC", "UNIX"))
+    else:
+        assert result is NEED_DATA
