@@ -18,6 +18,7 @@ from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
+from scand.farm.agent import AgentFront
 from scand.fronts.accept import HANDSHAKE_TIMEOUT, FrontServer
 from scand.fronts.budget import MemoryBudget, budget_bytes
 from scand.fronts.listen import SocketPathError, fd_budget
@@ -195,7 +196,9 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                                          max_connections=max_conns, budget=budget,
                                          handshake_timeout=min(
                                              HANDSHAKE_TIMEOUT, config.server.request_timeout),
-                                         remover=remover)
+                                         remover=remover,
+                                         proxy_from=config.farm.proxy_from
+                                         if spec.name in ("sophie", "clamd") else ())
                     servers.append(server)
                     await nursery.start(server.run)
                 if metrics_bound is not None:
@@ -220,6 +223,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
+            agents = [s.front for s in servers if isinstance(s.front, AgentFront)]
+            if agents:  # the balancer hears "drain" before the listeners close
+                for agent in agents:
+                    agent.stopping = True
+                await trio.sleep(service.config.farm.drain_delay)
             grace = service.config.server.shutdown_grace
             service.draining = True
             for server in servers:

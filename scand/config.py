@@ -214,7 +214,9 @@ class CacheConfig:
     ttl: float = 3600.0  # seconds an entry stays usable
     max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
     min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
-    redis_url: str = ""  # "unix:///run/redis/redis.sock" or "redis://host:port"
+    # "unix:///run/redis/redis.sock", "redis://host:port", or a Sentinel service:
+    # "redis+sentinel://host1:26379,host2:26379,host3:26379/mymaster"
+    redis_url: str = ""
     redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
     redis_retry: float = 1.0  # after a Redis failure, skip Redis for this long
     redis_prefix: str = "scand:v1:"
@@ -252,6 +254,21 @@ class MilterConfig:
 
 
 @dataclass(frozen=True)
+class FarmConfig:
+    """Behind a load balancer (docs/FARM.md): PROXY protocol v2 and HAProxy's agent-check."""
+
+    # Balancers (CIDR) on the TCP listeners: their PROXY v2 header is required and the
+    # allow-lists apply to the client it names; a PROXY header from anyone else is
+    # refused. Empty = off (no header read or accepted).
+    proxy_from: tuple[str, ...] = ()
+    agent: str = ""  # "host:port" of the agent-check listener; "" = off
+    agent_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # who may ask it (CIDR)
+    # After SIGTERM, answer "drain" to the agent this long before closing the
+    # listeners, so the balancer stops sending first (a few agent-inter).
+    drain_delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -271,6 +288,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     clamav: ClamavConfig = field(default_factory=ClamavConfig)
     milter: MilterConfig = field(default_factory=MilterConfig)
+    farm: FarmConfig = field(default_factory=FarmConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -320,6 +338,14 @@ def _network(v: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _sentinel_url(v: str) -> str | None:
+    """``redis+sentinel://host:port[,host:port...]/master`` (scand.cache.connect)."""
+    hosts, _, master = v.removeprefix("redis+sentinel://").partition("/")
+    if not master or "/" in master or not all(_host_port(h) for h in hosts.split(",")):
+        return f"must be redis+sentinel://host:port[,host:port...]/master, got {v!r}"
+    return None
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -391,8 +417,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cache.ttl": _at_least(1),
     "cache.max_entries": _at_least(1),
     "cache.min_part_bytes": _at_least(0),
-    "cache.redis_url": lambda v: None if not v or v.startswith(("unix:///", "redis://")) else (
-        f"must start with unix:/// or redis://, got {v!r}"),
+    "cache.redis_url": lambda v: _sentinel_url(v) if v.startswith("redis+sentinel://") else (
+        None if not v or v.startswith(("unix:///", "redis://")) else
+        f"must start with unix:///, redis:// or redis+sentinel://, got {v!r}"),
     "cache.redis_timeout": _at_least(0.001),
     "cache.redis_retry": _at_least(0),
     "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
@@ -412,6 +439,10 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     else f"must start with a 4xx code and a space, got {v!r}",
     "milter.progress_interval": _at_least(0),
     "milter.idle_timeout": _at_least(1),
+    "farm.proxy_from": _networks,
+    "farm.agent": lambda v: None if not v or _host_port(v) else f"must be host:port, got {v!r}",
+    "farm.agent_allow": _networks,
+    "farm.drain_delay": _at_least(0),
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
 }

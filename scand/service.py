@@ -45,6 +45,9 @@ class ManagedEngine(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def down_reason(self) -> str:
+        """Why it cannot scan now ("" = it can): the HAProxy agent answers ``down``."""
+
     async def switch(self, reason: str, config: Config | None = None) -> None: ...
 
     def worker_config(self, config: Config) -> Config: ...
@@ -184,6 +187,11 @@ class Service:
         }
 
     # -- reload --------------------------------------------------------------------
+
+    @property
+    def reloading(self) -> bool:
+        """A reload is rolling the workers over (the farm agent says ``drain``)."""
+        return self._reload_lock.locked()
 
     def request_reload(self) -> None:
         """Start a reload in the background (RELOAD and SIGHUP)."""

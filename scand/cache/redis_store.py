@@ -17,6 +17,8 @@ import contextlib
 import time
 from typing import Any
 
+from scand.cache.connect import open_client
+
 _CLIENT: Any = None  # the redis package, once imported (load_client)
 
 
@@ -69,11 +71,7 @@ class RedisStore:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"resting after: {self.last_error}")
         if self._client is None:  # (this connects at once: single_connection_client)
-            redis = self.redis
-            self._client = redis.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), retry_on_timeout=False,
-                health_check_interval=0, single_connection_client=True)
+            self._client = open_client(self.redis, self.url, self.timeout)  # plain or Sentinel
         return self._client
 
     def _failed(self, exc: Exception) -> StoreUnavailable:

@@ -291,6 +291,12 @@ class ManagedClamd:
         await terminate(old.proc, TERM_GRACE)
         self._retire(old.generation)
 
+    def down_reason(self) -> str:
+        """"" while a clamd runs; else why not (the HAProxy agent answers ``down``)."""
+        if self.current is None or self.current.proc.returncode is not None:
+            return "clamd down"
+        return ""
+
     def stats(self) -> dict[str, Any]:
         cur = self.current
         return {

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,7 @@ import trio
 
 from scand.fronts.budget import TLS_HANDSHAKE_BYTES, Held, MemoryBudget
 from scand.fronts.listen import Bound
+from scand.fronts.proxy_gate import ProxyGate
 from scand.fronts.transport import SocketTransport, TlsTransport, Transport
 from scand.fronts.unlinker import SocketRemover
 
@@ -132,7 +134,8 @@ class FrontServer:
     def __init__(self, front: Front, bound: list[Bound], *, max_connections: int,
                  budget: MemoryBudget | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                 remover: SocketRemover | None = None) -> None:
+                 remover: SocketRemover | None = None,
+                 proxy_from: Sequence[str] = ()) -> None:
         self.front = front
         self.bound = bound
         self.max_connections = max_connections
@@ -140,6 +143,9 @@ class FrontServer:
         self.handshake_timeout = handshake_timeout
         self.remover = remover if remover is not None else SocketRemover()
         self.counters = Counters()
+        # PROXY v2 from the configured balancers, on network listeners (docs/FARM.md).
+        self._gates = {b.name: ProxyGate(front.name, b.allow or (), proxy_from)
+                       for b in bound if b.network and proxy_from}
         self.sessions: set[Session] = set()
         self.active = 0  # accepted and not yet closed, TLS handshakes included
         self._listeners = [trio.socket.from_stdlib_socket(b.sock) for b in bound]
@@ -184,7 +190,8 @@ class FrontServer:
             except OSError as exc:
                 await self._accept_failed(bound, exc)
                 continue
-            if not bound.allows(peer):
+            gate = self._gates.get(bound.name)
+            if not (gate.admit(peer) if gate is not None else bound.allows(peer)):
                 self.counters.denied += 1
                 log.warning("connection_denied", front=self.front.name, listener=bound.name,
                             peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
@@ -239,6 +246,14 @@ class FrontServer:
     async def _serve_one(self, sock: trio.socket.SocketType, bound: Bound) -> None:
         held = Held(self.budget)
         try:
+            gate = self._gates.get(bound.name)
+            if gate is not None:
+                refused = gate.refused
+                client = await gate.resolve(sock)  # before the TLS handshake
+                if client is None:
+                    self.counters.denied += gate.refused - refused
+                    sock.close()
+                    return
             transport = await self._open(sock, bound, held)
             if transport is None:
                 return

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scand.config import Config
+from scand.farm.agent import AgentFront, bind_agent
 from scand.fronts.accept import Front
 from scand.fronts.clamd_session import ClamdFront
 from scand.fronts.listen import (
@@ -93,6 +94,9 @@ def bind_fronts(config: Config, owner: Identity | None) -> list[FrontSpec]:
         if milter.enabled(config):
             specs.append(FrontSpec("milter", milter.bind(config, owner),
                                    lambda service, _stop: milter.MilterFront(service)))
+        if config.farm.agent:  # HAProxy agent-check (docs/FARM.md)
+            specs.append(FrontSpec("agent", bind_agent(config.farm),
+                                   lambda service, _stop: AgentFront(service)))
     except BaseException:
         close_fronts(specs)
         raise

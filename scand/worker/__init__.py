@@ -18,5 +18,5 @@ engines. Never trio, never structlog, never anything daemon-side
 DAEMON_SIDE = (
     "trio", "structlog", "psutil", "scand.pool", "scand.server", "scand.service",
     "scand.cli", "scand.logs", "scand.stats", "scand.clamd.supervisor", "scand.fronts",
-    "scand.milter", "scand.metrics", "scand.remote",
+    "scand.milter", "scand.metrics", "scand.farm",
 )

@@ -77,3 +77,28 @@ def test_example_documents_every_key_with_its_default() -> None:
         for f in dataclasses.fields(current):
             assert f.name in documented, f"{section.name}.{f.name} is not in the example"
     assert configmod.from_mapping(data) == defaults
+
+
+def test_farm_keys_and_sentinel_urls_are_checked(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[farm]\nproxy_from = ["10.0.0.5/32"]\nagent = "127.0.0.1:5555"\n'
+                    '[cache]\nbackend = "redis"\n'
+                    'redis_url = "redis+sentinel://10.0.0.1:26379,[::1]:26380/mymaster"\n')
+    assert cfg.farm.proxy_from == ("10.0.0.5/32",) and cfg.farm.agent == "127.0.0.1:5555"
+    for text, key in [('[farm]\nproxy_from = ["nonsense"]\n', "farm.proxy_from"),
+                      ('[farm]\nagent = "5555"\n', "farm.agent"),
+                      ('[farm]\nagent_allow = ["x"]\n', "farm.agent_allow"),
+                      ("[farm]\ndrain_delay = -1\n", "farm.drain_delay"),
+                      ('[cache]\nredis_url = "redis+sentinel://h:1/"\n', "cache.redis_url"),
+                      ('[cache]\nredis_url = "redis+sentinel://h/m"\n', "cache.redis_url"),
+                      ('[cache]\nredis_url = "http://h:1/m"\n', "cache.redis_url")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_text(tmp_path, text)
+
+
+def test_sentinel_url_parsing() -> None:
+    from scand.cache.connect import BadRedisUrl, parse_sentinel_url
+
+    assert parse_sentinel_url("redis+sentinel://a:1,[::1]:2/mymaster") == (
+        [("a", 1), ("::1", 2)], "mymaster")
+    with pytest.raises(BadRedisUrl):
+        parse_sentinel_url("redis+sentinel://a:1")
