@@ -19,6 +19,7 @@ import stat
 import structlog
 import trio
 
+from scand import safedir
 from scand.config import Config
 from scand.connection import RECV_SIZE, ClientConnection, SocketTransport
 from scand.events import Reason
@@ -53,12 +54,14 @@ def _resolve_group(group: str) -> int:
         raise SocketPathError(f"server.socket_group: no such group {group!r}") from None
 
 
-def prepare_socket_path(path: str) -> None:
+def prepare_socket_path(path: str, key: str = "server.socket",
+                        owner: Identity | None = None) -> None:
     """Remove a stale socket; refuse a live one or anything that is not a socket."""
+    safedir.ensure_dir(os.path.dirname(path) or ".", key, mode=0o755,  # ours, or refused
+                       owners=(owner.uid,) if owner else ())
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
@@ -79,7 +82,7 @@ def prepare_socket_path(path: str) -> None:
 def bind_unix(config: Config, owner: Identity | None = None) -> stdsocket.socket:
     """Create and bind the listening socket; set its owner, group and mode before listen."""
     path = config.socket_path
-    prepare_socket_path(path)
+    prepare_socket_path(path, "server.socket", owner)
     sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
     sock.setblocking(False)
     old_umask = os.umask(0o177)  # never expose the socket wider than asked, even briefly

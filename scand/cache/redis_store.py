@@ -8,7 +8,9 @@ or slow Redis costs at most one timeout per worker per retry period, not one
 per part). After any failure the connection is thrown away: a reply that
 arrives late must never be read as the answer to the next lookup.
 
-The client is created lazily, in the worker, after the fork.
+The client is created lazily, in the worker, after the fork. A wrong password
+or a server certificate that does not verify fails the connection like a dead
+Redis: a scan, never an answer.
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str, timeout: float, retry: float, ttl: float) -> None:
+    def __init__(self, url: str, timeout: float, retry: float, ttl: float,
+                 options: dict[str, Any] | None = None) -> None:
         self.redis = load_client()
         self.url = url
+        self.options = options or {}  # ACL user, password, TLS files (cache.client_options)
         self.timeout = timeout
         self.retry = retry
         self.ttl = max(1, int(ttl))
@@ -73,7 +77,7 @@ class RedisStore:
             self._client = redis.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), retry_on_timeout=False,
-                health_check_interval=0, single_connection_client=True)
+                health_check_interval=0, single_connection_client=True, **self.options)
         return self._client
 
     def _failed(self, exc: Exception) -> StoreUnavailable:

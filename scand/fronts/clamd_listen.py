@@ -73,7 +73,7 @@ def tls_context(cfg: ClamdFrontConfig) -> ssl.SSLContext | None:
 
 def bind_unix(path: str, mode: int, group: str, owner: Identity | None) -> socket.socket:
     """As the Sophie socket: stale socket replaced, live one refused, mode set before listen."""
-    prepare_socket_path(path)
+    prepare_socket_path(path, "clamd_front.socket", owner)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     old_umask = os.umask(0o177)

@@ -16,6 +16,8 @@ import contextlib
 import os
 import tempfile
 
+from scand import safedir
+
 
 class MessageBuffer:
     """Bytes of one message, in memory or spilled to a spool file."""
@@ -101,10 +103,10 @@ class MessageBuffer:
 
 
 def make_spool_dir(configured: str) -> tuple[str, bool]:
-    """The spool directory (created 0700 if missing) and whether scand made it
-    temporary (then it is removed at exit)."""
+    """The spool directory (created 0700 if missing; an existing one only if it is
+    scand's: :func:`scand.safedir.ensure_dir`, never chmod'ed) and whether scand made
+    it temporary (then it is removed at exit)."""
     if configured:
-        os.makedirs(configured, mode=0o700, exist_ok=True)
-        os.chmod(configured, 0o700)
+        safedir.ensure_dir(configured, "milter.spool_dir")
         return configured, False
     return tempfile.mkdtemp(prefix="scand-milter-"), True

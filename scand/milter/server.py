@@ -74,7 +74,7 @@ def bind(config: Config, owner: Identity | None = None) -> list[stdsocket.socket
     cfg = config.milter
     socks: list[stdsocket.socket] = []
     if cfg.socket:
-        prepare_socket_path(cfg.socket)
+        prepare_socket_path(cfg.socket, "milter.socket", owner)
         sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:

@@ -129,6 +129,7 @@ class WorkerProcess:
             raise EngineError(getattr(ready, "error", "") or f"unexpected {ready!r}")
         worker.baseline_rss = worker.rss = ready.rss
         worker.ready = ready
+        worker.tmp_dir = ready.tmp_dir or worker.tmp_dir  # a replaced default base (safedir)
         worker.to(WorkerState.SERVING)
         return worker
 

@@ -163,6 +163,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
             detail=info.detail,
             modules=daemon_side_modules(),
             uid=os.getuid(),
+            tmp_dir=getattr(engine, "tmp", ""),
         ),
     )
     while True:
