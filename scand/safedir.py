@@ -25,7 +25,6 @@ followed to change its target.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import tempfile
@@ -72,8 +71,10 @@ def ensure_dir(path: str, key: str, *, mode: int = 0o700, owners: Iterable[int] 
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        why = {errno.ELOOP: "is a symlink", errno.ENOTDIR: "is not a directory"}.get(
-            exc.errno or 0, f"cannot be opened: {exc.strerror}")
+        try:  # why: a symlink (ELOOP, or ENOTDIR with O_DIRECTORY), a file, or else
+            why = problem(os.lstat(path), allowed) or f"cannot be opened: {exc.strerror}"
+        except OSError:
+            why = f"cannot be opened: {exc.strerror}"
         raise _refuse(key, path, why) from None
     try:
         why = problem(os.fstat(fd), allowed)
