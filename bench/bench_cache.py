@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.klez import Mail, klez, no_repeats, write_signatures
 from tests.conftest import launch
-from tests.farm.conftest import Redis
+from tests.farm.conftest import Redis, write_secret
 
 
 def run_once(workdir: Path, n: int, sigdir: Path, paths: list[str], expect: list[str],
              backend: str, redis_url: str, args: argparse.Namespace) -> float:
     cfg = f'[cache]\nbackend = "{backend}"\n'
     if backend == "redis":
-        cfg += f'redis_url = "{redis_url}"\n'
+        cfg += f'redis_url = "{redis_url}"\nsecret_file = "{write_secret(workdir)}"\n'
     d = launch(workdir, n, "--signatures", str(sigdir), "--engine", args.engine,
                config=cfg, workers=args.workers)
     try:
@@ -93,7 +93,9 @@ def run_cpu(sigdir: Path, mails: list[Mail], backend: str, redis_url: str,
     from scand.worker.scanner import Scanner
 
     cfg = configmod.override(Config(), "engine", name=engine, signatures=str(sigdir))
-    cfg = configmod.override(cfg, "cache", backend=backend, redis_url=redis_url or None)
+    secret = str(write_secret(sigdir.parent)) if backend == "redis" else None
+    cfg = configmod.override(cfg, "cache", backend=backend, redis_url=redis_url or None,
+                             secret_file=secret)
     scanner = Scanner(load_engine(cfg), cfg)
     scanner.scan_stream(b"warm-up: builds the signature automaton")
     t0 = time.process_time()

@@ -8,8 +8,10 @@ name the key (``pool.workers: must be >= 1, got 0``). Stdlib only.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
+import stat
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -214,12 +216,75 @@ class CacheConfig:
     ttl: float = 3600.0  # seconds an entry stays usable
     max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
     min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
-    # "unix:///run/redis/redis.sock", "redis://host:port", or a Sentinel service:
-    # "redis+sentinel://host1:26379,host2:26379,host3:26379/mymaster"
+    # "unix:///run/redis/redis.sock", "redis://host:port", "rediss://host:port" (TLS),
+    # or a Sentinel service: "redis+sentinel://host1:26379,host2:26379,host3:26379/mymaster"
     redis_url: str = ""
     redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
     redis_retry: float = 1.0  # after a Redis failure, skip Redis for this long
     redis_prefix: str = "scand:v1:"
+    # The farm secret (required with redis): every stored value carries a MAC over its
+    # key and value, and keys are keyed hashes (docs/SECURITY.md). A file of one line
+    # (>= 16 bytes), readable by its owner only.
+    secret_file: str = ""
+    redis_username: str = ""  # Redis ACL user ("" = the default user)
+    redis_password_file: str = ""  # the Redis password (AUTH), one line, owner-only file
+    redis_ca_file: str = ""  # rediss://: PEM CA bundle the server must chain to ("" = system)
+    redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
+    redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
+    # Read from the files above when the config is built (never from TOML, never shown).
+    secret: bytes = field(default=b"", init=False, repr=False)
+    redis_password: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backend != "redis":
+            return
+        if importlib.util.find_spec("redis") is None:
+            raise ConfigError('cache.backend: "redis" needs the redis package: '
+                              "pip install 'scand[redis]'")
+        if not self.secret_file:
+            raise ConfigError('cache.secret_file: required with cache.backend = "redis" '
+                              "(a file of one line: e.g. openssl rand -hex 32)")
+        secret = read_private_file("cache.secret_file", self.secret_file)
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(f"cache.secret_file: {self.secret_file}: {len(secret)} bytes; "
+                              f"at least {MIN_SECRET} (e.g. openssl rand -hex 32)")
+        object.__setattr__(self, "secret", secret)
+        if self.redis_password_file:
+            password = read_private_file("cache.redis_password_file", self.redis_password_file)
+            object.__setattr__(self, "redis_password", password.decode("utf-8", "replace"))
+        tls = self.redis_url.startswith("rediss://")
+        for key in ("redis_ca_file", "redis_cert_file", "redis_key_file"):
+            path = getattr(self, key)
+            if path and not tls:
+                raise ConfigError(f"cache.{key}: only with a rediss:// redis_url")
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(f"cache.{key}: {path}: cannot be read")
+        if bool(self.redis_cert_file) != bool(self.redis_key_file):
+            raise ConfigError("cache.redis_key_file: redis_cert_file and redis_key_file go "
+                              "together")
+
+
+# Shortest farm secret accepted (bytes): 16 random bytes, or 32 hex digits of them.
+MIN_SECRET = 16
+
+
+def read_private_file(key: str, path: str) -> bytes:
+    """The first line of a secret file, which only its owner may read or change."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{key}: {path}: not a regular file")
+            if st.st_mode & 0o077:
+                raise ConfigError(f"{key}: {path}: mode {stat.S_IMODE(st.st_mode):04o} lets "
+                                  "group or others read or change it; chmod 600 it")
+            lines = fh.read(4096).splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path}: cannot read: {exc.strerror}") from exc
+    value = lines[0].strip() if lines else b""
+    if not value:
+        raise ConfigError(f"{key}: {path}: is empty")
+    return value
 
 
 @dataclass(frozen=True)
@@ -418,8 +483,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "cache.max_entries": _at_least(1),
     "cache.min_part_bytes": _at_least(0),
     "cache.redis_url": lambda v: _sentinel_url(v) if v.startswith("redis+sentinel://") else (
-        None if not v or v.startswith(("unix:///", "redis://")) else
-        f"must start with unix:///, redis:// or redis+sentinel://, got {v!r}"),
+        None if not v or v.startswith(("unix:///", "redis://", "rediss://")) else
+        f"must start with unix:///, redis://, rediss:// or redis+sentinel://, got {v!r}"),
     "cache.redis_timeout": _at_least(0.001),
     "cache.redis_retry": _at_least(0),
     "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
@@ -473,7 +538,7 @@ def _build_section(name: str, cls: type[Any], raw: Any) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{name}: must be a table, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         full = f"{name}.{key}"
@@ -522,7 +587,8 @@ def override(config: Config, section: str, **changes: Any) -> Config:
     if not changes:
         return config
     current = getattr(config, section)
-    raw = {**dataclasses.asdict(current), **changes}
+    raw = {**{f.name: getattr(current, f.name) for f in dataclasses.fields(current) if f.init},
+           **changes}
     raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
     return dataclasses.replace(config, **{section: _build_section(section, type(current), raw)})
 

@@ -140,8 +140,10 @@ class Service:
             "ms": round(elapsed * 1000, 2),
             "worker": result.worker,
         }
-        if result.cache != (0, 0):
-            fields["cache_hits"], fields["cache_misses"] = result.cache
+        if any(result.cache):
+            fields["cache_hits"], fields["cache_misses"] = result.cache[:2]
+            if result.cache[2:] and result.cache[2]:
+                fields["cache_bad_tags"] = result.cache[2]
         if isinstance(verdict, Unchecked):
             fields["detail"] = verdict.detail
         elif isinstance(verdict, Infected):

@@ -33,10 +33,12 @@ class Stats:
         self.latency_sum = 0.0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.cache_bad_tags = 0  # shared entries whose tag did not verify (also misses)
 
     def record(self, verdict: Verdict, seconds: float, nbytes: int,
-               cache: tuple[int, int] = (0, 0)) -> None:
-        """Count one request; ``cache`` is its (hits, misses) in the verdict cache."""
+               cache: tuple[int, ...] = (0, 0, 0)) -> None:
+        """Count one request; ``cache`` is its (hits, misses, bad tags) in the verdict
+        cache."""
         self.requests += 1
         self.bytes += nbytes
         self.verdicts[verdict_label(verdict)] += 1
@@ -45,6 +47,7 @@ class Stats:
         self.latency_sum += seconds
         self.cache_hits += cache[0]
         self.cache_misses += cache[1]
+        self.cache_bad_tags += cache[2] if len(cache) > 2 else 0
 
     def percentiles(self) -> dict[str, float]:
         """p50/p90/p99/max latency in milliseconds over the recent window."""
@@ -65,5 +68,6 @@ class Stats:
             "bytes": self.bytes,
             "verdicts": dict(self.verdicts),
             "latency_ms": self.percentiles(),
-            "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+            "cache": {"hits": self.cache_hits, "misses": self.cache_misses,
+                      "bad_tags": self.cache_bad_tags},
         }

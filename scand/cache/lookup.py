@@ -8,15 +8,20 @@ is not cached: the scanner checks every part's names on hits as on misses.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from scand.cache.encoded import Body, base64_bodies
 from scand.cache.keys import content_digest
+from scand.cache.signing import Signer
 from scand.events import CLEAN, Clean, Infected, Verdict
 
 # Values: b"0" or b"1:<name>". A name in a reply can hold no space, CR, LF or NUL.
 _BAD_NAME = frozenset(" \r\n\0")
+# Entries whose tag does not verify are logged at most once per this many seconds
+# (with the count since the last line): a flood of forged entries is one line a minute.
+BAD_TAG_LOG_INTERVAL = 60.0
 
 
 class Store(Protocol):
@@ -59,30 +64,37 @@ class PartCache:
     """Per-part lookups under one signature generation and policy version."""
 
     def __init__(self, store: Store | None, prefix: str, generation: str, policy: str,
-                 on_error: Callable[[str], None] | None = None, min_bytes: int = 0) -> None:
+                 on_error: Callable[[str], None] | None = None, min_bytes: int = 0,
+                 signer: Signer | None = None,
+                 on_bad_tag: Callable[[int, str], None] | None = None) -> None:
         self.store = store
         self.min_bytes = min_bytes
-        self.enabled = store is not None and bool(generation)
+        # A shared store is read only through signed entries (scand.cache.signing).
+        self.enabled = store is not None and bool(generation) and (
+            signer is not None or not store.shared)
+        self.signer = signer if store is not None and store.shared else None
         self.prefix = f"{prefix}{generation}:{policy}:"
         self.hits = 0
         self.misses = 0
+        self.bad_tags = 0  # entries whose tag did not verify (each also a miss)
         self.errors = 0
+        self._bad_unlogged = 0
+        self._bad_log_at = 0.0  # monotonic time before which no bad-tag line is logged
+        self._on_bad_tag = on_bad_tag
         self._inner = 0  # decoded parts seen since the raw object was deferred
         self._bodies: list[Body] | None = None  # this request's base64 bodies, once split
         self._learned = 0  # base64 bodies this worker stored as infected
         self._on_error = on_error
 
     def key(self, data: bytes) -> str:
-        return self.prefix + content_digest(data)
+        return self._name(content_digest(data))
+
+    def _name(self, digest: str) -> str:
+        """The store key for a SHA-256 (hex): keyed by the farm secret when shared."""
+        return self.prefix + (self.signer.name(digest) if self.signer else digest)
 
     def get(self, key: str) -> Clean | Infected | None:
-        assert self.store is not None
-        try:
-            value = self.store.get(key)
-        except Exception as exc:  # a store failure costs a scan, never a -1:
-            self._error(exc)
-            value = None
-        verdict = decode(value) if value is not None else None
+        verdict = self._peek(key)
         if verdict is None:
             self.misses += 1
         else:
@@ -93,8 +105,9 @@ class PartCache:
         if not isinstance(verdict, Clean | Infected):
             return  # never -1:
         assert self.store is not None
+        value = encode(verdict)
         try:
-            self.store.put(key, encode(verdict))
+            self.store.put(key, self.signer.seal(key, value) if self.signer else value)
         except Exception as exc:
             self._error(exc)
 
@@ -152,7 +165,7 @@ class PartCache:
             return None
         self._bodies = base64_bodies(data, self.min_bytes)
         for body in self._bodies:
-            cached = self._peek(self.prefix + "b64:" + body.digest)
+            cached = self._peek(self._name("b64:" + body.digest))
             if isinstance(cached, Infected):
                 self.hits += 1
                 return cached
@@ -166,7 +179,7 @@ class PartCache:
         digest = content_digest(part.data)
         for body in self._bodies_of(data):
             if body.decoded_digest() == digest:
-                self.put(self.prefix + "b64:" + body.digest, verdict)
+                self.put(self._name("b64:" + body.digest), verdict)
                 self._learned += 1
                 return
 
@@ -185,7 +198,7 @@ class PartCache:
                 continue
             verdict = scan(decoded, "base64 body")
             if isinstance(verdict, Infected):
-                self.put(self.prefix + "b64:" + body.digest, verdict)
+                self.put(self._name("b64:" + body.digest), verdict)
                 self._learned += 1
 
     def _bodies_of(self, data: bytes) -> list[Body]:
@@ -202,12 +215,33 @@ class PartCache:
         except Exception as exc:  # a store failure costs a scan, never a -1:
             self._error(exc)
             return None
-        return decode(value) if value is not None else None
+        if value is None:
+            return None
+        if self.signer is not None:
+            opened = self.signer.open(key, value)
+            if opened is None:
+                self._bad_tag(key)
+                return None
+            value = opened
+        return decode(value)
 
-    def take_counts(self) -> tuple[int, int]:
-        """(hits, misses) since the last call: one job's figures."""
-        counts = (self.hits, self.misses)
-        self.hits = self.misses = 0
+    def _bad_tag(self, key: str) -> None:
+        """A shared entry whose tag does not verify: forged, tampered with, another
+        farm's, or a fake server. A miss (the part is scanned), counted, logged at
+        most once per :data:`BAD_TAG_LOG_INTERVAL`."""
+        self.bad_tags += 1
+        self._bad_unlogged += 1
+        now = time.monotonic()
+        if now >= self._bad_log_at:
+            self._bad_log_at = now + BAD_TAG_LOG_INTERVAL
+            if self._on_bad_tag is not None:
+                self._on_bad_tag(self._bad_unlogged, key)
+            self._bad_unlogged = 0
+
+    def take_counts(self) -> tuple[int, int, int]:
+        """(hits, misses, bad tags) since the last call: one job's figures."""
+        counts = (self.hits, self.misses, self.bad_tags)
+        self.hits = self.misses = self.bad_tags = 0
         self._bodies = None  # the job is over: do not keep its bodies
         return counts
 

@@ -8,7 +8,9 @@ or slow Redis costs at most one timeout per worker per retry period, not one
 per part). After any failure the connection is thrown away: a reply that
 arrives late must never be read as the answer to the next lookup.
 
-The client is created lazily, in the worker, after the fork.
+The client is created lazily, in the worker, after the fork. A wrong password
+or a server certificate that does not verify fails the connection like a dead
+Redis: a scan, never an answer.
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str, timeout: float, retry: float, ttl: float) -> None:
+    def __init__(self, url: str, timeout: float, retry: float, ttl: float,
+                 options: dict[str, Any] | None = None) -> None:
         self.redis = load_client()
         self.url = url
+        self.options = options or {}  # ACL user, password, TLS files (cache.client_options)
         self.timeout = timeout
         self.retry = retry
         self.ttl = max(1, int(ttl))
@@ -71,7 +75,8 @@ class RedisStore:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"resting after: {self.last_error}")
         if self._client is None:  # (this connects at once: single_connection_client)
-            self._client = open_client(self.redis, self.url, self.timeout)  # plain or Sentinel
+            # plain, TLS or Sentinel; ACL and TLS options from the cache keys
+            self._client = open_client(self.redis, self.url, self.timeout, **self.options)
         return self._client
 
     def _failed(self, exc: Exception) -> StoreUnavailable:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from scand import safedir
 from scand.config import Config
 from scand.privileges import Identity
 
@@ -138,12 +139,15 @@ def resolve_group(group: str, key: str = "socket_group") -> int:
         raise SocketPathError(f"{key}: no such group {group!r}") from None
 
 
-def prepare_socket_path(path: str) -> None:
-    """Remove a stale socket; refuse a live one or anything that is not a socket."""
+def prepare_socket_path(path: str, key: str = "server.socket",
+                        owner: Identity | None = None) -> None:
+    """Make or check the socket's directory (scand.safedir: ours, or refused), then
+    remove a stale socket; refuse a live one or anything that is not a socket."""
+    safedir.ensure_dir(os.path.dirname(path) or ".", key, mode=0o755,
+                       owners=(owner.uid,) if owner else ())
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
@@ -164,7 +168,7 @@ def prepare_socket_path(path: str) -> None:
 def bind_unix(path: str, mode: int, group: str = "", owner: Identity | None = None, *,
               key: str = "server.socket_group") -> Bound:
     """Bind ``path``; owner, group and mode are set before ``listen``."""
-    prepare_socket_path(path)
+    prepare_socket_path(path, key.removesuffix("_group"), owner)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)

@@ -160,6 +160,10 @@ class ScandCollector(Collector):
             labels=["result"])
         lookups.add_metric(["hit"], stats.cache_hits)
         lookups.add_metric(["miss"], stats.cache_misses)
+        yield CounterMetricFamily(
+            "scand_cache_bad_tags", "Shared cache entries whose tag did not verify "
+            "(forged or tampered with; each was a miss and the part was scanned)",
+            value=stats.cache_bad_tags)
         yield lookups
 
     def _versions(self) -> Iterator[Metric]:

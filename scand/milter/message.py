@@ -26,6 +26,8 @@ import stat
 import tempfile
 from collections.abc import Iterable
 
+from scand import safedir
+
 SPILL_PREFIX = "msg-"
 SPILL_SUFFIX = ".eml"
 TEMP_SPOOL_PREFIX = "scand-milter-"
@@ -184,10 +186,10 @@ def _entries(directory: str) -> list[os.DirEntry[str]]:
 
 
 def make_spool_dir(configured: str) -> tuple[str, bool]:
-    """The spool directory (created 0700 if missing) and whether scand made it
-    temporary (then it is removed at exit)."""
+    """The spool directory (created 0700 if missing; an existing one only if it is
+    scand's: :func:`scand.safedir.ensure_dir`, never chmod'ed) and whether scand made
+    it temporary (then it is removed at exit)."""
     if configured:
-        os.makedirs(configured, mode=0o700, exist_ok=True)
-        os.chmod(configured, 0o700)
+        safedir.ensure_dir(configured, "milter.spool_dir")
         return configured, False
     return tempfile.mkdtemp(prefix=f"{TEMP_SPOOL_PREFIX}{os.getpid()}-"), True

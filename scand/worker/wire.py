@@ -51,7 +51,7 @@ class Outcome:
     files: int = 0
     worker: int = 0  # pid of the worker that ran it; 0 when none did
     rss: int = 0  # the worker's private memory after the job
-    cache: tuple[int, int] = (0, 0)  # verdict-cache (hits, misses) during the job
+    cache: tuple[int, int, int] = (0, 0, 0)  # verdict cache (hits, misses, bad tags) in the job
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,15 @@ class Redis:
         self.proc.wait(10)
 
 
+def write_secret(directory: Path, text: str = "farm-secret-0123456789abcdef",
+                 name: str = "cache.secret") -> Path:
+    """A ``cache.secret_file`` (mode 0600) in ``directory``."""
+    path = directory / name
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture
 def redis_server(short_tmp: Path) -> Iterator[Redis]:
     if shutil.which("redis-server") is None:

@@ -16,11 +16,11 @@ import pytest
 from bench.klez import klez, write_signatures
 from tests.conftest import Daemon, DaemonFactory, Load
 from tests.content.corpus import with_attachment
-from tests.farm.conftest import Redis
+from tests.farm.conftest import Redis, write_secret
 
 
-def cache_config(url: str, timeout: float = 0.5, retry: float = 0.2) -> str:
-    return (f'[cache]\nbackend = "redis"\nredis_url = "{url}"\n'
+def cache_config(url: str, secret: Path, timeout: float = 0.5, retry: float = 0.2) -> str:
+    return (f'[cache]\nbackend = "redis"\nredis_url = "{url}"\nsecret_file = "{secret}"\n'
             f"redis_timeout = {timeout}\nredis_retry = {retry}\n")
 
 
@@ -43,7 +43,7 @@ def cache_stats(d: Daemon) -> tuple[int, int]:
 def test_two_daemons_share_hits_and_reload_turns_a_cached_zero_infected(
         scand_daemon: DaemonFactory, short_tmp: Path, redis_server: Redis) -> None:
     sigdir = write_signatures(short_tmp / "sigs")
-    cfg = cache_config(redis_server.url)
+    cfg = cache_config(redis_server.url, write_secret(short_tmp))
     d1 = scand_daemon("--signatures", str(sigdir), config=cfg)
     d2 = scand_daemon("--signatures", str(sigdir), config=cfg)
     mails = klez(40)
@@ -90,7 +90,8 @@ def test_two_daemons_share_hits_and_reload_turns_a_cached_zero_infected(
 def test_redis_killed_under_load(scand_daemon: DaemonFactory, short_tmp: Path,
                                  redis_server: Redis) -> None:
     sigdir = write_signatures(short_tmp / "sigs")
-    d = scand_daemon("--signatures", str(sigdir), config=cache_config(redis_server.url))
+    d = scand_daemon("--signatures", str(sigdir),
+                     config=cache_config(redis_server.url, write_secret(short_tmp)))
     mails = klez(60, seed=7)
     paths = spool(short_tmp / "spool", [m.data for m in mails])
     expect = {p: f"{m.expect}\n".encode() for p, m in zip(paths, mails, strict=True)}
@@ -147,7 +148,8 @@ def test_silent_redis_costs_at_most_the_lookup_timeout(
         sigdir = write_signatures(short_tmp / "sigs")
         timeout = 0.4
         d = scand_daemon("--signatures", str(sigdir), workers=1,
-                         config=cache_config(f"unix://{short_tmp}/slow.sock", timeout, 30.0))
+                         config=cache_config(f"unix://{short_tmp}/slow.sock",
+                                            write_secret(short_tmp), timeout, 30.0))
         mails = klez(5, seed=3)
         paths = spool(short_tmp / "spool", [m.data for m in mails])
         times = []

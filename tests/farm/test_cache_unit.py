@@ -14,6 +14,7 @@ from scand.cache import lookup
 from scand.cache.lookup import PartCache, decode, encode
 from scand.cache.memory import MemoryStore
 from scand.cache.redis_store import StoreUnavailable
+from scand.cache.signing import Signer
 from scand.config import Config
 from scand.engines.base import load_engine
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
@@ -75,16 +76,16 @@ def test_only_definitive_verdicts_are_stored() -> None:
     assert len(store) == 0
     assert cache.scan(scan, b"x", "w") == CLEAN
     assert cache.scan(scan, b"x", "w") == CLEAN  # from the cache: scan not called
-    assert len(calls) == 2 and cache.take_counts() == (1, 2)
-    assert cache.take_counts() == (0, 0)
+    assert len(calls) == 2 and cache.take_counts() == (1, 2, 0)
+    assert cache.take_counts() == (0, 0, 0)
 
 
 def test_a_failing_store_costs_a_scan_not_an_answer() -> None:
     errors: list[str] = []
-    cache = PartCache(Broken(), "p:", "gen", "pol", errors.append)
+    cache = PartCache(Broken(), "p:", "gen", "pol", errors.append, signer=Signer(b"s" * 16))
     assert cache.scan(lambda d, w: Infected("W"), b"x", "w") == Infected("W")
     assert cache.scan(lambda d, w: CLEAN, b"y", "w") == CLEAN
-    assert cache.take_counts() == (0, 2) and cache.errors == 4 and errors
+    assert cache.take_counts() == (0, 2, 0) and cache.errors == 4 and errors
 
 
 def test_no_generation_no_cache() -> None:
@@ -149,7 +150,7 @@ def test_klez_corpus_every_verdict_right(tmp_path: Path) -> None:
     assert got == [m.expect for m in mails]
     assert got == [reply(plain, m.data) for m in mails]
     assert sum(m.expect != "0" for m in mails) > 250
-    hits, _misses = s.cache.take_counts()
+    hits, _misses, _bad = s.cache.take_counts()
     assert hits >= sum(m.expect != "0" for m in mails) - 5  # each worm scanned once
     assert f"1:{worm_name(0)}" in got and worm_payload(0)[:2] == b"MZ"
 
@@ -202,11 +203,14 @@ def test_clean_base64_body_is_never_a_fast_answer(tmp_path: Path) -> None:
     assert reply(s, _b64_mail(blob, 76, "a.pdf.exe")).startswith("1:Banned.")
 
 
-def test_config_errors_name_the_key() -> None:
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
     from scand.config import ConfigError, from_mapping
 
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    secret.chmod(0o600)
     bad = [
-        ({"cache": {"backend": "redis"}}, "cache.redis_url"),
+        ({"cache": {"backend": "redis", "secret_file": str(secret)}}, "cache.redis_url"),
         ({"cache": {"backend": "disk"}}, "cache.backend"),
         ({"cache": {"redis_url": "http://x"}}, "cache.redis_url"),
         ({"server": {"tls": ["127.0.0.1:4010"]}}, "server.tls"),
@@ -218,7 +222,8 @@ def test_config_errors_name_the_key() -> None:
     for data, key in bad:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             from_mapping(data)
-    ok = from_mapping({"cache": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379"},
+    ok = from_mapping({"cache": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379",
+                                 "secret_file": str(secret)},
                        "metrics": {"listen": "[::1]:9117"}})
     assert ok.cache.backend == "redis" and ok.metrics.listen == "[::1]:9117"
 
@@ -245,7 +250,7 @@ def test_engines_that_decode_by_themselves_learn_worm_bodies(tmp_path: Path) -> 
     s.engine.scan_bytes = counting  # type: ignore[method-assign]
     copy = _b64_mail(worm_payload(1), 76, "other.scr")  # new headers, the same body
     assert reply(s, copy) == name
-    assert s.cache.take_counts() == (1, 0) and calls == []  # known: no engine call
+    assert s.cache.take_counts() == (1, 0, 0) and calls == []  # known: no engine call
     # A clean attachment beside an infected one: the clean body is never learned.
     blob = b"%PDF-1.4 " + bytes(range(256)) * 40
     clean = _b64_mail(blob, 76, "r.pdf")
@@ -269,7 +274,7 @@ def test_stream_to_a_self_decoding_engine_learns_too(tmp_path: Path) -> None:
     assert reply(s, _b64_mail(worm_payload(3), 76, "x.pif")) == name
     s.cache.take_counts()
     assert reply(s, _b64_mail(worm_payload(3), 76, "y.pif")) == name
-    assert s.cache.take_counts() == (1, 0)
+    assert s.cache.take_counts() == (1, 0, 0)
 
 
 def test_every_worm_is_learned_on_a_stream_even_after_hits(tmp_path: Path) -> None:

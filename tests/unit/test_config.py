@@ -75,6 +75,8 @@ def test_example_documents_every_key_with_its_default() -> None:
         documented = data.get(section.name, {})
         current = getattr(defaults, section.name)
         for f in dataclasses.fields(current):
+            if not f.init:
+                continue  # read from a file the example names (cache.secret_file)
             assert f.name in documented, f"{section.name}.{f.name} is not in the example"
     assert configmod.from_mapping(data) == defaults
 

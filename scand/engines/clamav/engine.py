@@ -25,6 +25,7 @@ import stat
 import tempfile
 from typing import TYPE_CHECKING
 
+from scand import safedir
 from scand.engines.base import Engine, EngineError, EngineInfo, Target
 from scand.engines.clamav import libclamav as cl
 from scand.engines.clamav import tmpdir
@@ -110,6 +111,7 @@ class ClamavEngine(Engine):
         )
         self.owner = True  # False in a forked worker: the zygote owns the engine
         self.tmp = ""
+        self.base = ""  # the zygote's temp directory (tmpdir.make_base)
 
     @classmethod
     def from_config(cls, config: Config) -> ClamavEngine:
@@ -130,9 +132,10 @@ class ClamavEngine(Engine):
     def _load(self) -> None:
         lib, cfg = self.lib, self.config
         try:
-            base = tmpdir.make_base(cfg)
+            base = self.base = tmpdir.make_base(cfg)
         except OSError as exc:
-            raise EngineError(f"clamav.tmp_dir: {exc}") from exc
+            raise EngineError(str(exc) if isinstance(exc, safedir.UnsafeDirectory)
+                              else f"clamav.tmp_dir: {exc}") from exc
         self.handle = lib.cl_engine_new()
         if not self.handle:
             raise EngineError("libclamav: cl_engine_new failed")
@@ -177,7 +180,7 @@ class ClamavEngine(Engine):
     def forked(self) -> None:
         """In a new worker: own temp directory; never free the zygote's engine."""
         self.owner = False
-        self.tmp = tmpdir.make_worker_dir(self.config)
+        self.tmp = tmpdir.make_worker_dir(self.base)
         _fixed_mmap_threshold()
         # Only this worker's copy of the engine field changes (one page, copy-on-write).
         self._call("tmpdir", self.lib.cl_engine_set_str(self.handle, cl.CL_ENGINE_TMPDIR,
@@ -199,6 +202,7 @@ class ClamavEngine(Engine):
             self.lib.cl_engine_free(self.handle)
             self.handle = None
             _malloc_trim()
+        tmpdir.remove_base(self.config, self.base)
 
 
     # -- scanning -----------------------------------------------------------------------

@@ -16,10 +16,14 @@ worker's ``Ready``) and the pool removes it once the worker is gone.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import TYPE_CHECKING
+
+from scand import safedir
 
 if TYPE_CHECKING:
     from scand.config import Config
@@ -82,12 +86,19 @@ def worker_dir(config: Config, pid: int, uid: int | None = None) -> str:
 
 
 def make_base(config: Config) -> str:
-    """Create the base directory (mode 0700, ours) and drop dirs of dead workers."""
+    """The base directory, scand's own (:mod:`scand.safedir`), with the directories of
+    dead workers removed. A configured ``clamav.tmp_dir`` that someone else holds is
+    refused (UnsafeDirectory); the default one is replaced by a fresh private
+    directory beside it (a planted ``/dev/shm/scand-clamav-<uid>`` must not stop the
+    engine), which :func:`remove_base` removes when the engine is freed."""
     base = base_dir(config)
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    st = os.lstat(base)
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise OSError(f"{base}: must be a directory owned by uid {os.getuid()}, mode 0700")
+    if config.clamav.tmp_dir:
+        safedir.ensure_dir(base, "clamav.tmp_dir")
+    else:
+        base, why = safedir.private_or_fresh(base, "clamav.tmp_dir")
+        if why:  # (the zygote's log stream: one JSON line on stderr)
+            print(json.dumps({"event": "clamav_tmp_replaced", "pid": os.getpid(),
+                              "using": base, "error": why}), file=sys.stderr, flush=True)
     for name in os.listdir(base):
         pid = name.removeprefix(PREFIX)
         if name.startswith(PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
@@ -95,8 +106,15 @@ def make_base(config: Config) -> str:
     return base
 
 
-def make_worker_dir(config: Config) -> str:
-    path = worker_dir(config, os.getpid())
+def remove_base(config: Config, base: str) -> None:
+    """Remove a fresh base made by :func:`make_base` in place of a refused default."""
+    if base and base != base_dir(config):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def make_worker_dir(base: str) -> str:
+    """This worker's directory under ``base`` (the zygote's :func:`make_base`)."""
+    path = os.path.join(base, f"{PREFIX}{os.getpid()}")
     shutil.rmtree(path, ignore_errors=True)  # a dead namesake's leftovers
     os.mkdir(path, 0o700)
     return path
