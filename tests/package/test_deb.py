@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EICAR, SophieClient
+from tests.conftest import EICAR, wait_for_ping
 from tests.package import chroot
 from tests.package.docblocks import block
 
@@ -99,26 +99,6 @@ def setpriv_for(service: configparser.SectionProxy) -> str:
     return f"setpriv --bounding-set -all,{','.join('+' + c for c in caps)} --no-new-privs --"
 
 
-def wait_ready(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until the daemon answers PING (the socket is bound before the workers start)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else b""
-            raise AssertionError(f"scand exited {proc.returncode}: {err!r}")
-        assert time.monotonic() < deadline, f"scand not ready on {path}"
-        try:
-            client = SophieClient(str(path), timeout=5)
-            try:
-                if client.ask(b"PING\n") == b"PONG\n":
-                    return
-            finally:
-                client.close()
-        except OSError:
-            pass
-        time.sleep(0.2)
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -145,6 +125,18 @@ def ids(tree: Path, name: str) -> tuple[int, int]:
         if line.split(":")[0] == name:
             return -1, int(line.split(":")[2])
     raise AssertionError(name)
+
+
+@pytest.mark.skipif(shutil.which("lintian") is None, reason="no lintian (scripts/test installs it)")
+def test_lintian_reports_no_error(deb: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(["lintian", "--allow-root", str(deb)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    tags = [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert not [t for t in tags if t.startswith("E:")], done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    TIMES["lintian"] = time.monotonic() - started
+    print(f"\nlintian: {len(tags)} warnings, no error")
 
 
 def test_apt_installs_the_package(root: Path) -> None:
@@ -208,10 +200,11 @@ def test_the_units_execstart_runs_the_milter_recipe_and_scans(root: Path) -> Non
     (root / "var/tmp/clean.txt").write_bytes(b"nothing to see\n")
 
     command = f"exec {setpriv_for(service)} {service['ExecStart']}"
-    daemon = subprocess.Popen(chroot.shell(root, command), env=chroot.ENV,
-                              stderr=subprocess.PIPE)
+    log = root / "tmp/unit.log"  # the journal's part
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen(chroot.shell(root, command), env=chroot.ENV, stderr=out)
     try:
-        wait_ready(root / "run/scand/sophie", daemon)
+        wait_for_ping(str(root / "run/scand/sophie"), daemon, log, 60)
         scand_uid, scand_gid = ids(root, "scand")
         sock = (root / "run/scand/sophie").stat()
         assert (sock.st_uid, sock.st_gid, stat.S_IMODE(sock.st_mode)) == (
@@ -250,7 +243,7 @@ def test_the_daemontools_run_file_starts_the_same_daemon(root: Path) -> None:
         daemon = subprocess.Popen(chroot.shell(root, "cd /etc/service/scand && exec ./run"),
                                   env=chroot.ENV, stdout=out)
     try:
-        wait_ready(root / "run/scand/sophie", daemon)  # (/run/sophie is absolute: the root's)
+        wait_for_ping(str(root / "run/scand/sophie"), daemon, log, 60)  # /run/sophie: the root's
         assert os.readlink(root / "run/sophie") == "/run/scand/sophie"
         assert status(daemon.pid, "Uid").split()[0] == str(ids(root, "scand")[0])
         assert (root / "run/scand").stat().st_uid == 0
