@@ -14,7 +14,7 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs, metrics, privileges
+from scand import logs, metrics, overrides, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines.base import EngineError, load_engine
@@ -130,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
     """A function that (re)builds the config: file first, then command-line flags."""
 
+    warned = False
+
     def load() -> Config:
-        config = configmod.load(args.config) if args.config else Config()
+        nonlocal warned
+        config = from_file = configmod.load(args.config) if args.config else Config()
         config = configmod.override(config, "server", socket=args.socket,
                                     socket_group=args.socket_group, socket_mode=args.socket_mode)
         config = configmod.override(
@@ -140,7 +143,12 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
         config = configmod.override(config, "metrics", listen=args.metrics)
         config = configmod.override(config, "milter", socket=getattr(args, "milter_socket", None))
-        return configmod.override(config, "pool", workers=args.workers)
+        config = configmod.override(config, "pool", workers=args.workers)
+        for key in [] if warned else overrides.overridden(from_file, config):
+            print(f"scand: warning: a command-line flag overrides {key} from {args.config}",
+                  file=sys.stderr)
+        warned = True
+        return config
 
     return load
 

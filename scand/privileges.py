@@ -40,11 +40,16 @@ def resolve(user: str, group: str = "") -> Identity | None:
 
 
 def become(who: Identity | None) -> None:
-    """Switch this process to ``who`` for good (supplementary groups cleared first)."""
+    """Switch this process to ``who`` for good.
+
+    The supplementary groups become those /etc/group gives the user (as login,
+    systemd's ``User=`` and ``runuser`` do), so ``adduser scand Debian-exim`` lets
+    scand read Exim's spool whichever way it was started; root's are dropped.
+    """
     if who is None:
         return
     try:
-        os.setgroups([])
+        os.setgroups(os.getgrouplist(who.name, who.gid))
         os.setgid(who.gid)
         os.setuid(who.uid)
     except OSError as exc:

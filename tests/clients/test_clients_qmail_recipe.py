@@ -15,12 +15,12 @@ import grp
 import os
 import pwd
 import re
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class Paths:
             "/var/run/sophie": str(tmp / "sophie"),
             "/var/qmail/bin/qmail-smtpd": str(tmp / "qmail-smtpd"),
             "/var/qmail/bin/qmail-queue": str(tmp / "qmail-queue"),
+            "/var/qmail/control": str(tmp / "control"),
             "id -u qmaild": f"id -u {me}",
             "id -g qmaild": f"id -g {me}",
             "nofiles": grp.getgrgid(os.getgid()).gr_name,
@@ -82,11 +83,15 @@ def recipe(short_tmp: Path) -> Iterator[tuple[Paths, subprocess.Popen[bytes]]]:
     paths = Paths(short_tmp)
     sh(paths(block("build")).replace("python3 -m", f"{sys.executable} -m"))
     sh(paths(block("install")))
-    argv = shlex.split(paths(block("scand")))
-    assert argv[:2] == ["scand", "serve"]
+    # The keys the recipe adds to /etc/scand/scand.toml, as written; the socket moved
+    # (the layout's /run/scand/sophie is where /var/run/sophie points).
+    config = short_tmp / "scand.toml"
+    config.write_text(paths(block("scand")))
     log = short_tmp / "scand.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "scand.cli", *argv[1:], "--workers", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "scand.cli", "serve", "--config",
+                                 str(config), "--socket", paths.map["/var/run/sophie"],
+                                 "--workers", "1"],
                                 stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -110,6 +115,17 @@ def test_install_gives_world_readable_compiled_clients(
     assert any((lib / "__pycache__").glob("scand_queue.*.pyc"))
     sock = os.stat(paths.map["/var/run/sophie"])
     assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, os.getgid())
+
+
+def test_databytes_is_set_below_max_stream_bytes(short_tmp: Path) -> None:
+    """control/databytes, as written, leaves room for qmail-smtpd's Received: line under
+    scand's max_stream_bytes, so qmail refuses an oversize message with 552 at once."""
+    paths = Paths(short_tmp)
+    Path(paths.map["/var/qmail/control"]).mkdir()
+    sh(paths(block("databytes")))
+    databytes = int((short_tmp / "control" / "databytes").read_text())
+    max_stream = tomllib.loads(block("scand"))["server"]["max_stream_bytes"]
+    assert 0 < databytes <= max_stream - 64 * 1024
 
 
 def smtp_stand_in(path: Path) -> None:
