@@ -21,6 +21,7 @@ import pytest
 
 from bench.farm_load import FarmLoad
 from tests.farm.farmprocs import HAProxy, RedisFarm, haproxy_config
+from tests.farm.conftest import write_secret
 from tests.farm.farmutil import free_port
 from tests.farm.scandfarm import Host, make_hosts, start_host
 
@@ -37,8 +38,9 @@ WINDOW = 2.0  # seconds of throughput compared before and after each event
 @pytest.fixture
 def farm(short_tmp: Path) -> Iterator[tuple[HAProxy, RedisFarm, list[Host], int]]:
     redis = RedisFarm(short_tmp)
+    secret = write_secret(short_tmp)  # one farm secret, shared by the three hosts
     cache = (f'[cache]\nbackend = "redis"\nredis_url = "{redis.url}"\n'
-             "redis_timeout = 0.25\nredis_retry = 0.5\n")
+             f'secret_file = "{secret}"\nredis_timeout = 0.25\nredis_retry = 0.5\n')
     hosts = make_hosts(3, cache=cache)
     hap = None
     try:

@@ -82,9 +82,13 @@ def test_example_documents_every_key_with_its_default() -> None:
 
 
 def test_farm_keys_and_sentinel_urls_are_checked(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef" * 4 + "\n")
+    secret.chmod(0o600)
     cfg = load_text(tmp_path, '[farm]\nproxy_from = ["10.0.0.5/32"]\nagent = "127.0.0.1:5555"\n'
                     '[cache]\nbackend = "redis"\n'
-                    'redis_url = "redis+sentinel://10.0.0.1:26379,[::1]:26380/mymaster"\n')
+                    'redis_url = "redis+sentinel://10.0.0.1:26379,[::1]:26380/mymaster"\n'
+                    f'secret_file = "{secret}"\n')
     assert cfg.farm.proxy_from == ("10.0.0.5/32",) and cfg.farm.agent == "127.0.0.1:5555"
     for text, key in [('[farm]\nproxy_from = ["nonsense"]\n', "farm.proxy_from"),
                       ('[farm]\nagent = "5555"\n', "farm.agent"),

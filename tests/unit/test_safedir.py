@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from scand.server import prepare_socket_path
 
 from scand import config as configmod
 from scand import safedir
@@ -21,6 +20,7 @@ from scand.clamd import supervisor
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config
 from scand.engines.clamav import tmpdir
+from scand.fronts.listen import prepare_socket_path
 from scand.milter.message import make_spool_dir
 from scand.safedir import UnsafeDirectory
 
