@@ -19,6 +19,7 @@ from scand import config as configmod
 from scand import logs, metrics, privileges
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
+from scand.engines import auto
 from scand.engines.base import EngineError, load_engine
 from scand.fronts import clamd_listen
 from scand.fronts.clamd_server import ClamdServer, clamd_connection_budget
@@ -57,7 +58,7 @@ exit status:
   78  bad config, bad signature file or unusable socket path (message names it)
 
 examples:
-  scand serve                                     built-in engine, default socket
+  scand serve                                     engine auto, default socket
   scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
   scand serve --clamd-socket /run/clamav/clamd.ctl    also a drop-in for clamd clients
   scand serve --milter-socket /var/spool/postfix/scand/milter   Postfix smtpd_milters
@@ -93,13 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="octal mode of the socket, e.g. 0660 (server.socket_mode)")
     serve.add_argument(
         "--engine", metavar="NAME",
-        help="scanner engine: builtin (default), clamav (libclamav in the workers), "
-             "clamd (ClamAV's daemon, managed or external), chaos (fault injection)"
+        help="scanner engine: auto (default: clamav when libclamav loads and the "
+             "signature directory, /var/lib/clamav by default, holds a ClamAV database; "
+             "else builtin), builtin (EICAR plus .hdb/.hsb/.ndb), clamav (libclamav in the "
+             "workers), clamd (ClamAV's daemon, managed or external), chaos (fault injection)"
     )
     serve.add_argument(
         "--signatures", metavar="DIR",
         help="signature directory: .hdb/.hsb/.ndb for builtin; any ClamAV database "
-             "(.cvd .cld .hdb .ndb .ldb ...) for clamav and clamd"
+             "(.cvd .cld .hdb .ndb .ldb ...) for clamav and clamd (default for auto, clamav "
+             "and clamd: /var/lib/clamav when it holds one)"
     )
     serve.add_argument(
         "--milter-socket", metavar="PATH",
@@ -127,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
-    """A function that (re)builds the config: file first, then command-line flags."""
+def make_loader(args: argparse.Namespace,
+                resolver: auto.Resolver | None = None) -> Callable[[], Config]:
+    """A function that (re)builds the config: file first, then command-line flags,
+    then ``engine.name = "auto"`` resolved (once, at the first load)."""
+    resolve = resolver or auto.Resolver()
 
     def load() -> Config:
         config = configmod.load(args.config) if args.config else Config()
@@ -140,12 +147,13 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
         config = configmod.override(config, "clamd_front", socket=args.clamd_socket)
         config = configmod.override(config, "metrics", listen=args.metrics)
         config = configmod.override(config, "milter", socket=getattr(args, "milter_socket", None))
-        return configmod.override(config, "pool", workers=args.workers)
+        return resolve(configmod.override(config, "pool", workers=args.workers))
 
     return load
 
 
-async def serve(config: Config, loader: Callable[[], Config]) -> None:
+async def serve(config: Config, loader: Callable[[], Config],
+                engine_reason: Callable[[], str] = lambda: "") -> None:
     """Bind, fork the worker zygote, drop root, then start clamd, pool and listener."""
     log = structlog.get_logger("scand")
     who = privileges.resolve(config.server.user, config.server.group)
@@ -175,7 +183,7 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     config = managed.worker_config(config)
                 pool = Pool(config, spawner)
                 await nursery.start(pool.run)
-                service = Service(config, pool, loader, managed)
+                service = Service(config, pool, loader, managed, engine_reason)
                 await nursery.start(service.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
@@ -208,6 +216,7 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
+                     engine=engine_reason() or config.engine.name,
                      clamd=[lst.name for lst in clamd_listeners],
                      milter=[s for s in (config.milter.socket, config.milter.inet) if s],
                      workers=config.worker_count, pid=os.getpid())
@@ -233,7 +242,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    loader = make_loader(args)
+    resolver = auto.Resolver()
+    loader = make_loader(args, resolver)
     try:
         config = loader()
     except ConfigError as exc:
@@ -241,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EX_CONFIG
     logs.configure(config.log.level, config.log.format)
     try:
-        trio.run(serve, config, loader)
+        trio.run(serve, config, loader, lambda: resolver.reason)
     except BaseException as exc:
         cause = _startup_error(exc)
         if cause is None:
@@ -267,14 +277,15 @@ def _startup_error(exc: BaseException) -> Exception | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        config = configmod.load(args.file)
+        config, reason = auto.resolve(configmod.load(args.file))
         engine = load_engine(config)
     except (ConfigError, EngineError) as exc:
         print(f"scand: {args.file}: {exc}", file=sys.stderr)
         return EX_CONFIG
     info = engine.info()
     print(f"{args.file}: OK (engine {info.name}, {info.signatures}, "
-          f"socket {config.socket_path}, {config.worker_count} workers)")
+          f"socket {config.socket_path}, {config.worker_count} workers)"
+          + (f"; {reason}" if reason else ""))
     return 0
 
 

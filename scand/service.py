@@ -45,8 +45,12 @@ class Service:
         pool: Pool,
         reload_config: Callable[[], Config] | None = None,
         managed: ManagedClamd | None = None,
+        engine_reason: Callable[[], str] = lambda: "",
     ) -> None:
         self.config = config
+        # Why this engine (engine.name = "auto"): "auto: builtin (no database in ...)".
+        self.engine_reason = engine_reason
+        self.reloads = 0  # reloads attempted (done or failed), for scand.selfcheck
         self.pool = pool
         self.stats = Stats()
         self.draining = False
@@ -153,7 +157,8 @@ class Service:
         sigs = info.signatures if info else "unknown"
         if self.managed is not None:
             sigs = f"sigs={self.managed.signatures}"
-        return f"scand {scand.__version__} {engine} {sigs}"
+        reason = self.engine_reason()
+        return f"scand {scand.__version__} {engine} {sigs}" + (f" ({reason})" if reason else "")
 
     def stats_dict(self) -> dict[str, object]:
         info = self.pool.info
@@ -164,6 +169,7 @@ class Service:
                 "name": info.engine if info else self.config.engine.name,
                 "signatures": info.signatures if info else None,
                 "detail": info.detail if info else None,
+                "reason": self.engine_reason(),
             },
             "pool": self.pool.stats(),
             **({"clamd": self.managed.stats()} if self.managed is not None else {}),
@@ -186,8 +192,10 @@ class Service:
                     new = self.managed.worker_config(new)
                 await self.pool.reload(new)
             except (ConfigError, EngineError) as exc:
+                self.reloads += 1
                 log.error("reload_failed", error=str(exc), kept=self.version())
                 return False
+            self.reloads += 1
             self.config = new
             log.info("reload_done", version=self.version())
             return True

@@ -1,0 +1,139 @@
+"""``[engine] name = "auto"``: ClamAV's database when the host has one, else built-in.
+
+A Debian host with ``clamav-freshclam`` keeps ClamAV's database in
+``/var/lib/clamav`` (clamd's ``DatabaseDirectory``). ``auto`` picks the
+``clamav`` engine (libclamav in the workers) when libclamav loads and the
+signature directory (``engine.signatures``, or ``/var/lib/clamav`` when that is
+empty) holds a database file, and the built-in engine otherwise. The same
+default directory applies to ``clamav`` and ``clamd`` named explicitly with no
+``signatures``, when it holds a database.
+
+The choice is made once, when the daemon starts (:class:`Resolver`), and kept
+across reloads: a database that appears later is picked up by a restart, not by
+a RELOAD that would swap the engine under the running pool. The reason is one
+line for the ``ready`` log line and ``VERSION``:
+``auto: clamav (libclamav 1.4.6, /var/lib/clamav: 3 files)`` or
+``auto: builtin (no database in /var/lib/clamav)``.
+
+Stdlib only (workers import :mod:`scand.engines.base`, which uses it for a
+config that still says ``auto``); libclamav is loaded only when a database is
+there, so a host without ClamAV never touches it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scand.config import Config
+
+AUTO = "auto"
+# clamd's DatabaseDirectory on Debian, where freshclam keeps the database.
+CLAMAV_DATABASE_DIR = "/var/lib/clamav"
+# Engines for which an empty engine.signatures means CLAMAV_DATABASE_DIR.
+CLAMAV_ENGINES = ("clamav", "clamd")
+# Files cl_load reads that hold signatures (clamav's CLI_DBEXT, without the
+# configuration-only .cfg/.ftm/.ign/.ign2/.info): any one of them is a database.
+DATABASE_SUFFIXES = frozenset({
+    ".cvd", ".cld", ".cud", ".db", ".hdb", ".hdu", ".hsb", ".hsu", ".mdb", ".mdu",
+    ".msb", ".msu", ".ndb", ".ndu", ".ldb", ".ldu", ".sdb", ".zmd", ".rmd", ".idb",
+    ".pdb", ".gdb", ".wdb", ".cbc", ".cdb", ".cat", ".crb", ".fp", ".sfp", ".ioc",
+    ".yar", ".yara", ".pwdb",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What ``auto`` (or an empty ``signatures``) came to, and why."""
+
+    name: str  # a concrete engine name
+    signatures: str  # the directory that engine loads ("" = its own default)
+    reason: str  # one line; "" when nothing was decided here
+
+
+def database_files(directory: str) -> list[str]:
+    """The ClamAV database files in ``directory`` (sorted names); [] if unreadable."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if os.path.splitext(entry.name)[1].lower() in DATABASE_SUFFIXES:
+            try:
+                if entry.is_file() and entry.stat().st_size > 0:
+                    found.append(entry.name)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def libclamav_version(library: str = "") -> tuple[str, str]:
+    """(version, "") when libclamav loads in this process, else ("", why not)."""
+    from scand.engines.clamav import libclamav
+
+    try:
+        libclamav.open_library(library)
+        return libclamav.version(), ""
+    except libclamav.LibclamavError as exc:
+        return "", str(exc)
+
+
+def choose(name: str, signatures: str, library: str = "",
+           default_dir: str = CLAMAV_DATABASE_DIR) -> Choice:
+    """The engine and directory for ``engine.name``/``engine.signatures``."""
+    if name not in (AUTO, *CLAMAV_ENGINES):
+        return Choice(name, signatures, "")
+    directory = signatures or default_dir
+    files = database_files(directory)
+    if name != AUTO:  # clamav/clamd: the default directory only when it holds a database
+        if signatures or not files:
+            return Choice(name, signatures, "")
+        return Choice(name, directory, f"{name}: {directory}: {len(files)} files")
+    if not files:
+        return Choice("builtin", signatures, f"auto: builtin (no database in {directory})")
+    version, why = libclamav_version(library)
+    if not version:
+        return Choice("builtin", signatures, f"auto: builtin (libclamav did not load: {why})")
+    return Choice("clamav", directory,
+                  f"auto: clamav (libclamav {version}, {directory}: {len(files)} files)")
+
+
+def apply(config: Config, choice: Choice) -> Config:
+    """``config`` with the chosen engine name and signature directory."""
+    engine = dataclasses.replace(config.engine, name=choice.name, signatures=choice.signatures)
+    return dataclasses.replace(config, engine=engine)
+
+
+def resolve(config: Config) -> tuple[Config, str]:
+    """A config whose engine is concrete, and the reason ("" if nothing was chosen)."""
+    choice = choose(config.engine.name, config.engine.signatures, config.clamav.library)
+    return apply(config, choice), choice.reason
+
+
+class Resolver:
+    """Resolve ``auto`` once (the first config), then hold that choice on reloads.
+
+    A reloaded config that still says ``auto`` gets the engine chosen at start
+    (and keeps its reason); one that names an engine gets that engine, with the
+    default directory rule. ``reason`` is the last config's.
+    """
+
+    def __init__(self) -> None:
+        self.engine = ""  # the engine auto chose at start ("" = not yet)
+        self.reason = ""
+        self._start_reason = ""
+
+    def __call__(self, config: Config) -> Config:
+        if config.engine.name == AUTO and self.engine:
+            choice = choose(self.engine, config.engine.signatures, config.clamav.library)
+            self.reason = self._start_reason
+        else:
+            choice = choose(config.engine.name, config.engine.signatures, config.clamav.library)
+            self.reason = choice.reason
+            if config.engine.name == AUTO:
+                self.engine, self._start_reason = choice.name, choice.reason
+        return apply(config, choice)
