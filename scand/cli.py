@@ -27,6 +27,7 @@ from scand.milter import server as milter
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
 from scand.remote import RemoteListeners
+from scand.selfcheck import SelfCheck
 from scand.server import Server, SocketPathError, bind_unix, fd_budget
 from scand.service import Service
 
@@ -52,6 +53,9 @@ signals:
                            server.shutdown_grace seconds, remove the socket, exit 0
   SIGHUP                   reload config and signatures (same as the RELOAD line);
                            a broken signature file keeps the old set and is logged
+  (none)                   every engine.self_check seconds (600) the signature
+                           directory is checked; a change that holds still for
+                           engine.self_check_settle seconds (5) is reloaded as RELOAD
 
 exit status:
   0   stopped cleanly;  2   bad command line;
@@ -185,6 +189,7 @@ async def serve(config: Config, loader: Callable[[], Config],
                 await nursery.start(pool.run)
                 service = Service(config, pool, loader, managed, engine_reason)
                 await nursery.start(service.run)
+                await nursery.start(SelfCheck(service).run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
                 if clamd_listeners:
