@@ -1,4 +1,4 @@
-"""``scand serve`` and ``scand check-config``."""
+"""``scand serve`` and ``scand check-config`` (``top`` and ``stats``: :mod:`scand.top`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs, metrics, privileges
+from scand import logs, metrics, privileges, top
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
 from scand.engines import auto
@@ -68,6 +68,8 @@ examples:
   scand serve --milter-socket /var/spool/postfix/scand/milter   Postfix smtpd_milters
   scand serve --engine clamav --signatures /var/lib/clamav      libclamav in the workers
   scand check-config /etc/scand/scand.toml
+  scand top                                       live view (scand top --help)
+  scand stats --json                              the same, once
   printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
 """
 
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "set it names. Exits 0 and prints a summary, or exits 78 naming the bad key.",
     )
     check.add_argument("file", metavar="FILE")
+    top.add_parsers(sub)
     return parser
 
 
@@ -301,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "check-config":
         return cmd_check_config(args)
+    if args.command == "top":
+        return top.cmd_top(args)
+    if args.command == "stats":
+        return top.cmd_stats(args)
     parser.print_help()
     return 2
 
