@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -60,16 +59,21 @@ def test_a_database_and_libclamav_mean_clamav(tmp_path: Path) -> None:
 
 
 def test_libclamav_that_does_not_load_means_builtin(tmp_path: Path) -> None:
-    """In a fresh interpreter (libclamav is loaded once per process)."""
     (tmp_path / "a.ndb").write_text(NDB)
-    code = ("import json, sys; from scand.engines import auto; "
-            "c = auto.choose('auto', sys.argv[1], '/nonexistent/libclamav.so.12'); "
-            "print(json.dumps([c.name, c.signatures, c.reason]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    name, sigs, reason = json.loads(out.stdout)
-    assert (name, sigs) == ("builtin", str(tmp_path))
-    assert reason.startswith("auto: builtin (libclamav did not load: libclamav not found")
+    choice = auto.choose("auto", str(tmp_path), "/nonexistent/libclamav.so.12")
+    assert (choice.name, choice.signatures) == ("builtin", str(tmp_path))
+    assert choice.reason.startswith("auto: builtin (libclamav did not load: libclamav not found")
+    assert "install libclamav12" in choice.reason
+
+
+def test_the_probe_does_not_load_libclamav_here() -> None:
+    """The daemon asks a child interpreter; it never maps the library itself."""
+    code = ("from scand.engines import auto; import sys; v, _ = auto.libclamav_version(); "
+            "maps = open('/proc/self/maps').read(); print(v, 'libclamav' in maps)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    version, loaded = out.stdout.split()
+    assert version.startswith("1.") and loaded == "False"
 
 
 def test_clamav_and_clamd_default_to_the_database_directory(tmp_path: Path) -> None:
