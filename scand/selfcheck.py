@@ -22,6 +22,7 @@ so tests drive it with ``autojump_clock``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -62,8 +63,10 @@ async def fingerprint(path: str) -> str:
 class SelfCheck:
     """One task per daemon: watch, settle, reload."""
 
-    def __init__(self, service: Reloadable) -> None:
+    def __init__(self, service: Reloadable,
+                 fingerprint: Callable[[str], Awaitable[str]] = fingerprint) -> None:
         self.service = service
+        self.fingerprint = fingerprint
         self.checks = 0  # fingerprints taken at the interval (for tests and STATS)
         self.reloads = 0  # reloads this task started
         self.failed = ""  # the directory state whose reload failed ("" = none)
@@ -76,7 +79,7 @@ class SelfCheck:
             log.info("self_check_off", directory=directory or None, interval=interval)
             task_status.started()
             return
-        baseline = await fingerprint(directory)
+        baseline = await self.fingerprint(directory)
         seen = self.service.reloads
         log.info("self_check_on", directory=directory, interval=interval,
                  settle=self.service.config.engine.self_check_settle)
@@ -86,7 +89,7 @@ class SelfCheck:
             directory = watched_directory(self.service)
             if not directory:
                 break
-            current = await fingerprint(directory)
+            current = await self.fingerprint(directory)
             self.checks += 1
             if self.service.reloads != seen:  # reloaded from elsewhere: that is the set now
                 baseline, self.failed, seen = current, "", self.service.reloads
@@ -103,7 +106,7 @@ class SelfCheck:
         log.info("self_check_changed", directory=directory)
         while True:
             await trio.sleep(self.service.config.engine.self_check_settle)
-            later = await fingerprint(directory)
+            later = await self.fingerprint(directory)
             if later == current:
                 return current
             current = later

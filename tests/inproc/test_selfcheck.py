@@ -8,11 +8,21 @@ import trio
 import trio.testing
 
 from scand import config as configmod
+from scand.cache.keys import directory_fingerprint
 from scand.config import Config
 from scand.selfcheck import SelfCheck
 
 INTERVAL = 10.0
 SETTLE = 3.0
+
+
+async def fingerprint(path: str) -> str:
+    """In the task itself: a thread would let the autojump clock run ahead of it."""
+    return directory_fingerprint(path)
+
+
+def make_check(service: FakeService) -> SelfCheck:
+    return SelfCheck(service, fingerprint)
 
 
 class FakeService:
@@ -46,7 +56,7 @@ async def run_for(service: FakeService, seconds: float, *steps: tuple[float, Pat
                   ) -> SelfCheck:
     """Start self-check at t=0, write each (time, file, text) at its time, stop at
     ``seconds``."""
-    check = SelfCheck(service)
+    check = make_check(service)
     start = service.t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         await nursery.start(check.run)
@@ -104,7 +114,7 @@ async def test_a_broken_set_is_kept_and_not_retried_until_the_directory_changes(
 async def test_a_reload_from_elsewhere_is_the_new_baseline(
         tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     service = FakeService(tmp_path)
-    check = SelfCheck(service)
+    check = make_check(service)
     service.t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         await nursery.start(check.run)
