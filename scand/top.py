@@ -27,6 +27,7 @@ import tty
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from scand import config as configmod
 from scand import topview
 from scand.config import default_socket_path
 
@@ -186,15 +187,34 @@ def run_top(client: StatsClient, interval: float = 1.0, fd: int = 0,
         client.close()
 
 
+def address(args: argparse.Namespace, command: str) -> str | None:
+    """--socket, else server.socket of --config, else the default socket path."""
+    if args.socket:
+        return str(args.socket)
+    if not args.config:
+        return default_socket_path()
+    try:
+        return configmod.load(args.config).socket_path
+    except configmod.ConfigError as exc:
+        print(f"scand {command}: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_top(args: argparse.Namespace) -> int:
     if not (os.isatty(0) and sys.stdout.isatty()):
         print("scand top: needs a terminal (for one report: scand stats)", file=sys.stderr)
         return 2
-    client = StatsClient(args.socket, args.tls, args.ca, args.timeout)
-    return run_top(client, args.interval)
+    where = address(args, "top")
+    if where is None:
+        return 2
+    return run_top(StatsClient(where, args.tls, args.ca, args.timeout), args.interval)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    where = address(args, "stats")
+    if where is None:
+        return 2
+    args.socket = where
     client = StatsClient(args.socket, args.tls, args.ca, args.timeout)
     try:
         stats = client.fetch()
@@ -213,9 +233,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 ADDRESS_HELP = textwrap.dedent("""\
     address:
-      /path/to/socket      the daemon's Unix socket (default: server.socket's
-                           default, /var/run/sophie when /var/run is writable,
-                           else $XDG_RUNTIME_DIR/scand/sophie or /tmp/scand-<uid>/sophie)
+      /path/to/socket      the daemon's Unix socket (default: server.socket of
+                           --config FILE, else the daemon's default: /var/run/sophie
+                           when /var/run is writable, else
+                           $XDG_RUNTIME_DIR/scand/sophie or /tmp/scand-<uid>/sophie)
       host:port            a server.tcp listener; with --tls a server.tls one
                            ([::1]:3310 for IPv6). The peer must be in
                            server.tcp_allow.""")
@@ -238,11 +259,12 @@ TOP_EPILOG = ADDRESS_HELP + textwrap.dedent("""
                            is restored in every case
 
     exit status:
-      0   left with q or a signal;  2   not a terminal, or a bad command line
+      0   left with q or a signal;  2   not a terminal, a bad command line
+          or a bad --config file
 
     examples:
       scand top
-      scand top --socket /var/run/sophie
+      scand top --config /etc/scand/scand.toml
       scand top --socket scan1.example.org:3311 --tls --ca /etc/scand/ca.pem""")
 
 STATS_DESCRIPTION = textwrap.dedent("""\
@@ -254,7 +276,7 @@ STATS_DESCRIPTION = textwrap.dedent("""\
 STATS_EPILOG = ADDRESS_HELP + textwrap.dedent("""
 
     exit status:
-      0   printed;  2   bad command line;  69  the daemon did not answer
+      0   printed;  2   bad command line or --config file;  69  the daemon did not answer
           (the message says why: no such socket, refused, TLS, timeout)
 
     examples:
@@ -264,8 +286,10 @@ STATS_EPILOG = ADDRESS_HELP + textwrap.dedent("""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--socket", metavar="ADDR", default=default_socket_path(),
+    parser.add_argument("--socket", metavar="ADDR",
                         help="the daemon's Unix socket path or host:port (see below)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="take the socket path from this scand.toml (server.socket)")
     parser.add_argument("--tls", action="store_true",
                         help="speak TLS to host:port (a server.tls listener)")
     parser.add_argument("--ca", metavar="FILE", default="",

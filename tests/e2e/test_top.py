@@ -189,6 +189,10 @@ def test_stats_once_as_a_table_json_and_over_tls(scand_daemon: DaemonFactory,
     assert json.loads(done.stdout)["pool"]["size"] == 2
     done = stats_cli("--socket", f"127.0.0.1:{port}", "--tls")  # not the system's CA
     assert done.returncode == 69 and "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr
+    conf = short_tmp / "other.toml"
+    conf.write_text(f'[server]\nsocket = "{d.socket}"\n')
+    done = stats_cli("--config", str(conf), "--json")  # the socket a config file names
+    assert done.returncode == 0 and json.loads(done.stdout)["version"] == "0.1.0", done.stderr
     done = stats_cli("--socket", str(short_tmp / "nothing-here"))
     assert done.returncode == 69
     assert done.stderr == (f"scand stats: cannot reach the daemon at {short_tmp}/nothing-here: "
