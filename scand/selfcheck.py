@@ -1,8 +1,10 @@
 """Self-check: reload when the signature directory changes (clamd's ``SelfCheck``).
 
-Every ``engine.self_check`` seconds the daemon takes a fingerprint of the
-signature directory (each file's name, size, mtime and inode:
-:func:`scand.cache.keys.directory_fingerprint`). When it differs from the set
+Every ``engine.self_check`` seconds the daemon takes the state of the
+signature directory (name, size, mtime and inode of each database file and of
+the files that steer a load, .ign2 and the like:
+:func:`scand.engines.auto.database_state`; freshclam's own freshclam.dat,
+rewritten at each run, is left out). When it differs from the set
 in service, the directory must then hold still for ``engine.self_check_settle``
 seconds (freshclam renames complete files into place, but a hand-copied
 ``.ndb`` can be caught half-written), and the daemon reloads exactly as
@@ -28,8 +30,8 @@ from typing import Protocol
 import structlog
 import trio
 
-from scand.cache.keys import directory_fingerprint
 from scand.config import Config
+from scand.engines.auto import database_state
 
 log = structlog.get_logger("scand.selfcheck")
 
@@ -55,21 +57,24 @@ def watched_directory(service: Reloadable) -> str:
     return cfg.engine.signatures
 
 
-async def fingerprint(path: str) -> str:
-    """The directory's fingerprint, read in a thread (a slow disk must not stall trio)."""
-    return await trio.to_thread.run_sync(directory_fingerprint, path)
+State = tuple[tuple[str, int, int, int], ...] | str
+
+
+async def fingerprint(path: str) -> State:
+    """The database files' state, read in a thread (a slow disk must not stall trio)."""
+    return await trio.to_thread.run_sync(database_state, path)
 
 
 class SelfCheck:
     """One task per daemon: watch, settle, reload."""
 
     def __init__(self, service: Reloadable,
-                 fingerprint: Callable[[str], Awaitable[str]] = fingerprint) -> None:
+                 fingerprint: Callable[[str], Awaitable[State]] = fingerprint) -> None:
         self.service = service
         self.fingerprint = fingerprint
         self.checks = 0  # fingerprints taken at the interval (for tests and STATS)
         self.reloads = 0  # reloads this task started
-        self.failed = ""  # the directory state whose reload failed ("" = none)
+        self.failed: State = ""  # the directory state whose reload failed ("" = none)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -101,7 +106,7 @@ class SelfCheck:
             interval = self.service.config.engine.self_check
         log.info("self_check_off", directory=directory or None, interval=interval)
 
-    async def _settle(self, directory: str, current: str) -> str:
+    async def _settle(self, directory: str, current: State) -> State:
         """Wait until two fingerprints ``self_check_settle`` apart agree; return it."""
         log.info("self_check_changed", directory=directory)
         while True:
@@ -111,7 +116,7 @@ class SelfCheck:
                 return current
             current = later
 
-    async def _reload(self, directory: str, settled: str, baseline: str) -> str:
+    async def _reload(self, directory: str, settled: State, baseline: State) -> State:
         """Reload as RELOAD does; the new baseline (the old one if the set was kept)."""
         self.reloads += 1
         log.info("self_check_reload", directory=directory)

@@ -50,6 +50,10 @@ DATABASE_SUFFIXES = frozenset({
 })
 
 
+# Files that change what cl_load loads without holding signatures themselves.
+SETTINGS_SUFFIXES = frozenset({".cfg", ".ftm", ".ign", ".ign2", ".info"})
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     """What ``auto`` (or an empty ``signatures``) came to, and why."""
@@ -60,20 +64,39 @@ class Choice:
 
 
 def database_files(directory: str) -> list[str]:
-    """The ClamAV database files in ``directory`` (sorted names); [] if unreadable."""
+    """The ClamAV database files in ``directory`` (sorted names, empty files left
+    out); [] if unreadable."""
+    state = database_state(directory)
+    if isinstance(state, str):
+        return []
+    return [name for name, size, _, _ in state
+            if size > 0 and os.path.splitext(name)[1].lower() in DATABASE_SUFFIXES]
+
+
+def database_state(directory: str) -> tuple[tuple[str, int, int, int], ...] | str:
+    """(name, size, mtime_ns, inode) of every file a load reads (databases and their
+    settings: .ign2, .cfg, ...), sorted; a string when the directory is unreadable.
+
+    Other files are left out: freshclam rewrites its freshclam.dat at every run,
+    and a reload of an unchanged database for it would be wasted (clamd's
+    SelfCheck, too, looks at database files only)."""
     try:
         entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    found = []
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    state = []
     for entry in entries:
-        if os.path.splitext(entry.name)[1].lower() in DATABASE_SUFFIXES:
-            try:
-                if entry.is_file() and entry.stat().st_size > 0:
-                    found.append(entry.name)
-            except OSError:
+        suffix = os.path.splitext(entry.name)[1].lower()
+        if suffix not in DATABASE_SUFFIXES and suffix not in SETTINGS_SUFFIXES:
+            continue
+        try:
+            if not entry.is_file():
                 continue
-    return sorted(found)
+            st = entry.stat()
+        except OSError:
+            continue
+        state.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(sorted(state))
 
 
 def libclamav_version(library: str = "") -> tuple[str, str]:

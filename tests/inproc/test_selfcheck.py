@@ -8,17 +8,17 @@ import trio
 import trio.testing
 
 from scand import config as configmod
-from scand.cache.keys import directory_fingerprint
 from scand.config import Config
-from scand.selfcheck import SelfCheck
+from scand.engines.auto import database_state
+from scand.selfcheck import SelfCheck, State
 
 INTERVAL = 10.0
 SETTLE = 3.0
 
 
-async def fingerprint(path: str) -> str:
+async def fingerprint(path: str) -> State:
     """In the task itself: a thread would let the autojump clock run ahead of it."""
-    return directory_fingerprint(path)
+    return database_state(path)
 
 
 def make_check(service: FakeService) -> SelfCheck:
@@ -86,8 +86,18 @@ async def test_nothing_changes_nothing_reloads(
         tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     (tmp_path / "a.ndb").write_text("A:0:*:41\n")
     service = FakeService(tmp_path)
-    check = await run_for(service, 95)
+    # freshclam rewrites its state file at each run; a temp file is not a database.
+    check = await run_for(service, 95, (15, tmp_path / "freshclam.dat", "state"),
+                          (35, tmp_path / "freshclam.dat", "state, later"),
+                          (45, tmp_path / "tmp.ndb.part", "half"))
     assert service.done == [] and check.checks == 9
+
+
+async def test_a_settings_file_counts(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    service = FakeService(tmp_path)
+    await run_for(service, 30, (15, tmp_path / "local.ign2", "Some.Signature\n"))
+    assert times(service) == [(23, True)]
 
 
 async def test_a_half_written_file_waits_until_it_is_complete(
