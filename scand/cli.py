@@ -47,15 +47,17 @@ files:
   /var/run/sophie          default socket when /var/run is writable; otherwise
                            $XDG_RUNTIME_DIR/scand/sophie or /tmp/scand-<uid>/sophie
   examples/scand.toml      every config key, commented, with its default
+  /var/lib/clamav          ClamAV's database (freshclam's), the signature directory
+                           of engine auto, clamav and clamd when --signatures is not
+                           given and it holds one; checked every engine.self_check
+                           seconds (600) and reloaded as RELOAD once a change has held
+                           still for engine.self_check_settle seconds (5)
 
 signals:
   SIGTERM, SIGINT          stop accepting, finish scans in progress within
                            server.shutdown_grace seconds, remove the socket, exit 0
   SIGHUP                   reload config and signatures (same as the RELOAD line);
                            a broken signature file keeps the old set and is logged
-  (none)                   every engine.self_check seconds (600) the signature
-                           directory is checked; a change that holds still for
-                           engine.self_check_settle seconds (5) is reloaded as RELOAD
 
 exit status:
   0   stopped cleanly;  2   bad command line;

@@ -72,7 +72,7 @@ class SelfCheck:
                  fingerprint: Callable[[str], Awaitable[State]] = fingerprint) -> None:
         self.service = service
         self.fingerprint = fingerprint
-        self.checks = 0  # fingerprints taken at the interval (for tests and STATS)
+        self.checks = 0  # states taken at the interval (for tests)
         self.reloads = 0  # reloads this task started
         self.failed: State = ""  # the directory state whose reload failed ("" = none)
 
