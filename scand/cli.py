@@ -194,7 +194,9 @@ async def serve(config: Config, loader: Callable[[], Config],
                 await nursery.start(pool.run)
                 service = Service(config, pool, loader, managed, engine_reason)
                 await nursery.start(service.run)
-                await nursery.start(SelfCheck(service).run)
+                self_check = SelfCheck(service)
+                service.self_check_stats = self_check.stats
+                await nursery.start(self_check.run)
                 server = Server(service, listener, config.socket_path, max_conns)
                 await nursery.start(server.run)
                 if clamd_listeners:

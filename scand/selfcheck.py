@@ -75,6 +75,15 @@ class SelfCheck:
         self.checks = 0  # states taken at the interval (for tests)
         self.reloads = 0  # reloads this task started
         self.failed: State = ""  # the directory state whose reload failed ("" = none)
+        self.directory = ""  # "" = off
+        self.last = ""  # the last self-check reload: "done", "kept" (broken set) or ""
+
+    def stats(self) -> dict[str, object]:
+        """STATS ``self_check``: what is watched and what happened."""
+        return {"directory": self.directory or None,
+                "interval": self.service.config.engine.self_check if self.directory else 0,
+                "checks": self.checks, "reloads": self.reloads, "last": self.last or None,
+                "kept_broken": bool(self.failed)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -86,12 +95,13 @@ class SelfCheck:
             return
         baseline = await self.fingerprint(directory)
         seen = self.service.reloads
+        self.directory = directory
         log.info("self_check_on", directory=directory, interval=interval,
                  settle=self.service.config.engine.self_check_settle)
         task_status.started()
         while interval:
             await trio.sleep(interval)
-            directory = watched_directory(self.service)
+            directory = self.directory = watched_directory(self.service)
             if not directory:
                 break
             current = await self.fingerprint(directory)
@@ -121,9 +131,9 @@ class SelfCheck:
         self.reloads += 1
         log.info("self_check_reload", directory=directory)
         if await self.service.reload():
-            self.failed = ""
+            self.failed, self.last = "", "done"
             return settled
-        self.failed = settled
+        self.failed, self.last = settled, "kept"
         log.warning("self_check_kept", directory=directory,
                     detail="the old set stays until the directory changes again")
         return baseline

@@ -51,6 +51,8 @@ class Service:
         # Why this engine (engine.name = "auto"): "auto: builtin (no database in ...)".
         self.engine_reason = engine_reason
         self.reloads = 0  # reloads attempted (done or failed), for scand.selfcheck
+        # STATS "self_check" (scand.selfcheck.SelfCheck.stats), once that task runs.
+        self.self_check_stats: Callable[[], dict[str, object]] | None = None
         self.pool = pool
         self.stats = Stats()
         self.draining = False
@@ -173,6 +175,7 @@ class Service:
             },
             "pool": self.pool.stats(),
             **({"clamd": self.managed.stats()} if self.managed is not None else {}),
+            **({"self_check": self.self_check_stats()} if self.self_check_stats else {}),
         }
 
     # -- reload --------------------------------------------------------------------

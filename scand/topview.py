@@ -96,6 +96,12 @@ def summary(stats: Mapping[str, Any], rate: float | None = None) -> list[str]:
         f"memory  private {size(float(_get(pool, 'private_total')))}  "
         f"pss {size(float(_get(pool, 'pss_total')))}  rss {size(float(_get(pool, 'rss_total')))}",
     ]
+    check = _get(stats, "self_check", default=None)
+    if isinstance(check, Mapping) and check.get("directory"):
+        kept = "  BROKEN SET KEPT (fix the directory)" if check.get("kept_broken") else ""
+        lines.append(f"self-check {check['directory']} every {check.get('interval', 0):g}s  "
+                     f"checks {check.get('checks', 0)}  reloads {check.get('reloads', 0)}"
+                     f"{kept}")
     clamd = _get(stats, "clamd", default=None)
     if isinstance(clamd, Mapping):
         lines.append(f"clamd {clamd.get('mode', '')} {clamd.get('version', '')}  pid "

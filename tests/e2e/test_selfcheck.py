@@ -113,10 +113,14 @@ def test_a_broken_file_keeps_the_old_set_and_is_logged_once(scand_daemon: Daemon
     assert "b.ndb" in failed, failed  # names the file
     assert verdict(d, files / "a.txt") == "1:Scand-Test-A.UNOFFICIAL"  # the old set serves
     assert verdict(d, files / "b.txt") == "0"
+    check = d.stats()["self_check"]
+    assert check["kept_broken"] is True and check["last"] == "kept", check  # type: ignore[index]
     # Fixed: the next change is loaded.
     (sigs / "b.ndb").write_text(ndb("Scand-Test-B", "scand-sig-b"))
     wait_until(lambda: verdict(d, files / "b.txt") == "1:Scand-Test-B.UNOFFICIAL", d)
     assert d.log().count('"reload_failed"') == 1
+    check = d.stats()["self_check"]
+    assert check["kept_broken"] is False and check["reloads"] == 2, check  # type: ignore[index]
 
 
 def test_a_half_written_file_is_loaded_once_complete(scand_daemon: DaemonFactory,

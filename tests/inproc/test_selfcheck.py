@@ -118,7 +118,12 @@ async def test_a_broken_set_is_kept_and_not_retried_until_the_directory_changes(
     check = await run_for(service, 90, (15, bad, "BROKEN line\n"), (52, bad, "C:0:*:43\n"))
     # Failed at t=23; the checks at 33 and 43 leave it; fixed at 52, seen at 53, loaded at 56.
     assert times(service) == [(23, False), (56, True)]
-    assert check.failed == ""
+    assert check.stats() == {"directory": str(tmp_path), "interval": INTERVAL, "checks": 8,
+                             "reloads": 2, "last": "done", "kept_broken": False}
+    broken = FakeService(tmp_path)
+    (tmp_path / "bad.ndb").write_text("BROKEN again\n")
+    check = await run_for(broken, 30, (15, tmp_path / "bad.ndb", "BROKEN once more\n"))
+    assert check.stats()["kept_broken"] is True and check.stats()["last"] == "kept"
 
 
 async def test_a_reload_from_elsewhere_is_the_new_baseline(

@@ -103,3 +103,18 @@ def test_sizes_and_durations() -> None:
         ["512B", "3.2K", "64.0M", "3.00G"]
     assert [topview.duration(s) for s in (42, 307, 11040, 190800)] == \
         ["42s", "5m07s", "3h04m", "2d05h"]
+
+
+def test_self_check_line() -> None:
+    check = {"directory": "/var/lib/clamav", "interval": 600.0, "checks": 12, "reloads": 1,
+             "last": "kept", "kept_broken": True}
+    text = "\n".join(topview.render({**STATS, "self_check": check}, 100, 30))
+    assert ("self-check /var/lib/clamav every 600s  checks 12  reloads 1  "
+            "BROKEN SET KEPT (fix the directory)") in text
+    check = {**check, "kept_broken": False, "last": "done"}
+    text = "\n".join(topview.render({**STATS, "self_check": check}, 100, 30))
+    assert "self-check /var/lib/clamav every 600s  checks 12  reloads 1" in text
+    assert "BROKEN" not in text
+    off = {"directory": None, "interval": 0, "checks": 0, "reloads": 0, "last": None,
+           "kept_broken": False}
+    assert "self-check" not in "\n".join(topview.render({**STATS, "self_check": off}))
