@@ -118,6 +118,8 @@ def test_a_broken_file_keeps_the_old_set_and_is_logged_once(scand_daemon: Daemon
     # Fixed: the next change is loaded.
     (sigs / "b.ndb").write_text(ndb("Scand-Test-B", "scand-sig-b"))
     wait_until(lambda: verdict(d, files / "b.txt") == "1:Scand-Test-B.UNOFFICIAL", d)
+    # The reload returns once every worker rolled over (the first may answer sooner).
+    wait_until(lambda: d.stats()["self_check"]["last"] == "done", d)  # type: ignore[index]
     assert d.log().count('"reload_failed"') == 1
     check = d.stats()["self_check"]
     assert check["kept_broken"] is False and check["reloads"] == 2, check  # type: ignore[index]
