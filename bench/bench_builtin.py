@@ -105,7 +105,7 @@ def main() -> None:
             clam = (TESTFILES / "clam.exe").read_bytes()
             (sigdir / "t.hdb").write_text(f"{hashlib.md5(clam).hexdigest()}:{len(clam)}:"
                                           "ClamAV-Test-File\n")
-        cfg = configmod.override(Config(), "engine", signatures=str(sigdir))
+        cfg = configmod.override(Config(), "engine", name="builtin", signatures=str(sigdir))
         t0 = time.perf_counter()
         engine = BuiltinEngine.from_config(cfg)
         print(f"loaded {engine.info().signatures} ({engine.bodies.skipped} skipped) "

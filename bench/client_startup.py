@@ -143,7 +143,8 @@ def main() -> int:
                "SCAND_QMAILQUEUE": "/bin/true", "SCAND_SENDMAIL": "/bin/true"}
         with open(work / "scand.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scand.cli", "serve", "--socket", sock, "--workers", "1"],
+                [sys.executable, "-m", "scand.cli", "serve", "--socket", sock, "--workers", "1",
+                 "--engine", "builtin"],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         wait_for_ping(sock, proc)

@@ -144,7 +144,8 @@ def start_scand(work: Path, sigs: Path) -> subprocess.Popen[bytes]:
     log = open(work / "scand.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "scand.cli", "serve", "--socket", str(sock), "--config", str(conf),
-         "--signatures", str(sigs)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+         "--engine", "builtin", "--signatures", str(sigs)],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_for_ping(str(sock), proc)
     return proc

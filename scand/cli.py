@@ -1,4 +1,4 @@
-"""``scand serve`` and ``scand check-config``."""
+"""``scand serve`` and ``scand check-config`` (``top`` and ``stats``: :mod:`scand.top`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import trio
 
 import scand
 from scand import config as configmod
-from scand import logs, metrics, overrides, privileges
+from scand import logs, metrics, overrides, privileges, top
 from scand.clamd.supervisor import ManagedClamd
 from scand.config import Config, ConfigError
+from scand.engines import auto
 from scand.engines.base import EngineError, load_engine
 from scand.farm.agent import AgentFront
 from scand.fronts.accept import HANDSHAKE_TIMEOUT, FrontServer
@@ -27,6 +28,7 @@ from scand.fronts.wiring import bind_fronts, close_fronts
 from scand.milter.message import sweep_stale_spool
 from scand.pool.pool import Pool
 from scand.pool.spawner import Spawner
+from scand.selfcheck import SelfCheck
 from scand.service import Service
 
 # sysexits.h: EX_CONFIG, for a config or signature set scand cannot start with.
@@ -45,6 +47,11 @@ files:
   /var/run/sophie          default socket when /var/run is writable; otherwise
                            $XDG_RUNTIME_DIR/scand/sophie or /tmp/scand-<uid>/sophie
   examples/scand.toml      every config key, commented, with its default
+  /var/lib/clamav          ClamAV's database (freshclam's), the signature directory
+                           of engine auto, clamav and clamd when --signatures is not
+                           given and it holds one; checked every engine.self_check
+                           seconds (600) and reloaded as RELOAD once a change has held
+                           still for engine.self_check_settle seconds (5)
 
 signals:
   SIGTERM, SIGINT          stop accepting, finish scans in progress within
@@ -57,12 +64,14 @@ exit status:
   78  bad config, bad signature file or unusable socket path (message names it)
 
 examples:
-  scand serve                                     built-in engine, default socket
+  scand serve                                     engine auto, default socket
   scand serve --socket /tmp/s --signatures /var/lib/scand/sigs --workers 2
   scand serve --clamd-socket /run/clamav/clamd.ctl    also a drop-in for clamd clients
   scand serve --milter-socket /var/spool/postfix/scand/milter   Postfix smtpd_milters
   scand serve --engine clamav --signatures /var/lib/clamav      libclamav in the workers
   scand check-config /etc/scand/scand.toml
+  scand top                                       live view (scand top --help)
+  scand stats --json                              the same, once
   printf '/var/spool/scan/msg1\\n' | socat - UNIX-CONNECT:/var/run/sophie
 """
 
@@ -93,13 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="octal mode of the socket, e.g. 0660 (server.socket_mode)")
     serve.add_argument(
         "--engine", metavar="NAME",
-        help="scanner engine: builtin (default), clamav (libclamav in the workers), "
-             "clamd (ClamAV's daemon, managed or external), chaos (fault injection)"
+        help="scanner engine: auto (default: clamav when libclamav loads and the "
+             "signature directory, /var/lib/clamav by default, holds a ClamAV database; "
+             "else builtin), builtin (EICAR plus .hdb/.hsb/.ndb), clamav (libclamav in the "
+             "workers), clamd (ClamAV's daemon, managed or external), chaos (fault injection)"
     )
     serve.add_argument(
         "--signatures", metavar="DIR",
         help="signature directory: .hdb/.hsb/.ndb for builtin; any ClamAV database "
-             "(.cvd .cld .hdb .ndb .ldb ...) for clamav and clamd"
+             "(.cvd .cld .hdb .ndb .ldb ...) for clamav and clamd (default for auto, clamav "
+             "and clamd: /var/lib/clamav when it holds one)"
     )
     serve.add_argument(
         "--milter-socket", metavar="PATH",
@@ -124,11 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
         "set it names. Exits 0 and prints a summary, or exits 78 naming the bad key.",
     )
     check.add_argument("file", metavar="FILE")
+    top.add_parsers(sub)
     return parser
 
 
-def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
-    """A function that (re)builds the config: file first, then command-line flags."""
+def make_loader(args: argparse.Namespace,
+                resolver: auto.Resolver | None = None) -> Callable[[], Config]:
+    """A function that (re)builds the config: file first, then command-line flags,
+    then ``engine.name = "auto"`` resolved (once, at the first load)."""
+    resolve = resolver or auto.Resolver()
 
     warned = False
 
@@ -148,12 +164,13 @@ def make_loader(args: argparse.Namespace) -> Callable[[], Config]:
             print(f"scand: warning: a command-line flag overrides {key} from {args.config}",
                   file=sys.stderr)
         warned = True
-        return config
+        return resolve(config)
 
     return load
 
 
-async def serve(config: Config, loader: Callable[[], Config]) -> None:
+async def serve(config: Config, loader: Callable[[], Config],
+                engine_reason: Callable[[], str] = lambda: "") -> None:
     """Bind every front, fork the worker zygote, drop root, then start clamd, pool and fronts."""
     log = structlog.get_logger("scand")
     who = privileges.resolve(config.server.user, config.server.group)
@@ -193,8 +210,11 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                     config = managed.worker_config(config)
                 pool = Pool(config, spawner)
                 await nursery.start(pool.run)
-                service = Service(config, pool, loader, managed)
+                service = Service(config, pool, loader, managed, engine_reason)
                 await nursery.start(service.run)
+                self_check = SelfCheck(service)
+                service.self_check_stats = self_check.stats
+                await nursery.start(self_check.run)
                 budget = MemoryBudget(budget_bytes(
                     config.server.memory_budget_mb, config.clamd_front.stream_memory_mb,
                     config.server.max_stream_bytes))
@@ -222,6 +242,7 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
                 await spawner.aclose()
                 raise
             log.info("ready", socket=config.socket_path, version=service.version(),
+                     engine=engine_reason() or config.engine.name,
                      fronts={s.front.name: [b.name for b in s.bound] for s in servers},
                      memory_budget=budget.limit, workers=config.worker_count, pid=os.getpid())
             async for signum in signals:
@@ -250,7 +271,8 @@ async def serve(config: Config, loader: Callable[[], Config]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    loader = make_loader(args)
+    resolver = auto.Resolver()
+    loader = make_loader(args, resolver)
     try:
         config = loader()
     except ConfigError as exc:
@@ -258,7 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EX_CONFIG
     logs.configure(config.log.level, config.log.format)
     try:
-        trio.run(serve, config, loader)
+        trio.run(serve, config, loader, lambda: resolver.reason)
     except BaseException as exc:
         cause = _startup_error(exc)
         if cause is None:
@@ -284,14 +306,15 @@ def _startup_error(exc: BaseException) -> Exception | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        config = configmod.load(args.file)
+        config, reason = auto.resolve(configmod.load(args.file))
         engine = load_engine(config)
     except (ConfigError, EngineError) as exc:
         print(f"scand: {args.file}: {exc}", file=sys.stderr)
         return EX_CONFIG
     info = engine.info()
     print(f"{args.file}: OK (engine {info.name}, {info.signatures}, "
-          f"socket {config.socket_path}, {config.worker_count} workers)")
+          f"socket {config.socket_path}, {config.worker_count} workers)"
+          + (f"; {reason}" if reason else ""))
     return 0
 
 
@@ -302,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "check-config":
         return cmd_check_config(args)
+    if args.command == "top":
+        return top.cmd_top(args)
+    if args.command == "stats":
+        return top.cmd_stats(args)
     parser.print_help()
     return 2
 

@@ -70,8 +70,14 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    name: str = "builtin"
-    signatures: str = ""  # directory of .hdb/.hsb files; "" = built-in EICAR only
+    # auto: clamav when libclamav loads and the signature directory holds a ClamAV
+    # database, else builtin (scand.engines.auto; decided once at start)
+    name: str = "auto"
+    # "" = /var/lib/clamav for auto/clamav/clamd when it holds a database, else the
+    # engine's own default (builtin: EICAR only)
+    signatures: str = ""
+    self_check: float = 600.0  # seconds between checks of the signature directory; 0 = off
+    self_check_settle: float = 5.0  # a changed directory must hold still this long
 
 
 @dataclass(frozen=True)
@@ -421,9 +427,11 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.max_stream_bytes": _at_least(1),
     "server.max_connections": _at_least(1),
     "server.allowed_roots": _absolute_paths,
-    "engine.name": lambda v: None if v in REGISTRY else (
-        f"unknown engine {v!r} (known: {', '.join(REGISTRY)})"
+    "engine.name": lambda v: None if v in REGISTRY or v == "auto" else (
+        f"unknown engine {v!r} (known: auto, {', '.join(REGISTRY)})"
     ),
+    "engine.self_check": _at_least(0),
+    "engine.self_check_settle": _at_least(0),
     "limits.max_file_size": _at_least(1),
     "limits.max_files": _at_least(1),
     "limits.max_depth": _at_least(1),

@@ -62,8 +62,14 @@ class Service:
         pool: Pool,
         reload_config: Callable[[], Config] | None = None,
         managed: ManagedEngine | None = None,
+        engine_reason: Callable[[], str] = lambda: "",
     ) -> None:
         self.config = config
+        # Why this engine (engine.name = "auto"): "auto: builtin (no database in ...)".
+        self.engine_reason = engine_reason
+        self.reloads = 0  # reloads attempted (done or failed), for scand.selfcheck
+        # STATS "self_check" (scand.selfcheck.SelfCheck.stats), once that task runs.
+        self.self_check_stats: Callable[[], dict[str, object]] | None = None
         self.pool = pool
         self.stats = Stats()
         self.draining = False
@@ -172,7 +178,8 @@ class Service:
         sigs = info.signatures if info else "unknown"
         if self.managed is not None:
             sigs = f"sigs={self.managed.signatures}"
-        return f"scand {scand.__version__} {engine} {sigs}"
+        reason = self.engine_reason()
+        return f"scand {scand.__version__} {engine} {sigs}" + (f" ({reason})" if reason else "")
 
     def stats_dict(self) -> dict[str, object]:
         info = self.pool.info
@@ -183,9 +190,11 @@ class Service:
                 "name": info.engine if info else self.config.engine.name,
                 "signatures": info.signatures if info else None,
                 "detail": info.detail if info else None,
+                "reason": self.engine_reason(),
             },
             "pool": self.pool.stats(),
             **({"clamd": self.managed.stats()} if self.managed is not None else {}),
+            **({"self_check": self.self_check_stats()} if self.self_check_stats else {}),
         }
 
     # -- reload --------------------------------------------------------------------
@@ -210,8 +219,10 @@ class Service:
                     new = self.managed.worker_config(new)
                 await self.pool.reload(new)
             except (ConfigError, EngineError) as exc:
+                self.reloads += 1
                 log.error("reload_failed", error=str(exc), kept=self.version())
                 return False
+            self.reloads += 1
             self.config = new
             log.info("reload_done", version=self.version())
             return True

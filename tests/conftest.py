@@ -8,6 +8,7 @@ daemon left behind (never by name).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -189,10 +190,16 @@ DaemonFactory = Callable[..., Daemon]
 
 def launch(workdir: Path, n: int, *args: str, config: str | None = None, workers: int = 2,
            ready_timeout: float = 30.0, preexec: Callable[[], None] | None = None) -> Daemon:
-    """Start ``scand serve`` on ``workdir/s<n>`` and wait for PING. The caller stops it."""
+    """Start ``scand serve`` on ``workdir/s<n>`` and wait for PING. The caller stops it.
+
+    The engine is ``builtin`` unless ``args`` or ``config`` name one: the default
+    (``auto``) would pick libclamav on a host whose /var/lib/clamav holds a database,
+    or for a ``--signatures`` directory of .hdb/.ndb files."""
     sock = str(workdir / f"s{n}")
+    explicit = any(a == "--engine" or a.startswith("--engine=") for a in args) or (
+        config is not None and re.search(r"(?m)^\s*name\s*=", config) is not None)
     cmd = [sys.executable, "-m", "scand.cli", "serve", "--socket", sock,
-           "--workers", str(workers), *args]
+           "--workers", str(workers), *([] if explicit else ["--engine", "builtin"]), *args]
     if config is not None:
         cfg = workdir / f"scand{n}.toml"
         cfg.write_text(config)

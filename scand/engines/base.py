@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scand.cache.keys import directory_fingerprint, generation_id
+from scand.engines import auto
 from scand.engines.registry import REGISTRY
 from scand.events import Reason, Unchecked, Verdict
 
@@ -175,7 +176,10 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def load_engine(config: Config) -> Engine:
-    """Build the engine the config names, tagged with its signature generation."""
+    """Build the engine the config names, tagged with its signature generation.
+    A config that still says ``auto`` (the daemon resolves it at start) is resolved here."""
+    if config.engine.name == auto.AUTO:
+        config, _ = auto.resolve(config)
     before = directory_fingerprint(config.engine.signatures)
     engine = engine_class(config.engine.name).from_config(config)
     if engine.cacheable:

@@ -97,7 +97,7 @@ def test_bad_signature_file_refuses_to_start(short_tmp: Path) -> None:
     (sigs / "bad.hdb").write_text("44d88612fea8a8f36de82e1278abb02f:68:Good-1\nnot a line\n")
     proc = subprocess.run(
         [sys.executable, "-m", "scand.cli", "serve", "--socket", str(short_tmp / "s"),
-         "--signatures", str(sigs)],
+         "--engine", "builtin", "--signatures", str(sigs)],
         capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 78

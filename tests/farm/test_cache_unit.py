@@ -24,7 +24,7 @@ from tests.content.corpus import with_attachment
 
 
 def make_scanner(sigdir: Path, **cache: object) -> Scanner:
-    cfg = configmod.override(Config(), "engine", signatures=str(sigdir))
+    cfg = configmod.override(Config(), "engine", name="builtin", signatures=str(sigdir))
     cfg = configmod.override(cfg, "cache", **cache)
     return Scanner(load_engine(cfg), cfg)
 
@@ -126,8 +126,9 @@ def test_new_signature_makes_a_cached_zero_come_back_infected(tmp_path: Path) ->
 def test_policy_change_makes_entries_unusable(tmp_path: Path) -> None:
     sigdir = write_signatures(tmp_path / "sigs")
     a = make_scanner(sigdir)
-    cfg = configmod.override(configmod.override(Config(), "engine", signatures=str(sigdir)),
-                             "policy", extensions=["exe"])
+    cfg = configmod.override(
+        configmod.override(Config(), "engine", name="builtin", signatures=str(sigdir)),
+        "policy", extensions=["exe"])
     b = Scanner(load_engine(cfg), cfg)
     assert a.cache.prefix != b.cache.prefix
 
@@ -138,7 +139,7 @@ def test_signature_dir_changing_during_load_disables_the_cache(
     fingerprints = iter(["before", "after"])
     monkeypatch.setattr("scand.engines.base.directory_fingerprint",
                         lambda path: next(fingerprints))
-    cfg = configmod.override(Config(), "engine", signatures=str(sigdir))
+    cfg = configmod.override(Config(), "engine", name="builtin", signatures=str(sigdir))
     assert load_engine(cfg).generation_id == ""
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bench.farm_load import FarmLoad
-from tests.farm.farmprocs import HAProxy, RedisFarm, haproxy_config
 from tests.farm.conftest import write_secret
+from tests.farm.farmprocs import HAProxy, RedisFarm, haproxy_config
 from tests.farm.farmutil import free_port
 from tests.farm.scandfarm import Host, make_hosts, start_host
 

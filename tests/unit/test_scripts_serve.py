@@ -65,6 +65,7 @@ def test_clamav_only_for_the_clamd_engine(tmp_path: Path) -> None:
     assert needs_clamav(tmp_path, "--engine=clamd")
     assert needs_clamav(tmp_path, "--config", str(conf))
     assert needs_clamav(tmp_path, f"--config={conf}")
-    assert not needs_clamav(tmp_path)
+    assert not needs_clamav(tmp_path)  # engine auto: ClamAV when the host has it, never installed
+    assert not needs_clamav(tmp_path, "--engine", "auto")
     assert not needs_clamav(tmp_path, "--socket", "/tmp/s", "--engine", "builtin")
     assert not needs_clamav(tmp_path, "--config", str(builtin))
