@@ -56,7 +56,7 @@ class ServerConfig:
     max_stream_bytes: int = 25 * MiB
     max_connections: int = 256
     allowed_roots: tuple[str, ...] = ()  # empty = every absolute path is allowed
-    # Remote scanning (scand.remote): Sophie STREAM over TCP, "host:port" each.
+    # Remote scanning (scand.fronts.sophie over TCP): Sophie STREAM, "host:port" each.
     tcp: tuple[str, ...] = ()  # plain TCP listeners
     tls: tuple[str, ...] = ()  # TLS listeners (need tls_cert and tls_key)
     tcp_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # peers (CIDR) for both

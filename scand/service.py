@@ -85,7 +85,7 @@ class Service:
             task_status.started()
             await trio.sleep_forever()
 
-    # -- what a connection needs (scand.connection.Handler) -------------------------
+    # -- what a connection needs (scand.fronts.sophie.Handler) -------------------------
 
     @property
     def max_stream(self) -> int:

@@ -17,6 +17,8 @@ MiB = 1024 * 1024
 # What one unfinished TLS handshake costs the daemon (OpenSSL's buffers and
 # trio's SSLStream): measured ~43 KiB; rounded up.
 TLS_HANDSHAKE_BYTES = 64 * 1024
+# clamd_front.stream_memory_mb's default: the old key counts only when changed.
+LEGACY_DEFAULT_MB = 512
 
 
 class MemoryBudget:
@@ -85,5 +87,3 @@ def budget_bytes(memory_budget_mb: int, legacy_stream_mb: int, max_stream_bytes:
         return legacy_stream_mb * MiB
     return max(64 * MiB, 16 * max_stream_bytes)
 
-
-LEGACY_DEFAULT_MB = 512

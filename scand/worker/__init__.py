@@ -16,7 +16,7 @@ engines. Never trio, never structlog, never anything daemon-side
 
 # Module prefixes a worker must never hold (checked in each forked worker).
 DAEMON_SIDE = (
-    "trio", "structlog", "psutil", "scand.pool", "scand.server", "scand.service",
+    "trio", "structlog", "psutil", "scand.pool", "scand.service",
     "scand.cli", "scand.logs", "scand.stats", "scand.clamd.supervisor", "scand.fronts",
-    "scand.milter", "scand.metrics", "scand.farm",
+    "scand.milter", "scand.metrics", "scand.farm", "scand.selfcheck", "scand.top",
 )
