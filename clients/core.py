@@ -54,6 +54,44 @@ def default_socket_path() -> str:
     return f"/tmp/scand-{os.getuid()}/sophie"
 
 
+def untrusted_dir(socket_path: str) -> str:
+    """Why the directory of a per-user default socket is not the daemon's ("" if it is).
+
+    Only the per-user defaults (``/tmp/scand-<uid>``, ``$XDG_RUNTIME_DIR/scand``)
+    are checked: in a shared place another user could have made the directory
+    first and put a fake daemon in it that answers clean. There the daemon runs
+    as this user, so the directory must be a real one owned by this user (or
+    root) that nobody else can write in, the rule the daemon itself applies.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    defaults = {f"/tmp/scand-{os.getuid()}/sophie"}
+    if runtime:
+        defaults.add(os.path.join(runtime, "scand", "sophie"))
+    if socket_path not in defaults:
+        return ""
+    try:
+        st = os.lstat(os.path.dirname(socket_path))
+    except OSError:
+        return ""  # no directory: the connect fails by itself
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        return "is a symlink or not a directory"
+    if st.st_uid not in (0, os.getuid()):
+        return f"is owned by uid {st.st_uid}"
+    if st.st_mode & 0o022 and not (st.st_mode & stat.S_ISVTX and st.st_uid == 0):
+        return "can be written by others"
+    return ""
+
+
+def check_socket_dir(socket_path: str) -> None:
+    """Refuse (as unavailable: the MTA defers) a default socket in a planted directory."""
+    why = untrusted_dir(socket_path)
+    if why:
+        raise ScandUnavailable(f"refusing {socket_path}: its directory {why} "
+                               "(not scand's; another user may have planted it)")
+
+
 class Clean:
     """Every byte was scanned and nothing was found (reply ``0``)."""
 

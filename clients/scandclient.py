@@ -54,6 +54,7 @@ from clients.core import (
     Unchecked,
     Verdict,
     check_path,
+    check_socket_dir,
     closed_at_once,
     command_line,
     default_socket_path,
@@ -163,6 +164,7 @@ class AsyncClient:
     async def _connect(self) -> trio.socket.SocketType:
         import trio
 
+        check_socket_dir(self.socket_path)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         try:
             await sock.connect(self.socket_path)

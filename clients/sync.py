@@ -33,6 +33,7 @@ from clients.core import (
     ScandUnavailable,
     Verdict,
     check_path,
+    check_socket_dir,
     closed_at_once,
     command_line,
     default_socket_path,
@@ -254,6 +255,7 @@ class Client:
         if server.startswith(("tcp://", "tls://")):
             return self._connect_tcp(server, deadline)
         path = server[5:] if server.startswith("unix:") else server
+        check_socket_dir(path)
         sock = _sock.socket(_sock.AF_UNIX, _sock.SOCK_STREAM)
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))

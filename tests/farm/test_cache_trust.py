@@ -321,6 +321,10 @@ def certs(short_tmp: Path) -> Path:
     (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
          "-CAcreateserial", "-out", "srv.crt", "-days", "2", "-extfile", "ext")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out",
+         "client.csr", "-subj", "/CN=scand")
+    ossl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "client.crt", "-days", "2")
     return d
 
 
@@ -382,3 +386,28 @@ def test_wrong_password_or_untrusted_certificate_costs_a_scan(
     assert counts["hits"] == 0 and counts["bad_tags"] == 0, counts  # every part scanned
     unavailable = [x for x in d.log().splitlines() if "cache_unavailable" in x]
     assert unavailable and error in unavailable[0], unavailable[:1]
+
+
+def test_redis_requiring_client_certificates(scand_daemon: DaemonFactory, short_tmp: Path,
+                                             certs: Path, secret: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    ctx.load_cert_chain(str(certs / "client.crt"), str(certs / "client.key"))
+    r = TcpRedis(short_tmp, free_port(), "--tls-cert-file", str(certs / "srv.crt"),
+                 "--tls-key-file", str(certs / "srv.key"),
+                 "--tls-ca-cert-file", str(certs / "ca.crt"), "--tls-auth-clients", "yes",
+                 tls=ctx)
+    try:
+        url = f"rediss://127.0.0.1:{r.port}"
+        base = f'redis_ca_file = "{certs / "ca.crt"}"\n'
+        with_cert = base + (f'redis_cert_file = "{certs / "client.crt"}"\n'
+                            f'redis_key_file = "{certs / "client.key"}"\n')
+        eicar, clean = files(short_tmp)
+        for extra, hits in ((with_cert, True), (base, False)):
+            d = start(scand_daemon, short_tmp, config(url, secret, extra))
+            for _ in range(2):
+                assert d.ask(f"{clean}\n".encode()) == b"0\n"
+            assert d.ask(f"{eicar}\n".encode()) == b"1:Eicar-Test-Signature\n"
+            assert (cache_counts(d)["hits"] > 0) is hits, d.log()[-2000:]
+            d.stop()
+    finally:
+        r.stop()
