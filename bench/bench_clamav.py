@@ -190,11 +190,8 @@ def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, clamd_tmp: 
     """The engines without scand's Python path: ``procs`` processes forked from one
     loaded libclamav engine, each scanning the same ``files`` corpus messages by
     descriptor, against clamd with ``procs`` concurrent ``SCAN`` connections."""
-    import resource
     import socket as socketmod
 
-    from scand.config import Config, EngineConfig
-    from scand.engines.base import Target, load_engine
 
     paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))[:files]
     n = procs * len(paths)
@@ -219,9 +216,26 @@ def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, clamd_tmp: 
         clamd_cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         clamd.stop()
+    t0 = time.monotonic()
+    forked_cpu = forked_scans(sigdir, paths, procs)
+    forked_wall = time.monotonic() - t0
+    return {"db": db, "files": n,
+            "clamd_files_per_s": round(n / clamd_wall, 1),
+            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
+            "libclamav_files_per_s": round(n / forked_wall, 1),
+            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+
+
+def forked_scans(sigdir: Path, paths: list[str], procs: int) -> float:
+    """CPU seconds of ``procs`` processes forked from one loaded libclamav engine, each
+    scanning every path once by descriptor (no walk, no IPC)."""
+    import resource
+
+    from scand.config import Config, EngineConfig
+    from scand.engines.base import Target, load_engine
+
     engine = load_engine(Config(engine=EngineConfig("clamav", str(sigdir))))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
     pids = []
     for _ in range(procs):
         pid = os.fork()
@@ -236,43 +250,16 @@ def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, clamd_tmp: 
         pids.append(pid)
     for pid in pids:
         os.waitpid(pid, 0)
-    forked_wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    forked_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     engine.close()
-    return {"db": db, "files": n,
-            "clamd_files_per_s": round(n / clamd_wall, 1),
-            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
-            "libclamav_files_per_s": round(n / forked_wall, 1),
-            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def engine_alone(sigdir: Path, corpus_dir: Path) -> float:
-    """libclamav's own CPU per message on the whole corpus, each message once, in one
-    process forked from a loaded engine (by descriptor; no walk, no IPC): the reference
-    both sides' "outside the engine" figures are measured against."""
-    import resource
-
-    from scand.config import Config, EngineConfig
-    from scand.engines.base import Target, load_engine
-
+    """libclamav's own CPU per message on the whole corpus, each message once: the
+    reference both sides' "outside the engine" figures are measured against."""
     paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))
-    engine = load_engine(Config(engine=EngineConfig("clamav", str(sigdir))))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        engine.forked()
-        for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            engine.scan_file(Target(path, fd, 0, 1 << 30))
-            os.close(fd)
-        engine.close()
-        os._exit(0)
-    os.waitpid(pid, 0)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    engine.close()
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return round(cpu * 1000 / len(paths), 3)
+    return round(forked_scans(sigdir, paths, 1) * 1000 / len(paths), 3)
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float:
