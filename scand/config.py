@@ -204,7 +204,7 @@ class CacheConfig:
 
     backend: str = "memory"  # none | memory (per worker) | redis (shared)
     ttl: float = 3600.0  # seconds an entry stays usable
-    max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
+    max_entries: int = 100_000  # memory backend: entries in the daemon's shared table
     min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
     redis_url: str = ""  # "unix:///run/redis/redis.sock" or "redis://host:port"
     redis_timeout: float = 0.05  # one lookup or store, then scan without the cache
