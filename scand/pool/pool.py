@@ -161,7 +161,10 @@ class Pool:
             self._background(self._salvage, worker, sent)
             raise
         self._after_job(worker, done)
-        return dataclasses.replace(done.outcome, worker=worker.pid)
+        outcome = done.outcome
+        # The worker names itself (its pid is the same here); a copy only if not.
+        return outcome if outcome.worker == worker.pid else dataclasses.replace(
+            outcome, worker=worker.pid)
 
     async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
         if sent:

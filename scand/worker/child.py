@@ -33,7 +33,7 @@ from scand.config import Config
 from scand.engines.base import Engine, EngineError, load_engine
 from scand.events import Reason, Unchecked
 from scand.worker import DAEMON_SIDE
-from scand.worker.memory import PrivateMeter
+from scand.worker.memory import PrivateMeter, statm
 from scand.worker.scanner import Scanner
 from scand.worker.wire import HEADER, Done, FrameError, Job, Outcome, Ready, pack
 
@@ -43,8 +43,7 @@ _PR_SET_PDEATHSIG = 1
 
 def memory() -> tuple[int, int]:
     """(address space, resident set) of this process, in bytes."""
-    with open("/proc/self/statm") as fh:
-        size, resident = fh.read().split()[:2]
+    size, resident = statm()
     return int(size) * _PAGE, int(resident) * _PAGE
 
 
