@@ -30,6 +30,8 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -290,7 +292,21 @@ def main() -> int:
     ap.add_argument("--scand-cache", action="store_true",
                     help="leave scand's verdict cache on (default: off; the corpus is "
                          "replayed in a loop, so the cache would answer the repeats)")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="load the machine with N busy processes (a Python busy loop "
+                         "each, started here and stopped by pid) for the whole run")
     args = ap.parse_args()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(args.load)]
+    try:
+        return run(args)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def run(args: argparse.Namespace) -> int:
     corpus_dir = OUT / f"corpus-s1-n{args.corpus_size}"
     corpus.load_or_generate(corpus_dir, args.corpus_size, 1)
     tiny = corpus.write_signatures(corpus_dir / "sigs")

@@ -56,6 +56,7 @@ def side_args(args: argparse.Namespace, target: str, setup: str, cache: bool
     else:
         mine.clamd_tmp = TMPFS if setup == "tmpfs" else ""
         mine.clamd_cache = cache
+        mine.expect = None  # clamd direct applies no policy: judged by its own profile
     return mine
 
 
