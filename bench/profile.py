@@ -186,19 +186,19 @@ def perf_split(data: Path, roles: dict[int, str], messages: int) -> dict[str, An
             "libclamav_top": {s: round(n * 100 / total, 1) for s, n in clam_syms.most_common(12)}}
 
 
-def start_side(side: str, workdir: Path, sigdir: Path, workers: int) -> Managed:
+def start_side(side: str, workdir: Path, sigdir: Path, workers: int, extra: str = "") -> Managed:
     if side == "clamd-direct":
         return start_clamd(workdir, sigdir, False, False, "/dev/shm")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "scand.toml"
-    config.write_text('[cache]\nbackend = "none"\n')
+    config.write_text('[cache]\nbackend = "none"\n' + extra.replace("\\n", "\n"))
     return start_scand(workdir, side, workers, sigdir, config, ready_timeout=600.0)
 
 
 def profile_side(side: str, db: str, sigdir: Path, paths: list[str], args: argparse.Namespace,
                  base: Path) -> dict[str, Any]:
     workdir = base / f"{db}-{side}"
-    proc = start_side(side, workdir, sigdir, args.workers)
+    proc = start_side(side, workdir, sigdir, args.workers, args.toml)
     kind = "clamd" if side == "clamd-direct" else "scand"
     try:
         drive(kind, proc.socket, paths[: args.warmup], args.clients)
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=0, help="scand workers (0: its default)")
+    ap.add_argument("--toml", default="", help="more scand config (TOML; \\n for new lines), "
+                    "e.g. '[clamd]\\ntransfer = \"stream\"'")
     ap.add_argument("--perf", action="store_true", help="split each role's CPU with perf")
     ap.add_argument("--cprofile", action="store_true",
                     help="also profile the worker's Python path in-process")

@@ -21,7 +21,10 @@ from scand.engines.registry import REGISTRY
 
 MiB = 1024 * 1024
 # Default workers per CPU with the clamd engine (its workers wait on clamd's threads).
-CLAMD_WORKERS_PER_CPU = 4
+# Measured (bench/profile.py, tiny set, 1,500 messages, 16 clients, 2 CPUs shared with
+# other jobs): server CPU per message 5.31 ms with 2 workers, 5.60 / 4.65 with 4,
+# 6.03 / 5.34 with 8; throughput with 4 as with 8 (54.8 vs 56.5, 123 vs 77 msgs/s).
+CLAMD_WORKERS_PER_CPU = 2
 
 
 class ConfigError(ValueError):
@@ -271,9 +274,10 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        """``pool.workers``, or by default one per CPU; four per CPU for clamd, whose
-        workers mostly wait on clamd (measured: 8 workers on 2 CPUs gave 1.3x the
-        throughput of 2)."""
+        """``pool.workers``, or by default one per CPU (libclamav and the built-in
+        engine: measured, 2 workers on 2 CPUs cost the least CPU per message, 5.67 ms
+        against 5.94 with 4 and 6.34 with 3); two per CPU for clamd, whose workers
+        mostly wait on clamd (:data:`CLAMD_WORKERS_PER_CPU`)."""
         per_cpu = CLAMD_WORKERS_PER_CPU if self.engine.name == "clamd" else 1
         return self.pool.workers or per_cpu * (os.cpu_count() or 1)
 
