@@ -47,14 +47,18 @@ def memory() -> tuple[int, int]:
     return int(size) * _PAGE, int(resident) * _PAGE
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """``n`` bytes read straight into one buffer (a STREAM job's message is not
+    copied again on its way to ``pickle.loads``), or None at end of input."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             return None
-        buf += chunk
-    return bytes(buf)
+        got += k
+    return buf
 
 
 def read_message(fd: int) -> object | None:
