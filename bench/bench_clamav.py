@@ -4,7 +4,7 @@
 
 Same corpus (the bomber's seeded mail corpus), same signature directory, 16
 persistent clients, each side driven by :mod:`bench.bomber` against a daemon
-started here (scand: ``--engine clamav``, its default of one worker per CPU,
+started here (scand: ``--engine clamav``, its default of two workers per CPU,
 the verdict cache off; clamd: the clamd.conf scand writes for its managed
 clamd, same limits, ``DisableCache yes``). Rounds alternate
 scand and clamd; the figures are medians of the rounds.
@@ -282,7 +282,7 @@ def main() -> int:
                     help="only the engines: 8 processes forked from one libclamav engine "
                          "against clamd with 8 connections (no scand daemon, no policy walk)")
     ap.add_argument("--workers", type=int, default=0,
-                    help="scand workers (default 0: scand's own default, one per CPU for "
+                    help="scand workers (default 0: scand's own default, two per CPU for "
                          "this engine; clamd runs its conf's MaxThreads 8)")
     ap.add_argument("--clamd-cache", action="store_true",
                     help="leave clamd's clean cache on (default: off, like scand's engine)")

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "libclamav in the workers; clamd = scand's managed clamd)")
     t.add_argument("--workers", type=int, default=0,
                    help="scand workers (default 0: scand's own default, one per CPU for "
-                        "builtin and clamav, two per CPU for clamd)")
+                        "builtin, two per CPU for clamav and clamd)")
     t.add_argument("--config", type=Path, help="extra scand config file (TOML)")
     t.add_argument("--socket", help="use this running daemon (scand, or clamd with "
                                     "--target clamd) instead of starting one")

@@ -87,7 +87,11 @@ def run(side: str, sigdir: Path, paths: list[str], workdir: Path) -> dict[str, i
         from bench.bench_clamav import start_clamd  # its conf, on /dev/shm
         conf_dir = workdir / "conf"
         proc = start_clamd(conf_dir, sigdir, False, False, "/dev/shm")  # writes the conf
-        proc.stop()
+        proc.stop()  # (which removes its temp directory: made again for the run below)
+        conf_text = (conf_dir / "clamd.conf").read_text()
+        tmp = re.search(r"^TemporaryDirectory (.*)$", conf_text, re.M)
+        if tmp:
+            Path(tmp.group(1)).mkdir(parents=True, exist_ok=True)
         cmd = [*vg, clamd_binary(), "--foreground", f"--config-file={conf_dir / 'clamd.conf'}"]
         sock, ping, pong, kind = str(conf_dir / "clamd.sock"), b"nPING\n", b"PONG", "clamd"
     else:

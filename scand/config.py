@@ -20,7 +20,8 @@ from typing import Any
 from scand.engines.registry import REGISTRY
 
 MiB = 1024 * 1024
-# Default workers per CPU with the clamd engine (its workers wait on clamd's threads).
+# Default workers per CPU with the clamd engine (its workers wait on clamd's threads)
+# and the clamav engine (see Config.worker_count).
 # Measured (bench/profile.py, tiny set, 1,500 messages, 16 clients, 2 CPUs shared with
 # other jobs): server CPU per message 5.31 ms with 2 workers, 5.60 / 4.65 with 4,
 # 6.03 / 5.34 with 8; throughput with 4 as with 8 (54.8 vs 56.5, 123 vs 77 msgs/s).
@@ -274,11 +275,13 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        """``pool.workers``, or by default one per CPU (libclamav and the built-in
-        engine: measured, 2 workers on 2 CPUs cost the least CPU per message, 5.67 ms
-        against 5.94 with 4 and 6.34 with 3); two per CPU for clamd, whose workers
-        mostly wait on clamd (:data:`CLAMD_WORKERS_PER_CPU`)."""
-        per_cpu = CLAMD_WORKERS_PER_CPU if self.engine.name == "clamd" else 1
+        """``pool.workers``, or by default one per CPU for the built-in engine; two per
+        CPU for clamd, whose workers mostly wait on clamd, and for clamav: measured on
+        2 CPUs shared with other jobs, 4 workers cost 5.94 ms of CPU per message
+        against 5.67 with 2 (+5 %) but gave 36.4 against 17.9 msgs/s: on a loaded
+        host each worker is one share of the scheduler, and clamd runs 8 threads
+        (on a quiet host 2, 3 and 4 gave the same throughput)."""
+        per_cpu = CLAMD_WORKERS_PER_CPU if self.engine.name in ("clamd", "clamav") else 1
         return self.pool.workers or per_cpu * (os.cpu_count() or 1)
 
 
