@@ -34,8 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.klez import Mail, klez, no_repeats, write_signatures
-from tests.conftest import launch
-from tests.farm.conftest import Redis, write_secret
+from bench.procs import RedisServer, start_scand
+from bench.targets import _Conn
+
+
+def write_secret(directory: Path) -> Path:
+    """The farm secret a Redis cache needs (cache.secret_file: private, 16 bytes or more)."""
+    path = directory / "cache.secret"
+    path.write_text("bench-farm-secret-0123456789abcdef\n")
+    path.chmod(0o600)
+    return path
 
 
 def run_once(workdir: Path, n: int, sigdir: Path, paths: list[str], expect: list[str],
@@ -43,22 +51,25 @@ def run_once(workdir: Path, n: int, sigdir: Path, paths: list[str], expect: list
     cfg = f'[cache]\nbackend = "{backend}"\n'
     if backend == "redis":
         cfg += f'redis_url = "{redis_url}"\nsecret_file = "{write_secret(workdir)}"\n'
-    d = launch(workdir, n, "--signatures", str(sigdir), "--engine", args.engine,
-               config=cfg, workers=args.workers)
+    (workdir / f"d{n}").mkdir(parents=True, exist_ok=True)
+    (workdir / f"d{n}" / "scand.toml").write_text(cfg)
+    d = start_scand(workdir / f"d{n}", args.engine, args.workers, sigdir,
+                    workdir / f"d{n}" / "scand.toml")
     try:
         lock = threading.Lock()
         todo = list(range(len(paths)))
         wrong: list[str] = []
 
         def client() -> None:
-            c = d.client(timeout=60)
+            c = _Conn(d.socket, 60.0)
             try:
                 while True:
                     with lock:
                         if not todo:
                             return
                         i = todo.pop()
-                    got = c.ask(f"{paths[i]}\n".encode()).decode().strip()
+                    c.open().sendall(f"{paths[i]}\n".encode())
+                    got = c.read_until(b"\n").decode().strip()
                     if not right(got, expect[i]):
                         wrong.append(f"{paths[i]}: {got!r} != {expect[i]!r}")
             finally:
@@ -124,7 +135,7 @@ def main() -> int:
         variants.remove("redis")
     work = Path(tempfile.mkdtemp(prefix="scand-cb-", dir="/tmp"))
     work.chmod(0o755)
-    redis = Redis(work) if "redis" in variants else None
+    redis = RedisServer(work) if "redis" in variants else None
     try:
         if redis is not None:
             redis.start()
@@ -169,7 +180,7 @@ def main() -> int:
         out.write_text(json.dumps(summary, indent=1))
     finally:
         if redis is not None:
-            redis.stop(kill=True)
+            redis.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -4,7 +4,7 @@
 
 Same corpus (the bomber's seeded mail corpus), same signature directory, 16
 persistent clients, each side driven by :mod:`bench.bomber` against a daemon
-started here (scand: ``--engine clamav``, its default of one worker per CPU,
+started here (scand: ``--engine clamav``, its default of two workers per CPU,
 the verdict cache off; clamd: the clamd.conf scand writes for its managed
 clamd, same limits, ``DisableCache yes``). Rounds alternate
 scand and clamd; the figures are medians of the rounds.
@@ -31,6 +31,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -38,8 +39,8 @@ from typing import Any
 
 import psutil
 
-from bench import bomber, corpus
-from bench.procs import Managed, clamd_binary, start_scand
+from bench import bomber, corpus, procs
+from bench.procs import Managed, start_scand
 from bench.targets import ask_line
 from scand.worker.memory import usage
 
@@ -68,33 +69,11 @@ def large_db(directory: Path, base: Path, hashes: int = 500_000, bodies: int = 5
 
 def start_clamd(workdir: Path, signatures: Path, concurrent_reload: bool,
                 cache: bool, tmp_parent: str = "") -> Managed:
-    """clamd with scand's managed clamd.conf (same limits); optionally clamd's default
-    concurrent reload (a second engine loads beside the first). ``cache`` False:
-    ``DisableCache yes``, as scand's clamav engine runs (the cache changes verdicts;
-    on a corpus replayed in a loop it would also turn the bench into a cache test).
-    ``tmp_parent``: where clamd's TemporaryDirectory goes ("" = in ``workdir``)."""
-    from scand import config as configmod
-    from scand.clamd.supervisor import render_conf
-    from scand.config import Config
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tmp_parent) / f"bench-clamd-{os.getpid()}" if tmp_parent else workdir / "tmp"
-    tmp.mkdir(exist_ok=True)
-    sock, log = str(workdir / "clamd.sock"), workdir / "clamd.log"
-    cfg = configmod.override(Config(), "engine", name="clamd", signatures=str(signatures))
-    conf = render_conf(cfg, sock, str(log), str(tmp))
-    if concurrent_reload:
-        conf = conf.replace("ConcurrentDatabaseReload no", "ConcurrentDatabaseReload yes")
-    if not cache:
-        conf += "DisableCache yes\n"
-    (workdir / "clamd.conf").write_text(conf)
-    proc = subprocess.Popen([clamd_binary(), "--foreground",
-                             f"--config-file={workdir / 'clamd.conf'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    clamd = Managed("clamd", proc, sock, log)
-    clamd.wait_ready(b"nPING\n", b"PONG", 300.0)
-    return clamd
+    """clamd on scand's managed clamd.conf (:func:`bench.procs.start_clamd`); ``cache``
+    False: ``DisableCache yes``, as scand's clamav engine runs (the cache changes
+    verdicts; on a corpus replayed in a loop it would turn the bench into a cache test)."""
+    return procs.start_clamd(workdir, signatures, 300.0, cache=cache, tmp_parent=tmp_parent,
+                             concurrent_reload=concurrent_reload)
 
 
 class PssSampler(threading.Thread):
@@ -208,20 +187,17 @@ def reload_run(side: str, db: str, sigdir: Path, args: argparse.Namespace,
     return result
 
 
-def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, files: int = 300,
-                procs: int = 8) -> dict[str, Any]:
+def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, clamd_tmp: str = "",
+                files: int = 300, procs: int = 8) -> dict[str, Any]:
     """The engines without scand's Python path: ``procs`` processes forked from one
     loaded libclamav engine, each scanning the same ``files`` corpus messages by
     descriptor, against clamd with ``procs`` concurrent ``SCAN`` connections."""
-    import resource
     import socket as socketmod
 
-    from scand.config import Config, EngineConfig
-    from scand.engines.base import Target, load_engine
 
     paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))[:files]
     n = procs * len(paths)
-    clamd = start_clamd(base / f"{db}-engine-only-clamd", sigdir, False, False)
+    clamd = start_clamd(base / f"{db}-engine-only-clamd", sigdir, False, False, clamd_tmp)
     try:
         proc = psutil.Process(clamd.pid)
         cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
@@ -242,9 +218,26 @@ def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, files: int 
         clamd_cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         clamd.stop()
+    t0 = time.monotonic()
+    forked_cpu = forked_scans(sigdir, paths, procs)
+    forked_wall = time.monotonic() - t0
+    return {"db": db, "files": n,
+            "clamd_files_per_s": round(n / clamd_wall, 1),
+            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
+            "libclamav_files_per_s": round(n / forked_wall, 1),
+            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+
+
+def forked_scans(sigdir: Path, paths: list[str], procs: int) -> float:
+    """CPU seconds of ``procs`` processes forked from one loaded libclamav engine, each
+    scanning every path once by descriptor (no walk, no IPC)."""
+    import resource
+
+    from scand.config import Config, EngineConfig
+    from scand.engines.base import Target, load_engine
+
     engine = load_engine(Config(engine=EngineConfig("clamav", str(sigdir))))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
     pids = []
     for _ in range(procs):
         pid = os.fork()
@@ -259,15 +252,16 @@ def engine_only(db: str, sigdir: Path, corpus_dir: Path, base: Path, files: int 
         pids.append(pid)
     for pid in pids:
         os.waitpid(pid, 0)
-    forked_wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    forked_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     engine.close()
-    return {"db": db, "files": n,
-            "clamd_files_per_s": round(n / clamd_wall, 1),
-            "clamd_cpu_ms_per_file": round(clamd_cpu * 1000 / n, 3),
-            "libclamav_files_per_s": round(n / forked_wall, 1),
-            "libclamav_cpu_ms_per_file": round(forked_cpu * 1000 / n, 3)}
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def engine_alone(sigdir: Path, corpus_dir: Path) -> float:
+    """libclamav's own CPU per message on the whole corpus, each message once: the
+    reference both sides' "outside the engine" figures are measured against."""
+    paths = sorted(str(p.resolve()) for p in (corpus_dir / "spool").rglob("*.eml"))
+    return round(forked_scans(sigdir, paths, 1) * 1000 / len(paths), 3)
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float:
@@ -288,7 +282,7 @@ def main() -> int:
                     help="only the engines: 8 processes forked from one libclamav engine "
                          "against clamd with 8 connections (no scand daemon, no policy walk)")
     ap.add_argument("--workers", type=int, default=0,
-                    help="scand workers (default 0: scand's own default, one per CPU for "
+                    help="scand workers (default 0: scand's own default, two per CPU for "
                          "this engine; clamd runs its conf's MaxThreads 8)")
     ap.add_argument("--clamd-cache", action="store_true",
                     help="leave clamd's clean cache on (default: off, like scand's engine)")
@@ -298,7 +292,21 @@ def main() -> int:
     ap.add_argument("--scand-cache", action="store_true",
                     help="leave scand's verdict cache on (default: off; the corpus is "
                          "replayed in a loop, so the cache would answer the repeats)")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="load the machine with N busy processes (a Python busy loop "
+                         "each, started here and stopped by pid) for the whole run")
     args = ap.parse_args()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(args.load)]
+    try:
+        return run(args)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def run(args: argparse.Namespace) -> int:
     corpus_dir = OUT / f"corpus-s1-n{args.corpus_size}"
     corpus.load_or_generate(corpus_dir, args.corpus_size, 1)
     tiny = corpus.write_signatures(corpus_dir / "sigs")
@@ -306,11 +314,13 @@ def main() -> int:
     base.mkdir(parents=True)
     rows: list[dict[str, Any]] = []
     reloads: list[dict[str, Any]] = []
+    sigdir_of: dict[str, Path] = {}
     for db in args.dbs.split(","):
         sigdir = tiny if db == "tiny" else large_db(OUT / "sigs-large", tiny)
+        sigdir_of[db] = sigdir
         if args.engine_only:
             for _ in range(args.rounds):
-                row = engine_only(db, sigdir, corpus_dir, base)
+                row = engine_only(db, sigdir, corpus_dir, base, args.clamd_tmp)
                 print(json.dumps(row))
                 rows.append(row)
             continue
@@ -325,8 +335,6 @@ def main() -> int:
                 r = reload_run(side, db, sigdir, args, base)
                 print(json.dumps(r))
                 reloads.append(r)
-    if args.clamd_tmp:  # clamd's temp directory there is ours: leave nothing behind
-        shutil.rmtree(Path(args.clamd_tmp) / f"bench-clamd-{os.getpid()}", ignore_errors=True)
     report: dict[str, Any] = {"runs": rows, "reloads": reloads, "medians": {}}
     if args.engine_only:
         for db in args.dbs.split(","):
@@ -351,10 +359,18 @@ def main() -> int:
         }
         m["throughput_ratio"] = round(m["scand_msgs_per_s"] / m["clamd_msgs_per_s"], 2)
         m["p99_ratio"] = round(m["scand_p99_ms"] / m["clamd_p99_ms"], 2)
-        # scand's own CPU outside the engine: its total minus what clamd spends per message
-        # on the same corpus and database (the engine's work).
+        # CPU outside the engine, each side against one reference: libclamav alone on
+        # every corpus message once (measured here, in one process, no IPC). Not scand
+        # minus clamd: that difference of two loaded runs swung by +-1 ms.
+        alone = engine_alone(sigdir_of[db], corpus_dir)
+        m["libclamav_alone_cpu_ms_per_msg"] = alone
+        m["scand_daemon_cpu_ms_per_msg"] = median(
+            [{"v": r["cpu_ms_per_msg"].get("daemon", 0.0)} for r in s], "v")
+        m["scand_worker_cpu_ms_per_msg"] = median(
+            [{"v": r["cpu_ms_per_msg"].get("worker", 0.0)} for r in s], "v")
         m["scand_cpu_outside_engine_ms_per_msg"] = round(
-            m["scand_server_cpu_ms_per_msg"] - m["clamd_cpu_ms_per_msg"], 3)
+            m["scand_server_cpu_ms_per_msg"] - alone, 3)
+        m["clamd_cpu_outside_engine_ms_per_msg"] = round(m["clamd_cpu_ms_per_msg"] - alone, 3)
         report["medians"][db] = m
         print(db, json.dumps(m))
     (base / "bench_clamav.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -44,15 +44,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t = ap.add_argument_group("target")
     t.add_argument("--target", choices=("scand", "clamd"), default="scand",
                    help="scand, or clamd directly (the baseline); default scand")
-    t.add_argument("--engine", choices=("builtin", "chaos", "clamd"),
-                   help="scand's engine when the harness starts it (default builtin; "
-                        "chaos with --chaos; clamd = scand's managed clamd)")
+    t.add_argument("--engine", choices=("builtin", "chaos", "clamav", "clamd"),
+                   help="scand's engine when the harness starts it (default: the --config "
+                        "file's [engine] name, else builtin; chaos with --chaos; clamav = "
+                        "libclamav in the workers; clamd = scand's managed clamd)")
     t.add_argument("--workers", type=int, default=0,
                    help="scand workers (default 0: scand's own default, one per CPU for "
-                        "builtin, four per CPU for clamd)")
+                        "builtin, two per CPU for clamav and clamd)")
     t.add_argument("--config", type=Path, help="extra scand config file (TOML)")
     t.add_argument("--socket", help="use this running daemon (scand, or clamd with "
                                     "--target clamd) instead of starting one")
+    t.add_argument("--clamd-tmp", default="", metavar="DIR",
+                   help="--target clamd: parent of clamd's TemporaryDirectory (default: the "
+                        "run directory, on disk; /dev/shm = tmpfs)")
+    t.add_argument("--no-cache", action="store_true",
+                   help="every verdict cache off: scand's [cache] backend none, clamd's "
+                        "DisableCache yes (default: each daemon's own default)")
+    t.add_argument("--sides", metavar="LIST",
+                   help="side by side in one command, rounds alternating: a comma list of "
+                        "scand:<engine> and clamd:<disk|tmpfs>[+cache], e.g. "
+                        "scand:builtin,scand:clamav,scand:clamd,clamd:disk,clamd:tmpfs "
+                        "(see bench.sides)")
+    t.add_argument("--rounds", type=int, default=1, help="--sides: rounds (default 1)")
     load = ap.add_argument_group("load")
     load.add_argument("-c", "--concurrency", type=int, help="client threads (default 16; "
                                                              "64 with --flood)")
@@ -93,6 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.clamd_cache = False  # clamd's clean cache: off, as scand's conf writes it
     if args.duration is None and args.count is None:
         args.duration = 20.0
     if args.warmup is None:
@@ -100,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     flooding = args.flood is not None
     args.concurrency = args.concurrency or (64 if flooding else 16)
     args.connect = args.connect or ("per-message" if flooding else "persistent")
-    if args.engine is None:
+    if args.engine is None and (args.chaos or args.config is None):
         args.engine = "chaos" if args.chaos else "builtin"
     if args.chaos and (args.target != "scand" or args.engine != "chaos"):
         ap.error("--chaos needs --target scand with --engine chaos")
@@ -124,10 +138,25 @@ def start(args: argparse.Namespace, rundir: Path, sigdir: Path) -> tuple[Managed
     if args.socket:
         return None, args.socket
     if args.target == "clamd":
-        proc = start_clamd(rundir / "clamd", sigdir)
+        proc = start_clamd(rundir / "clamd", sigdir, cache=args.clamd_cache and not args.no_cache,
+                           tmp_parent=args.clamd_tmp)
     else:
-        proc = start_scand(rundir / "scand", args.engine, args.workers, sigdir, args.config)
+        config = args.config
+        if args.no_cache:
+            config = no_cache_config(rundir, args.config)
+        proc = start_scand(rundir / "scand", args.engine, args.workers, sigdir, config)
     return proc, proc.socket
+
+
+def no_cache_config(rundir: Path, base: Path | None) -> Path:
+    """``base`` (or an empty config) with ``[cache] backend = "none"``."""
+    text = base.read_text() if base is not None else ""
+    if "[cache]" in text:
+        raise SystemExit("--no-cache with a --config that has a [cache] section: set "
+                         "backend there instead")
+    out = rundir / "no-cache.toml"
+    out.write_text(text + '\n[cache]\nbackend = "none"\n')
+    return out
 
 
 def flood_variant(args: argparse.Namespace, profile: Profile) -> str:
@@ -236,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus_only:
         return 0
     sigdir = corpus.write_signatures(corpus_dir / "sigs")
-    name = (f"{args.target}-{args.engine if args.target == 'scand' else 'direct'}"
+    if args.sides:
+        from bench import sides
+        return sides.run(args, manifest, corpus_dir, sigdir, run_once)
+    name = (f"{args.target}-{args.engine or 'config' if args.target == 'scand' else 'direct'}"
             f"-c{args.concurrency}{'-flood' if args.flood else ''}{'-chaos' if args.chaos else ''}")
     out = args.out or OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     out = out.resolve()  # the daemon and clamd run elsewhere: give them absolute paths

@@ -22,8 +22,12 @@ from typing import Any
 from scand.engines.registry import REGISTRY
 
 MiB = 1024 * 1024
-# Default workers per CPU with the clamd engine (its workers wait on clamd's threads).
-CLAMD_WORKERS_PER_CPU = 4
+# Default workers per CPU with the clamd engine (its workers wait on clamd's threads)
+# and the clamav engine (see Config.worker_count).
+# Measured (bench/profile.py, tiny set, 1,500 messages, 16 clients, 2 CPUs shared with
+# other jobs): server CPU per message 5.31 ms with 2 workers, 5.60 / 4.65 with 4,
+# 6.03 / 5.34 with 8; throughput with 4 as with 8 (54.8 vs 56.5, 123 vs 77 msgs/s).
+CLAMD_WORKERS_PER_CPU = 2
 
 
 class ConfigError(ValueError):
@@ -220,7 +224,7 @@ class CacheConfig:
 
     backend: str = "memory"  # none | memory (per worker) | redis (shared)
     ttl: float = 3600.0  # seconds an entry stays usable
-    max_entries: int = 100_000  # memory backend: entries per worker (LRU beyond)
+    max_entries: int = 100_000  # memory backend: entries in the daemon's shared table
     min_part_bytes: int = 1024  # smaller decoded parts are scanned, not looked up
     # "unix:///run/redis/redis.sock", "redis://host:port", "rediss://host:port" (TLS),
     # or a Sentinel service: "redis+sentinel://host1:26379,host2:26379,host3:26379/mymaster"
@@ -368,10 +372,13 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        """``pool.workers``, or by default one per CPU; four per CPU for clamd, whose
-        workers mostly wait on clamd (measured: 8 workers on 2 CPUs gave 1.3x the
-        throughput of 2)."""
-        per_cpu = CLAMD_WORKERS_PER_CPU if self.engine.name == "clamd" else 1
+        """``pool.workers``, or by default one per CPU for the built-in engine; two per
+        CPU for clamd, whose workers mostly wait on clamd, and for clamav: measured on
+        2 CPUs shared with other jobs, 4 workers cost 5.94 ms of CPU per message
+        against 5.67 with 2 (+5 %) but gave 36.4 against 17.9 msgs/s: on a loaded
+        host each worker is one share of the scheduler, and clamd runs 8 threads
+        (on a quiet host 2, 3 and 4 gave the same throughput)."""
+        per_cpu = CLAMD_WORKERS_PER_CPU if self.engine.name in ("clamd", "clamav") else 1
         return self.pool.workers or per_cpu * (os.cpu_count() or 1)
 
 

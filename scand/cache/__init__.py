@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from scand.cache import shared
 from scand.cache.keys import policy_version
 from scand.cache.lookup import PartCache, Store
 from scand.cache.memory import MemoryStore
@@ -46,7 +47,10 @@ def open_cache(config: Config, generation: str,
     store: Store | None = None
     signer: Signer | None = None
     if cfg.backend == "memory":
-        store = MemoryStore(cfg.max_entries, cfg.ttl)
+        # One table for every worker of the daemon (made in the zygote before it
+        # forked them: scand.cache.shared); a stand-alone worker keeps its own.
+        table = shared.table(cfg.ttl)  # (not ``or``: an empty table is falsy)
+        store = table if table is not None else MemoryStore(cfg.max_entries, cfg.ttl)
     elif cfg.backend == "redis" and cfg.secret:
         signer = Signer(cfg.secret)
         try:

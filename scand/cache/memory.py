@@ -1,11 +1,8 @@
-"""The embedded store: an in-memory LRU with a TTL, one per worker.
+"""The embedded store of a stand-alone worker: an in-memory LRU with a TTL.
 
-Per worker rather than shared: workers are separate processes (a crash or a
-leak costs one of them), and a shared in-memory table would need shared
-memory and locking across processes that may be killed mid-write. Per worker
-the cost is that each worker scans each distinct part once: with N workers a
-worm attachment is scanned at most N times per generation, then never again.
-For a cache shared by every worker and every host, use Redis.
+Workers the zygote forks share one table instead (:mod:`scand.cache.shared`);
+this one serves a worker run on its own (``python -m scand.worker.child``) and
+tests. For a cache shared by every host, use Redis.
 """
 
 from __future__ import annotations

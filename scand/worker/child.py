@@ -33,7 +33,7 @@ from scand.config import Config
 from scand.engines.base import Engine, EngineError, load_engine
 from scand.events import Reason, Unchecked
 from scand.worker import DAEMON_SIDE
-from scand.worker.memory import PrivateMeter
+from scand.worker.memory import PrivateMeter, statm
 from scand.worker.scanner import Scanner
 from scand.worker.wire import HEADER, Done, FrameError, Job, Outcome, Ready, pack
 
@@ -43,19 +43,22 @@ _PR_SET_PDEATHSIG = 1
 
 def memory() -> tuple[int, int]:
     """(address space, resident set) of this process, in bytes."""
-    with open("/proc/self/statm") as fh:
-        size, resident = fh.read().split()[:2]
+    size, resident = statm()
     return int(size) * _PAGE, int(resident) * _PAGE
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """``n`` bytes read straight into one buffer (a STREAM job's message is not
+    copied again on its way to ``pickle.loads``), or None at end of input."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             return None
-        buf += chunk
-    return bytes(buf)
+        got += k
+    return buf
 
 
 def read_message(fd: int) -> object | None:

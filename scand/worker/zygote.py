@@ -39,7 +39,7 @@ import socket
 import sys
 
 from scand import privileges
-from scand.cache import redis_store
+from scand.cache import redis_store, shared
 from scand.config import Config
 from scand.engines import base as engine_base
 from scand.engines.base import Engine, EngineError
@@ -65,6 +65,10 @@ def preload(config: Config) -> None:
             libclamav.open_library(config.clamav.library)
         except libclamav.LibclamavError as exc:  # the generation reports it on load
             child.log("zygote_preload_failed", engine="clamav", error=str(exc))
+    # The memory backend's one table per daemon, shared by every worker forked from
+    # here (made even when the cache is off: a reload may turn it on; untouched
+    # pages cost nothing).
+    shared.prepare(config.cache.max_entries, config.cache.ttl)
     if config.cache.backend == "redis":
         try:
             redis_store.load_client()
