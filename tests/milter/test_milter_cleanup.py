@@ -242,3 +242,67 @@ def test_sigkill_mid_spill_then_restart_sweeps(workdir: Path, configured: bool) 
         assert "milter_spool_swept" in again.log()
     finally:
         again.stop()
+
+
+# --- a session in process, with an injected write error (always runs) ----------------
+
+
+def test_session_answers_a_spool_error_with_a_tempfail(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real MilterSession on a socket pair; the spool's os.write fails with EIO: the
+    MTA gets the configured 451 and the connection goes on to the next message."""
+    import trio
+
+    from scand import config as configmod
+    from scand.config import Config
+    from scand.events import CLEAN
+    from scand.milter.session import MilterSession
+    from scand.stats import Stats
+    from scand.worker.wire import Outcome
+    from tests.milter.rawmilter import OFFER, pkt
+
+    class FakePool:
+        async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Outcome:
+            return Outcome(CLEAN)
+
+    class FakeService:
+        config = configmod.override(Config(), "milter", spill_bytes=SPILL, progress_interval=0)
+        pool = FakePool()
+        stats = Stats()
+        draining = False
+
+    def eio(fd: int, data: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(msgmod, "_write_all", eio, raising=False)  # the spool only
+    headers, body = message("QEIO", filler=BIG)
+    mta = pkt(b"O", OFFER) + pkt(b"D", b"Mi\0QEIO\0")
+    mta += b"".join(pkt(b"L", f"{n}\0{v}\0".encode()) for n, v in headers)
+    mta += b"".join(pkt(b"B", body[i : i + 65535]) for i in range(0, len(body), 65535))
+    mta += pkt(b"E") + pkt(b"D", b"Mi\0QOK\0") + pkt(b"B", b"small\r\n") + pkt(b"E") + pkt(b"Q")
+
+    async def main() -> bytes:
+        ours, theirs = trio.socket.socketpair()
+        session = MilterSession(ours, FakeService(), str(tmp_path))  # type: ignore[arg-type]
+        got = b""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            view = memoryview(mta)
+            while view:
+                view = view[await theirs.send(view):]
+            while chunk := await theirs.recv(65536):
+                got += chunk
+        theirs.close()
+        return got
+
+    got = trio.run(main)
+    replies = []
+    while got:
+        n = int.from_bytes(got[:4], "big")
+        replies.append(got[4 : 4 + n])
+        got = got[4 + n :]
+    assert replies[0][:1] == b"O"
+    assert replies[1][:1] == b"y" and replies[1][1:].startswith(TEMPFAIL), replies
+    assert b"(internal)" in replies[1]
+    assert replies[2] == b"c"  # the next message on the same connection
+    assert os.listdir(tmp_path) == []
