@@ -57,7 +57,9 @@ def _key_id(key: str) -> bytes:
 class SharedStore:
     """``get``/``put`` of small byte values in a table shared across ``fork``."""
 
-    shared = True
+    # Not "shared" in the cache's trust sense (signed entries, scand.cache.signing):
+    # an anonymous mapping only this daemon's own forked processes can reach.
+    shared = False
 
     def __init__(self, max_entries: int, ttl: float) -> None:
         slots = 1 << max(WAYS.bit_length(), (max(max_entries, 1) - 1).bit_length())
