@@ -22,6 +22,9 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
+from scand.content.parts import LimitHit
+from scand.events import Reason
+
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
 _B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
 _PAD_RUN = re.compile(rb"=+")
@@ -38,8 +41,6 @@ _DATA_URI = re.compile(
     rb"""([A-Za-z0-9+/=%\s._~!$&'()*,;:@-]+)""",
     re.I)
 _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
-# Uuencode blocks bigger than this are cut off (the walker's byte budget still counts).
-MAX_UU_LINES = 1_000_000
 # A data: URI shorter than this holds no executable worth a scan.
 MIN_DATA_URI = 16
 
@@ -131,19 +132,38 @@ def _uu_line(line: bytes) -> bytes:
             return b""
 
 
+def _block_ends(data: bytes, begins: list[re.Match[bytes]], end_line: re.Pattern[bytes]
+                ) -> Iterator[tuple[re.Match[bytes], int, bool]]:
+    """(begin, end of its body, ended) for each begin marker: a block runs to its
+    end line or to the next begin marker, whichever comes first. One pass over
+    ``data`` however many markers there are (a search per marker for an end line
+    that is not there would cost the square of the text)."""
+    next_end: re.Match[bytes] | None = None
+    searched = -1  # end lines searched from here on: none before next_end
+    for i, begin in enumerate(begins):
+        if begin.end() > searched and (next_end is None or next_end.start() < begin.end()):
+            next_end = end_line.search(data, begin.end())
+            searched = len(data) if next_end is None else next_end.start()
+        stop = begins[i + 1].start() if i + 1 < len(begins) else len(data)
+        if next_end is not None and begin.end() <= next_end.start() < stop:
+            yield begin, next_end.start(), True
+        else:
+            yield begin, stop, False
+
+
 def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
-    for begin in _UU_BEGIN.finditer(data):
+    begins = list(_UU_BEGIN.finditer(data))
+    for begin, stop, _ended in _block_ends(data, begins, _UU_END):
         name = begin.group(1).decode("utf-8", "replace").strip()
-        end = _UU_END.search(data, begin.end())
-        body = data[begin.end() : end.start() if end else len(data)]
+        body = data[begin.end() : stop]
         if begin.group(0).startswith(b"begin-base64"):
             yield name, _b64_lines(body.split(b"\n====", 1)[0])
             continue
         out = bytearray()
-        for i, line in enumerate(body.splitlines()):
+        for line in body.splitlines():
             line = line.rstrip(b"\r")
-            if i >= MAX_UU_LINES or line.strip() == b"`":
+            if line.strip() == b"`":
                 break
             if line:  # binascii decodes an empty line as 32 zero bytes
                 out += _uu_line(line)
@@ -163,12 +183,12 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
     """(name, bytes, complete) for each ``=ybegin`` ... ``=yend`` block. Not complete:
     no ``=yend``, fewer bytes than ``size=`` says, or one part of a multi-part post
     (a fragment cannot be judged alone)."""
-    for begin in _Y_BEGIN.finditer(data):
+    begins = list(_Y_BEGIN.finditer(data))
+    for begin, stop, ended in _block_ends(data, begins, _Y_END):
         m = _Y_NAME.search(begin.group(1))
         name = m.group(1).decode("utf-8", "replace").strip() if m else ""
         size = _Y_SIZE.search(begin.group(1))
-        end = _Y_END.search(data, begin.end())
-        body = data[begin.end() : end.start() if end else len(data)]
+        body = data[begin.end() : stop]
         out = bytearray()
         for line in body.splitlines():
             if line.startswith(b"=ypart "):
@@ -179,7 +199,7 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
                 if piece:
                     out.append((piece[0] - 64 - 42) % 256)
                     out += piece[1:].translate(_YENC_TABLE)
-        complete = (end is not None and b" part=" not in b" " + begin.group(1)
+        complete = (ended and b" part=" not in b" " + begin.group(1)
                     and (size is None or len(out) >= int(size.group(1))))
         yield name, bytes(out), complete
 
@@ -187,7 +207,9 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
 # -- BinHex 4.0 ----------------------------------------------------------------------
 
 _HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
-_HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_HQX_TO_B64 = bytes.maketrans(_HQX, _B64_ALPHABET)
+_HQX_DELETE = bytes(c for c in range(256) if c not in _HQX)
 
 
 _HQX_LINE = re.compile(rb":[!-\-0-689@A-NP-VX-[`a-fh-mpqr]{40,}\r?$")
@@ -209,8 +231,10 @@ def has_binhex(data: bytes, bare: bool = False) -> bool:
     return _hqx_start(data, bare) >= 0
 
 
-def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | None:
-    """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None."""
+def binhex_file(data: bytes, bare: bool = False, limit: int | None = None
+                ) -> tuple[str, list[bytes]] | None:
+    """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None.
+    Raises :class:`LimitHit` when its run-length expansion passes ``limit`` bytes."""
     start = _hqx_start(data, bare)
     if start < 0:
         return None
@@ -219,19 +243,10 @@ def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | No
         return None
     end = data.find(b":", colon + 1)
     text = data[colon + 1 : end if end > 0 else len(data)]
-    bits = 0
-    nbits = 0
-    raw = bytearray()
-    for c in text:
-        v = _HQX_VALUE.get(c)
-        if v is None:
-            continue
-        bits = (bits << 6) | v
-        nbits += 6
-        if nbits >= 8:
-            nbits -= 8
-            raw.append((bits >> nbits) & 0xFF)
-    out = _unrle90(raw)
+    # BinHex packs 6-bit groups as base64 does, in another alphabet: translated,
+    # the bytes are decoded at C speed (characters outside it are skipped).
+    raw = _b64(text.translate(_HQX_TO_B64, _HQX_DELETE))
+    out = _unrle90(raw, limit)
     if not out:
         return None
     n = out[0]
@@ -246,22 +261,24 @@ def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | No
     return name, [f for f in forks if f]
 
 
-def _unrle90(raw: bytes | bytearray) -> bytearray:
+def _unrle90(raw: bytes, limit: int | None = None) -> bytearray:
+    """BinHex run-length decoding (0x90 <count>), marker by marker, the output
+    charged against ``limit`` as it grows."""
     out = bytearray()
-    i = 0
-    while i < len(raw):
-        c = raw[i]
-        if c == 0x90 and i + 1 < len(raw):
-            count = raw[i + 1]
-            if count == 0:
-                out.append(0x90)
-            elif out:
-                out += bytes([out[-1]]) * (count - 1)
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return out
+    pos = 0
+    while True:
+        marker = raw.find(b"\x90", pos)
+        out += raw[pos : len(raw) if marker < 0 or marker + 1 >= len(raw) else marker]
+        if marker < 0 or marker + 1 >= len(raw):
+            return out
+        count = raw[marker + 1]
+        if count == 0:
+            out.append(0x90)
+        elif out:
+            out += out[-1:] * (count - 1)
+        pos = marker + 2
+        if limit is not None and len(out) > limit:
+            raise LimitHit(Reason.TOO_LARGE, f"binhex run-length output>{limit}")
 
 
 # -- data: URIs (HTML smuggling) ---------------------------------------------------------

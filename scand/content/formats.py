@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 
 from scand.content import decoders
-from scand.content.parts import Budget, Member
+from scand.content.parts import CHUNK, Budget, LimitHit, Member
 from scand.events import Reason, Unchecked
 
 Opened = Iterator[Member | Unchecked]
@@ -64,6 +64,8 @@ def _iso_dir(data: bytes, extent: int, size: int, joliet: bool, prefix: str,
              budget: Budget, seen: set[int], where: str) -> Opened:
     stack = [(extent, size, prefix)]
     dirs = 0
+    files: set[tuple[int, int]] = set()
+    produced = 0
     while stack:
         extent, size, prefix = stack.pop()
         dirs += 1
@@ -94,8 +96,15 @@ def _iso_dir(data: bytes, extent: int, size: int, joliet: bool, prefix: str,
                     stack.append((f_extent, f_size, name + "/"))
                 continue
             budget.part()
+            if (f_extent, f_size) in files:  # the same file under another name
+                yield Member(name, None)
+                continue
+            files.add((f_extent, f_size))
             body = data[f_extent * ISO_SECTOR : f_extent * ISO_SECTOR + f_size]
             budget.grow(len(body))
+            produced += len(body)
+            if produced > 2 * len(data) + CHUNK:  # files that overlap each other
+                raise LimitHit(Reason.TOO_LARGE, f"iso image at {where}: files overlap")
             yield Member(name, body)
             if len(body) < f_size:  # the image ends inside this file
                 yield Unchecked(Reason.UNREADABLE, f"iso image at {where}: {name} truncated")
@@ -170,7 +179,7 @@ def _mapi_names(body: bytes) -> list[str]:
 
 def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                 where: str) -> Opened:
-    found = decoders.binhex_file(data, bare=True)
+    found = decoders.binhex_file(data, bare=True, limit=budget.room())
     if found is None:
         yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
         return

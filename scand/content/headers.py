@@ -42,12 +42,11 @@ _SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
 _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
 _COMMENT = re.compile(r"\([^()]*\)")
+_ESCAPE = re.compile(r"\\(.)", re.S)
 # Headers that name a part, besides the filename/name parameters.
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
 NAME_PARAMS = ("filename", "name")
-# Bytes of a header block looked at; a longer "header" is a body without headers.
-MAX_HEADER_BLOCK = 256 * 1024
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Headers:
         """Values unfolded both ways (RFC keeps the whitespace; some drop it)."""
         out = self.all(name)
         if self.folded:
-            out += [v for k, v in self.folded if k == name and v not in out]
+            out = list(dict.fromkeys(out + [v for k, v in self.folded if k == name]))
         return out
 
 
@@ -161,20 +160,27 @@ def _parse_plain(block: bytes) -> Headers:
 
 
 def _ends(head: bytes) -> list[int]:
-    """Where a client could take the header block to end (offsets in ``head``)."""
-    ends: list[int] = []
+    """Where a client could take the header block to end (offsets in ``head``): at
+    the first line of only whitespace, and at the first line that is not a header
+    (the stdlib's reading). A reader stops at the first such line, so later ones
+    are no reading of their own (and looking at them would make the walk cost
+    the square of the header block)."""
+    blank = non_header = -1
     pos = 0
     for m in _LINE_END.finditer(head):
         line = head[pos : m.start()]
         if not line:
-            ends.append(pos)
             break
         if not line.strip():
-            ends.append(pos)  # a line of only whitespace: some clients stop here
-        elif line[:1] not in (b" ", b"\t") and _FIELD.match(_text(line)) is None:
-            ends.append(pos)  # not a header: the stdlib's parser stops here
+            if blank < 0:
+                blank = pos  # a line of only whitespace: some clients stop here
+        elif (non_header < 0 and line[:1] not in (b" ", b"\t")
+              and _FIELD.match(_text(line)) is None):
+            non_header = pos  # not a header: the stdlib's parser stops here
+        if blank >= 0 and non_header >= 0:
+            break
         pos = m.end()
-    return sorted(set(ends))
+    return sorted({e for e in (blank, non_header) if e >= 0})
 
 
 def readings(data: bytes) -> list[Reading]:
@@ -183,8 +189,8 @@ def readings(data: bytes) -> list[Reading]:
     Bare CR line ends (old Macs, and worms) are line ends to some readers: then
     the same entity with CR as LF is read as well."""
     out = _readings(data)
-    blank = data.find(b"\n\n", 0, MAX_HEADER_BLOCK)
-    if _BARE_CR.search(data, 0, blank if blank >= 0 else MAX_HEADER_BLOCK):
+    blank = data.find(b"\n\n")
+    if _BARE_CR.search(data, 0, blank if blank >= 0 else len(data)):
         for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
             reading.headers.odd = True
             out.append(reading)
@@ -196,9 +202,9 @@ def _readings(data: bytes) -> list[Reading]:
         data = data.split(b"\n", 1)[1] if b"\n" in data else b""
     if data.startswith((b"\n", b"\r\n")):
         return [Reading(Headers(), data.lstrip(b"\r\n"))]
-    empty = _BLANK.search(data, 0, MAX_HEADER_BLOCK)
-    if empty is None and len(data) > MAX_HEADER_BLOCK:
-        return [Reading(Headers(), data)]
+    # The header block is read to its end however long it is: a cut-off would
+    # take the rest of the headers for the body and never see its attachments.
+    empty = _BLANK.search(data)
     standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
     head = data[: standard[0]]
     if _PLAIN_BLOCK.fullmatch(head):  # the common case: one reading, parsed at C speed
@@ -271,7 +277,7 @@ def _utf8(value: str) -> str:
 def _unquote(raw: str) -> str:
     if raw.startswith('"'):
         inner = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
-        return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+        return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
     return raw
 
 
@@ -293,7 +299,8 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if sec is None:
             out.setdefault(key, []).append(_unquote(raw))
             if not raw.startswith('"'):  # an unquoted value with spaces: up to ';'
-                longer = value[m.start(2):].split(";", 1)[0].strip()
+                stop = value.find(";", m.start(2))
+                longer = value[m.start(2) : stop if stop >= 0 else len(value)].strip()
                 if longer != raw:
                     out[key].append(longer)
             continue
@@ -326,29 +333,29 @@ def main_value(value: str) -> str:
 
 def content_types(h: Headers) -> list[str]:
     """Every declared Content-Type (main value), first one first."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     for v in h.all("content-type"):
         t = main_value(v)
-        if t and t not in out:
-            out.append(t)
-    return out
+        if t:
+            out[t] = None
+    return list(out)
 
 
 def boundaries(h: Headers) -> list[bytes]:
     """Every boundary any Content-Type header declares, in every unfolding."""
-    out: list[bytes] = []
+    out: dict[bytes, None] = {}
     for v in h.all_both("content-type"):
         for b in params(v).get("boundary", []):
             for cand in (b, b.strip(), _COMMENT.sub("", b).strip()):
                 raw = cand.encode("latin-1", "replace")
-                if raw and raw not in out and len(raw) <= 200:
-                    out.append(raw)
-    return out
+                if raw and len(raw) <= 200:
+                    out[raw] = None
+    return list(out)
 
 
 def transfer_encodings(h: Headers) -> list[str]:
     """Every Content-Transfer-Encoding, normalised (comments and case removed)."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     for v in h.all("content-transfer-encoding"):
         token = _COMMENT.sub("", v).strip().lower().split(";")[0].split()
         cte = token[0].strip('"') if token else ""
@@ -356,9 +363,9 @@ def transfer_encodings(h: Headers) -> list[str]:
             if known in cte:
                 cte = {"uue": "uuencode"}.get(known, known)
                 break
-        if cte and cte not in out:
-            out.append(cte)
-    return out
+        if cte:
+            out[cte] = None
+    return list(out)
 
 
 def names(h: Headers) -> list[str]:
@@ -371,11 +378,13 @@ def names(h: Headers) -> list[str]:
                 raws += found.get(key, [])
     for header in NAME_HEADERS:
         raws += [v.strip().strip('"') for v in h.all(header)]
-    out: list[str] = []
-    for raw in raws:
+    out: dict[str, None] = {}
+    for raw in dict.fromkeys(raws):
         text = _utf8(raw)
-        for cand in (decode_words(text), decode_words(text, drop_bad=True), text, raw):
+        cands = (decode_words(text), decode_words(text, drop_bad=True), text, raw) if (
+            "=?" in text) else (text, raw)
+        for cand in cands:
             cand = cand.strip()
-            if cand and cand not in out:
-                out.append(cand)
-    return out
+            if cand:
+                out[cand] = None
+    return list(out)

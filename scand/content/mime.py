@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 from scand.content import decoders
 from scand.content.headers import Headers, boundaries, transfer_encodings
@@ -29,6 +30,9 @@ from scand.content.headers import Headers, boundaries, transfer_encodings
 _GUESS = re.compile(rb"(?m)^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$")
 # Guessed boundaries tried at most (each is one more pass over the body).
 MAX_GUESSES = 4
+
+
+Span = tuple[int, int]
 
 
 def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
@@ -47,29 +51,34 @@ def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
     return found
 
 
-def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[bytes]:
-    parts = []
-    for (_, end, _x), (nxt, _e, _y) in itertools.pairwise(delims):
-        parts.append(body[end + 1 : nxt].rstrip(b"\r\n"))
+def _trim(body: bytes, start: int, end: int) -> Span:
+    """``body[start:end]`` without trailing line ends, as offsets (no copy)."""
+    while end > start and body[end - 1] in b"\r\n":
+        end -= 1
+    return start, end
+
+
+def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[Span]:
+    parts = [_trim(body, end + 1, nxt) for (_, end, _x), (nxt, _e, _y)
+             in itertools.pairwise(delims)]
     if delims:
         last_start, last_end, _ = delims[-1]
         closing = body[last_start:last_end].rstrip().endswith(b"--")
-        tail = body[last_end + 1 :]
-        if not closing and tail.strip():
-            parts.append(tail)
+        if not closing and body[last_end + 1 :].strip():
+            parts.append((last_end + 1, len(body)))
     return parts
 
 
-def split_by(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
-    """Parts of ``body`` at ``boundary``'s delimiter lines (union of the exact and
-    the prefix readings), and whether the readings disagreed."""
+def split_by(body: bytes, boundary: bytes) -> tuple[list[Span], bool]:
+    """Spans of the parts of ``body`` at ``boundary``'s delimiter lines (the exact
+    reading, then the prefix reading's), and whether the readings disagreed."""
     loose = _delimiters(body, b"--" + boundary)
     exact = [d for d in loose if d[2]]
     parts = _cut(body, exact)
     odd = False
     if len(loose) != len(exact):
         odd = True
-        parts += [p for p in _cut(body, loose) if p not in parts]
+        parts += _cut(body, loose)
     closes = [d for d in exact if body[d[0] : d[1]].rstrip().endswith(b"--")]
     if closes and closes[0] != exact[-1]:
         odd = True  # parts after a close delimiter: real to some readers
@@ -83,30 +92,40 @@ def guess_boundaries(body: bytes, known: list[bytes]) -> list[bytes]:
     counts: dict[bytes, int] = {}
     for m in _GUESS.finditer(body):
         token = m.group(1).rstrip()
-        if token not in known:
-            counts[token] = counts.get(token, 0) + 1
+        counts[token] = counts.get(token, 0) + 1
+    for token in known:
+        counts.pop(token, None)
     ranked = sorted(counts, key=lambda t: -counts[t])
     return ranked[:MAX_GUESSES]
 
 
-def split(headers: Headers, body: bytes, declared_multipart: bool
-          ) -> tuple[list[bytes], bool]:
-    """(parts, odd) for an entity's body, the union over every
-    boundary it declares, or guesses when it declares a multipart that yields none."""
+def split(headers: Headers, body: bytes, declared_multipart: bool,
+          charge: Callable[[], None]) -> tuple[list[bytes], bool]:
+    """(parts, odd) for an entity's body, the union over every boundary it
+    declares, or guesses when it declares a multipart that yields none. A part
+    two readings cut alike is one part; ``charge`` is called for each new part as
+    it is found, so a part limit stops the split, not the walk after it."""
     declared = boundaries(headers)
-    parts: list[bytes] = []
+    spans: dict[Span, None] = {}
     odd = len(declared) > 1
+
+    def add(found: list[Span]) -> None:
+        for span in found:
+            if span not in spans:
+                charge()
+                spans[span] = None
+
     for boundary in declared:
         found, disagree = split_by(body, boundary)
         odd = odd or disagree
-        parts += [p for p in found if p not in parts]
-    if not parts and (declared_multipart or declared):
+        add(found)
+    if not spans and (declared_multipart or declared):
         for boundary in guess_boundaries(body, declared):
             found, _ = split_by(body, boundary)
             if found:
                 odd = True
-                parts += [p for p in found if p not in parts]
-    return parts, odd
+                add(found)
+    return [body[a:b] for a, b in spans], odd
 
 
 def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:

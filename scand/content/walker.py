@@ -128,8 +128,11 @@ class _Walker:
         return True
 
     def bytes_(self, data: bytes, names: tuple[str, ...], mime_type: str, depth: int,
-               where: str, in_archive: bool, alt: bool) -> Iterator[Item]:
-        """A part given as bytes: yield it, then whatever it contains."""
+               where: str, in_archive: bool, alt: bool, sniff_message: bool = True
+               ) -> Iterator[Item]:
+        """A part given as bytes: yield it, then whatever it contains. Not
+        ``sniff_message``: the body of a header block cut short (its message was
+        read in full already), never a message of its own."""
         self.budget.depth(depth, where)
         self.budget.part()
         if depth and not self._first(self.seen, data):
@@ -145,7 +148,7 @@ class _Walker:
         kind = archives.sniff(data, behind)
         if kind is not None:
             yield from self.archive(kind, data, names, depth, where, alt)
-        elif looks_like_message(data):
+        elif sniff_message and looks_like_message(data):
             yield from self.message(data, depth, where, alt)
         else:
             yield from self.text_blocks(data, depth, where, alt,
@@ -153,26 +156,29 @@ class _Walker:
 
     def message(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
-        for reading in headers.readings(data):
+        for i, reading in enumerate(headers.readings(data)):
             yield from self.entity(reading.headers, reading.body, depth, where,
-                                   alt or reading.headers.odd)
+                                   alt or reading.headers.odd, tail=i > 0)
 
     def entity(self, h: headers.Headers, body: bytes, depth: int, where: str,
-               alt: bool) -> Iterator[Item]:
+               alt: bool, tail: bool = False) -> Iterator[Item]:
+        """``tail``: a reading whose header block ends early (its body is the rest of
+        a message the first reading read whole)."""
         """One MIME entity: a multipart's children, a nested message, and/or a leaf."""
         types = headers.content_types(h)
+        for _extra in types[1:]:  # each is a part of its own (below): charged first
+            self.budget.part()
         ctype = types[0] if types else ""
         names = tuple(headers.names(h))
         label = f"{where}>{names[0] if names else ctype or 'body'}"
         multipart = any(t.startswith("multipart/") for t in types)
-        parts, odd = mime.split(h, body, multipart)
+        parts, odd = mime.split(h, body, multipart, self.budget.part)  # charged as found
         for raw in parts:
-            self.budget.part()  # counted even when already parsed: a bomb is a bomb
             if (alt or odd) and not self._first(self.entities, raw):
                 continue  # the same raw part from another reading: parsed already
-            for reading in headers.readings(raw):
+            for i, reading in enumerate(headers.readings(raw)):
                 yield from self.entity(reading.headers, reading.body, depth, where,
-                                       alt or odd or reading.headers.odd)
+                                       alt or odd or reading.headers.odd, tail=i > 0)
         for extra in types[1:]:  # every declared type meets the policy
             yield Part(b"", names, extra, depth + 1, label, False, True)
         if multipart:
@@ -195,7 +201,7 @@ class _Walker:
                     yield Part(b"", names, ctype, depth + 1, label, False, alt)
                 yield from self.message(decoded, depth + 1, label, alt or odd)
             return
-        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts))
+        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts), tail)
 
     def partial(self, h: headers.Headers, body: bytes, where: str) -> None:
         """Keep a message/partial fragment for reassembly at the end of the walk."""
@@ -230,7 +236,7 @@ class _Walker:
             yield from self.message(whole, depth + 1, f"partial:{ident[:40]}", True)
 
     def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
-             depth: int, label: str, alt: bool) -> Iterator[Item]:
+             depth: int, label: str, alt: bool, tail: bool = False) -> Iterator[Item]:
         # Names-only walk: decode just enough to tell whether this part can hold
         # further names (a container, or encoded blocks in text).
         if (not self.keep and not alt and not is_html(b"", names, ctype)
@@ -242,7 +248,8 @@ class _Walker:
         readings, odd = mime.leaf_readings(h, body)
         for decoded in readings:
             self.budget.grow(len(decoded))
-            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd)
+            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd,
+                                   not tail)
 
     def _names_only_leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...],
                          ctype: str) -> bool:
@@ -282,7 +289,7 @@ class _Walker:
                 if not complete:  # what arrived was scanned; the rest was not
                     yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
         if decoders.has_binhex(data):
-            found = decoders.binhex_file(data)
+            found = decoders.binhex_file(data, limit=self.budget.room())
             if found is None:
                 yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
             else:
