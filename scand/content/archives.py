@@ -273,7 +273,7 @@ def _gzip_name(data: bytes) -> str | None:
     pos = 10
     if data[3] & 0x04:  # FEXTRA
         pos += 2 + int.from_bytes(data[10:12], "little")
-    end = data.find(b"\x00", pos, pos + 1024)
+    end = data.find(b"\x00", pos)  # however long: a cut name loses its suffix
     return data[pos:end].decode("latin-1") if end > pos else None
 
 
@@ -292,15 +292,19 @@ WINDOW = 64 * 1024
 _NOT_ZERO = re.compile(rb"[^\x00]")
 
 
-def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]) -> bytes:
-    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware.
+def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]
+                ) -> tuple[bytes, int]:
+    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware: the
+    bytes of every stream, and how many streams there were.
 
     Raises :class:`Truncated` when the input ends inside a stream."""
     out = bytearray()
     view = memoryview(data)
     pos = 0  # input handed to decompressors so far
+    streams = 0
     while pos < len(data):
-        if out or pos:
+        streams += 1
+        if streams > 1:
             budget.part()  # each further stream is one more member
         engine: Any = make()
         feed: bytes | memoryview = b""
@@ -324,7 +328,7 @@ def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], obje
                 raise Truncated(bytes(out))
         skip = _NOT_ZERO.search(data, pos)  # padding between members
         pos = len(data) if skip is None else skip.start()
-    return bytes(out)
+    return bytes(out), streams
 
 
 def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]) -> Opener:
@@ -333,7 +337,7 @@ def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]
         label = f"{where}>{kind}"
         name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
         try:
-            body = _decompress(data, budget, label, make)
+            body, streams = _decompress(data, budget, label, make)
         except Truncated as cut:
             # Scan what arrived (it may hold a virus), but never call the whole clean.
             yield Member(name, cut.partial)
@@ -342,7 +346,9 @@ def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
             yield Unchecked(Reason.UNREADABLE, f"corrupt {kind} at {where}: {exc}")
             return
-        yield Member(name, body)
+        # Engines that decode by themselves may read the first stream only (ClamAV's
+        # bzip2 does): the streams after it are the walker's reading.
+        yield Member(name, body, alt=streams > 1)
 
     return opener
 

@@ -78,6 +78,23 @@ def _b64_lines(body: bytes) -> bytes:
     return b"".join(_b64(_B64_JUNK.sub(b"", line)) for line in body.splitlines())
 
 
+# Base64 as every decoder reads it alike: the alphabet and white space, padding
+# only at the end; and quoted-printable whose every "=" starts an escape or a
+# soft line break. Anything else is read leniently, in ways an engine's own
+# decoder may not share: those readings are handed to it (Part.alt).
+_B64_CANONICAL = re.compile(rb"[A-Za-z0-9+/\s]*(?:=\s*){0,2}")
+_QP_ODD = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n)")
+
+
+def canonical(cte: str, body: bytes) -> bool:
+    """True when ``body`` is ``cte`` text that decoders agree on (see above)."""
+    if cte == "base64":
+        return _B64_CANONICAL.fullmatch(body) is not None
+    if cte == "quoted-printable":
+        return _QP_ODD.search(body) is None
+    return True
+
+
 def looks_base64(body: bytes) -> bool:
     """Undeclared base64: the first lines are all base64 alphabet."""
     head = body[:4096].strip()
@@ -231,18 +248,33 @@ def has_binhex(data: bytes, bare: bool = False) -> bool:
     return _hqx_start(data, bare) >= 0
 
 
+def binhex_blocks(data: bytes, bare: bool = False, limit: int | None = None
+                  ) -> Iterator[tuple[str, list[bytes]] | None]:
+    """(name, [data fork, resource fork]) of each BinHex 4.0 block in ``data`` (None
+    for one that does not decode), each block read once from its banner to its
+    closing colon. Raises :class:`LimitHit` when a run-length expansion passes
+    ``limit`` bytes."""
+    start = _hqx_start(data, bare)
+    while start >= 0:
+        colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start)
+                          else start)
+        if colon < 0:
+            yield None
+            return
+        end = data.find(b":", colon + 1)
+        yield _binhex_text(data[colon + 1 : end if end > 0 else len(data)], limit)
+        if end < 0:
+            return
+        start = data.find(_BINHEX, end + 1)
+
+
 def binhex_file(data: bytes, bare: bool = False, limit: int | None = None
                 ) -> tuple[str, list[bytes]] | None:
-    """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None.
-    Raises :class:`LimitHit` when its run-length expansion passes ``limit`` bytes."""
-    start = _hqx_start(data, bare)
-    if start < 0:
-        return None
-    colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start) else start)
-    if colon < 0:
-        return None
-    end = data.find(b":", colon + 1)
-    text = data[colon + 1 : end if end > 0 else len(data)]
+    """The first of :func:`binhex_blocks`, or None."""
+    return next(binhex_blocks(data, bare, limit), None)
+
+
+def _binhex_text(text: bytes, limit: int | None) -> tuple[str, list[bytes]] | None:
     # BinHex packs 6-bit groups as base64 does, in another alphabet: translated,
     # the bytes are decoded at C speed (characters outside it are skipped).
     raw = _b64(text.translate(_HQX_TO_B64, _HQX_DELETE))

@@ -42,7 +42,7 @@ def open_iso(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
              where: str) -> Opened:
     trees: list[tuple[int, int, bool]] = []
     sector = 16
-    while (sector + 1) * ISO_SECTOR <= len(data) and sector < 64:
+    while (sector + 1) * ISO_SECTOR <= len(data):  # to the terminator, however far
         vd = data[sector * ISO_SECTOR : (sector + 1) * ISO_SECTOR]
         if vd[1:6] != b"CD001" or vd[0] == 255:
             break
@@ -57,6 +57,9 @@ def open_iso(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
         return
     seen: set[int] = set()
     for extent, size, joliet in trees:
+        if extent in seen:
+            continue  # a second descriptor for a tree already read
+        seen.add(extent)
         yield from _iso_dir(data, extent, size, joliet, "", budget, seen, where)
 
 
@@ -167,7 +170,7 @@ def _mapi_names(body: bytes) -> list[str]:
             at = body.find(tag)
             while at >= 0 and at + 12 <= len(body):
                 size = struct.unpack_from("<I", body, at + 8)[0]
-                raw = body[at + 12 : at + 12 + min(size, 4096)]
+                raw = body[at + 12 : at + 12 + size]  # whole: a cut name loses its suffix
                 text = raw.decode(codec, "replace").split("\x00", 1)[0]
                 if text:
                     out.append(text)
@@ -179,12 +182,12 @@ def _mapi_names(body: bytes) -> list[str]:
 
 def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                 where: str) -> Opened:
-    found = decoders.binhex_file(data, bare=True, limit=budget.room())
-    if found is None:
-        yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
-        return
-    name, forks = found
-    for body in forks:
-        budget.grow(len(body))
-        # ClamAV reads BinHex only at offset 0: hand it the decoded forks as parts.
-        yield Member(name or "binhex", body, alt=True)
+    for found in decoders.binhex_blocks(data, bare=True, limit=budget.room()):
+        if found is None:
+            yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
+            continue
+        name, forks = found
+        for body in forks:
+            budget.grow(len(body))
+            # ClamAV reads BinHex only at offset 0: hand it the decoded forks as parts.
+            yield Member(name or "binhex", body, alt=True)

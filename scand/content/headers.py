@@ -348,7 +348,7 @@ def boundaries(h: Headers) -> list[bytes]:
         for b in params(v).get("boundary", []):
             for cand in (b, b.strip(), _COMMENT.sub("", b).strip()):
                 raw = cand.encode("latin-1", "replace")
-                if raw and len(raw) <= 200:
+                if raw:  # however long: RFC 2046 says 70, lenient readers take more
                     out[raw] = None
     return list(out)
 

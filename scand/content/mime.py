@@ -27,9 +27,7 @@ from scand.content import decoders
 from scand.content.headers import Headers, boundaries, transfer_encodings
 
 # A guessed delimiter line: "--token" (maybe "--token--"), nothing else.
-_GUESS = re.compile(rb"(?m)^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$")
-# Guessed boundaries tried at most (each is one more pass over the body).
-MAX_GUESSES = 4
+_GUESS = re.compile(rb"(?m)^--([!-~][ -~]*?)(--)?[ \t]*\r?$")
 
 
 Span = tuple[int, int]
@@ -85,18 +83,19 @@ def split_by(body: bytes, boundary: bytes) -> tuple[list[Span], bool]:
     return parts, odd
 
 
-def guess_boundaries(body: bytes, known: list[bytes]) -> list[bytes]:
-    """Boundaries a reader could infer from ``--token`` lines in the body."""
+def guessed_delimiters(body: bytes, known: list[bytes]
+                       ) -> dict[bytes, list[tuple[int, int, bool]]]:
+    """The delimiter lines of every boundary a reader could infer from ``--token``
+    lines in the body, by token: one pass, however many tokens (every one is
+    tried; its parts are charged like any others)."""
+    found: dict[bytes, list[tuple[int, int, bool]]] = {}
     if b"--" not in body:
-        return []
-    counts: dict[bytes, int] = {}
+        return found
     for m in _GUESS.finditer(body):
-        token = m.group(1).rstrip()
-        counts[token] = counts.get(token, 0) + 1
+        found.setdefault(m.group(1).rstrip(), []).append((m.start(), m.end(), True))
     for token in known:
-        counts.pop(token, None)
-    ranked = sorted(counts, key=lambda t: -counts[t])
-    return ranked[:MAX_GUESSES]
+        found.pop(token, None)
+    return found
 
 
 def split(headers: Headers, body: bytes, declared_multipart: bool,
@@ -120,8 +119,8 @@ def split(headers: Headers, body: bytes, declared_multipart: bool,
         odd = odd or disagree
         add(found)
     if not spans and (declared_multipart or declared):
-        for boundary in guess_boundaries(body, declared):
-            found, _ = split_by(body, boundary)
+        for delims in guessed_delimiters(body, declared).values():
+            found = _cut(body, delims)
             if found:
                 odd = True
                 add(found)
@@ -150,4 +149,6 @@ def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
     if "base64" not in ctes and decoders.looks_base64(body):
         out += decoders.base64_readings(body)
     readings = decoders.unique(out)
-    return readings, len(readings) > 1 or len(ctes) > 1
+    odd = len(readings) > 1 or len(ctes) > 1 or not all(
+        decoders.canonical(cte, body) for cte in ctes)
+    return readings, odd

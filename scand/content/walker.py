@@ -48,11 +48,12 @@ SNIFF_ENCODED = 1024
 SNIFF_IMAGE = 48 * 1024
 IMAGE_SUFFIXES = (".iso", ".img", ".udf", ".bin", ".vhd", ".vhdx", ".dmg", ".toast")
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
-_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*\r?\n")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
 _KNOWN_HEADERS = re.compile(
     rb"(?im)^(from|to|subject|date|received|return-path|message-id|mime-version|"
     rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
     rb"x-[\w-]+)[ \t]*:")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
 # message/partial fragments reassembled per id, at most.
 MAX_FRAGMENTS = 100
@@ -81,7 +82,17 @@ def looks_like_message(data: bytes) -> bool:
     head = data[:8192].replace(b"\r", b"\n")  # bare CR line ends count as line ends
     if head.startswith(b"From "):
         head = head.split(b"\n", 1)[1] if b"\n" in head else b""
-    return bool(_HEADER_LINE.match(head)) and bool(_KNOWN_HEADERS.search(head))
+    if not _HEADER_LINE.match(head):
+        return False
+    if _KNOWN_HEADERS.search(head):
+        return True
+    # A long first header line (mail servers accept lines of a megabyte): the
+    # known names may come later in the header block, read to its end.
+    blank = head.find(b"\n\n")
+    if blank >= 0:
+        return False
+    end = _BLANK_LINE.search(data)
+    return _KNOWN_HEADERS.search(data, 0, len(data) if end is None else end.start()) is not None
 
 
 def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True,
@@ -256,6 +267,8 @@ class _Walker:
         """True when a names-only walk may stop at this leaf: its decoded start is no
         container, no HTML, no executable stub, and it can hold no encoded blocks."""
         ctes = headers.transfer_encodings(h)
+        if not all(decoders.canonical(cte, body) for cte in ctes):
+            return False  # malformed anywhere: the engine may read it otherwise
         # Disk images hide their directory at 32 KiB: read that far only for them.
         image = any(n.lower().rstrip(". ").endswith(IMAGE_SUFFIXES) for n in names)
         want = SNIFF_IMAGE if image or not body[:SNIFF_ENCODED].strip(b"A\r\n") else (
@@ -288,8 +301,7 @@ class _Walker:
                                        f"{where}>yenc:{yname}", False, True)
                 if not complete:  # what arrived was scanned; the rest was not
                     yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
-        if decoders.has_binhex(data):
-            found = decoders.binhex_file(data, limit=self.budget.room())
+        for found in decoders.binhex_blocks(data, limit=self.budget.room()):
             if found is None:
                 yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
             else:
