@@ -135,13 +135,19 @@ def has_uuencode(data: bytes) -> bool:
     return False
 
 
+_UU_BAD = bytes(c for c in range(256) if not 32 <= c <= 96)
+
+
 def _uu_line(line: bytes) -> bytes:
     try:
         return binascii.a2b_uu(line)
     except binascii.Error:
-        # Some encoders pad wrongly; decode only the bytes the length char announces.
+        # Some encoders pad wrongly, some lines carry stray characters: decode only
+        # the bytes the length char announces, the characters outside the uuencode
+        # alphabet skipped (the lenient reading clients take).
         if not line:
             return b""
+        line = line[:1] + line[1:].translate(None, _UU_BAD)
         n = (((line[0] - 32) & 63) * 4 + 5) // 3
         try:
             return binascii.a2b_uu(line[:n])

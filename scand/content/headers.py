@@ -43,6 +43,7 @@ _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
 _COMMENT = re.compile(r"\([^()]*\)")
 _ESCAPE = re.compile(r"\\(.)", re.S)
+_B64_NOT = re.compile(r"[^A-Za-z0-9+/]")
 # Headers that name a part, besides the filename/name parameters.
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
@@ -241,10 +242,13 @@ def _charset_decode(raw: bytes, charset: str) -> str:
             return raw.decode("latin-1")
 
 
-def _word(m: re.Match[str], bad: str | None) -> str:
+def _word(m: re.Match[str], bad: str | None, lenient: bool) -> str:
     charset, enc, text = m.group(1).split("*", 1)[0], m.group(2).lower(), m.group(3)
     try:
         if enc == "b":
+            if lenient:  # what mail clients do: skip bad characters, decode the valid prefix
+                text = _B64_NOT.sub("", text.split("=", 1)[0])
+                text = text[: len(text) - len(text) % 4] if len(text) % 4 == 1 else text
             raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
         else:
             raw = binascii.a2b_qp(text.replace("_", " ").encode("latin-1", "replace"))
@@ -253,15 +257,17 @@ def _word(m: re.Match[str], bad: str | None) -> str:
     return _charset_decode(raw, charset)
 
 
-def decode_words(value: str, *, drop_bad: bool = False) -> str:
+def decode_words(value: str, *, drop_bad: bool = False, lenient: bool = False) -> str:
     """RFC 2047 encoded words -> text, anywhere in ``value``; never raises.
 
     A word that does not decode is kept as it is, or with ``drop_bad`` left out
-    (what a client that shows the rest of the name does)."""
+    (what a client that shows the rest of the name does). ``lenient``: a base64
+    word is read as clients read a malformed one (bad characters skipped, the
+    valid prefix decoded: ``c2V0dXAuZXhlX`` is ``setup.exe``)."""
     if "=?" not in value:
         return value
     bad = "" if drop_bad else None
-    return _WORD.sub(lambda m: _word(m, bad), _WORD_GAP.sub(r"\1\2", value))
+    return _WORD.sub(lambda m: _word(m, bad, lenient), _WORD_GAP.sub(r"\1\2", value))
 
 
 def _utf8(value: str) -> str:
@@ -381,8 +387,8 @@ def names(h: Headers) -> list[str]:
     out: dict[str, None] = {}
     for raw in dict.fromkeys(raws):
         text = _utf8(raw)
-        cands = (decode_words(text), decode_words(text, drop_bad=True), text, raw) if (
-            "=?" in text) else (text, raw)
+        cands = (decode_words(text), decode_words(text, drop_bad=True),
+                 decode_words(text, lenient=True), text, raw) if "=?" in text else (text, raw)
         for cand in cands:
             cand = cand.strip()
             if cand:

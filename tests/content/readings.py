@@ -6,6 +6,7 @@ reaches every engine, also those whose own parser reads the standard way only)."
 from __future__ import annotations
 
 import base64
+import binascii
 import bz2
 import gzip
 import io
@@ -49,6 +50,12 @@ def _junk(data: bytes) -> bytes:
     return b"!".join(raw[i:i + 4] for i in range(0, len(raw), 4)) + b"\n"
 
 
+def uu_stray(data: bytes) -> bytes:
+    lines = [binascii.b2a_uu(data[i:i + 45]) for i in range(0, len(data), 45)]
+    lines[0] = lines[0][:10] + b"~~" + lines[0][10:]  # outside the uuencode alphabet
+    return b"begin 644 data.bin\n" + b"".join(lines) + b"`\nend\n"
+
+
 def _zip(data: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", method) as zf:
@@ -88,6 +95,7 @@ def readings() -> dict[str, bytes]:
         "uuencode-cte": mixed(ATT + "x-uuencode", uu(e, "data.bin")),
         # blocks in text
         "uuencode-text": mixed(TXT, b"see below\n" + uu(e, "data.bin")),
+        "uuencode-stray-chars": mixed(TXT, uu_stray(e)),
         "begin-base64-text": mixed(TXT, b"begin-base64 644 data.bin\n" + b64(e) + b"====\n"),
         "yenc-text": mixed(TXT, b"see below\n" + yenc(e, "data.bin")),
         "binhex-text": mixed(TXT, b"prose first\n" + binhex("data.bin", e)),
