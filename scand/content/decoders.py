@@ -25,9 +25,16 @@ from collections.abc import Iterator
 from scand.content.parts import LimitHit
 from scand.events import Reason
 
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+# Characters outside the base64 alphabet (and "="): removed with bytes.translate,
+# at C speed and without a piece per match.
+_B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_JUNK = bytes(c for c in range(256) if c not in _B64_KEEP)
+_NOT_PAD = re.compile(rb"[^=]+")
+# Regex substitutions over a body are made this much at a time (cut after a line
+# end): re.sub keeps a piece per match until it joins them.
+SUB_WINDOW = 64 * 1024
 _B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
-_PAD_RUN = re.compile(rb"=+")
+_LINE = re.compile(rb"[^\r\n]+")
 _QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
 _UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{1,4} ([^\r\n]+?)\r?$")
 _UU_END = re.compile(rb"(?m)^end\r?$")
@@ -50,18 +57,21 @@ def base64_readings(body: bytes) -> list[bytes]:
     try:
         first = binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
-        first = _b64(_B64_JUNK.sub(b"", body))  # bad padding at the end: repair it
+        first = _b64(body.translate(None, _B64_JUNK))  # bad padding at the end: repair it
     out = [first]
     pad = body.find(b"=")
     if pad < 0 or not body[pad:].strip(b"= \t\r\n"):  # no pad before the end: one reading
         if not first and body.strip():
             out.append(_b64_lines(body))
         return [o for o in out if o] or [b""]
-    compact = _B64_JUNK.sub(b"", body)
+    compact = body.translate(None, _B64_JUNK)
     # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
-    pieces = [p for p in _PAD_RUN.split(compact) if p]
-    out.append(b"".join(_b64(p) for p in pieces))
-    out.append(_b64(b"".join(pieces)))
+    each = bytearray()
+    for m in _NOT_PAD.finditer(compact):
+        each += _b64(m.group())
+    out.append(bytes(each))
+    del each
+    out.append(_b64(compact.replace(b"=", b"")))
     out.append(_b64_lines(body))
     return unique(out)
 
@@ -75,7 +85,10 @@ def _b64(text: bytes) -> bytes:
 
 
 def _b64_lines(body: bytes) -> bytes:
-    return b"".join(_b64(_B64_JUNK.sub(b"", line)) for line in body.splitlines())
+    out = bytearray()
+    for m in _LINE.finditer(body):
+        out += _b64(m.group().translate(None, _B64_JUNK))
+    return bytes(out)
 
 
 # Base64 as every decoder reads it alike: the alphabet and white space, padding
@@ -95,6 +108,19 @@ def canonical(cte: str, body: bytes) -> bool:
     return True
 
 
+def sub_by_lines(pattern: re.Pattern[bytes], repl: bytes, data: bytes) -> bytes:
+    """``pattern.sub(repl, data)`` for a pattern that never spans a line end, made
+    window by window: memory for the pieces of one window, not of the whole."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        cut = data.find(b"\n", pos + SUB_WINDOW)
+        end = len(data) if cut < 0 else cut + 1
+        out += pattern.sub(repl, data[pos:end])
+        pos = end
+    return bytes(out)
+
+
 def looks_base64(body: bytes) -> bool:
     """Undeclared base64: the first lines are all base64 alphabet."""
     head = body[:4096].strip()
@@ -107,7 +133,7 @@ def looks_base64(body: bytes) -> bool:
 def qp_readings(body: bytes) -> list[bytes]:
     out = [binascii.a2b_qp(body)]
     if _QP_SOFT.search(body):
-        out.append(binascii.a2b_qp(_QP_SOFT.sub(b"=\\1", body)))
+        out.append(binascii.a2b_qp(sub_by_lines(_QP_SOFT, b"=\\1", body)))
     return unique(out)
 
 
@@ -342,7 +368,7 @@ def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
         if len(payload) < MIN_DATA_URI:
             continue
         raw = urllib.parse.unquote_to_bytes(payload)
-        decoded = _b64(_B64_JUNK.sub(b"", raw)) if m.group(3) else raw
+        decoded = _b64(raw.translate(None, _B64_JUNK)) if m.group(3) else raw
         window = data[max(0, m.start() - 512) : m.end() + 512]
         dl = _DOWNLOAD.search(window)
         name = dl.group(1).decode("utf-8", "replace") if dl else ""

@@ -24,6 +24,9 @@ class Job:
     id: int
     path: str | None = None
     data: bytes | None = None
+    # On the wire: the frame carries the job without its data, and this many raw
+    # bytes of data follow the frame (see job_frames): nobody copies a STREAM to frame it.
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,15 @@ def loads(packet: bytes) -> object:
 def pack(message: object) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(body)) + body
+
+
+def job_frames(job: Job) -> tuple[bytes, bytes]:
+    """A job as (frame, raw data), written one after the other: the data is
+    neither pickled nor joined to its frame (both would copy a STREAM)."""
+    data = job.data or b""
+    meta = pickle.dumps(Job(job.id, job.path, None, len(data)),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(meta)) + meta, data
 
 
 class FrameError(Exception):
