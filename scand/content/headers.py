@@ -323,12 +323,25 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
     charset = ""
     chunks: list[bytes] = []
+    first = min(parts)
+    run: list[str] = []  # consecutive extended sections: %-decoded in one call
+
+    def flush() -> None:
+        if run:
+            chunks.append(urllib.parse.unquote_to_bytes("".join(run).encode("latin-1",
+                                                                              "replace")))
+            run.clear()
+
     for index in sorted(parts):
         text, extended = parts[index]
-        if extended and index == min(parts) and text.count("'") >= 2:
+        if extended and index == first and text.count("'") >= 2:
             charset, _lang, text = text.split("'", 2)
-        raw = text.encode("latin-1", "replace")
-        chunks.append(urllib.parse.unquote_to_bytes(raw) if extended else raw)
+        if extended:
+            run.append(text)
+        else:
+            flush()
+            chunks.append(text.encode("latin-1", "replace"))
+    flush()
     return _charset_decode(b"".join(chunks), charset or "utf-8")
 
 

@@ -33,13 +33,14 @@ _GUESS = re.compile(rb"(?m)^--([!-~][ -~]*?)(--)?[ \t]*\r?$")
 Span = tuple[int, int]
 
 
-def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
+def _delimiters(body: bytes, mark: bytes, cap: int) -> list[tuple[int, int, bool]]:
     """(line start, line end, exact) of each line that starts with ``mark``
     ("--" + boundary). ``exact``: a delimiter to RFC 2046 (only dashes and
-    whitespace may follow); the others are delimiters to prefix-matching readers."""
+    whitespace may follow); the others are delimiters to prefix-matching readers.
+    More than ``cap`` are not looked for: that many parts pass the part limit."""
     found: list[tuple[int, int, bool]] = []
     pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
-    while pos >= 0:
+    while pos >= 0 and len(found) <= cap:
         line_start = pos if body.startswith(mark, pos) else pos + 1
         after = line_start + len(mark)
         line_end = body.find(b"\n", after)
@@ -67,10 +68,11 @@ def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[Span]:
     return parts
 
 
-def split_by(body: bytes, boundary: bytes) -> tuple[list[Span], bool]:
+def split_by(body: bytes, boundary: bytes, cap: int) -> tuple[list[Span], bool]:
     """Spans of the parts of ``body`` at ``boundary``'s delimiter lines (the exact
-    reading, then the prefix reading's), and whether the readings disagreed."""
-    loose = _delimiters(body, b"--" + boundary)
+    reading, then the prefix reading's), and whether the readings disagreed; at
+    most ``cap`` + 1 delimiters are looked for."""
+    loose = _delimiters(body, b"--" + boundary, cap)
     exact = [d for d in loose if d[2]]
     parts = _cut(body, exact)
     odd = False
@@ -99,11 +101,12 @@ def guessed_delimiters(body: bytes, known: list[bytes]
 
 
 def split(headers: Headers, body: bytes, declared_multipart: bool,
-          charge: Callable[[], None]) -> tuple[list[bytes], bool]:
+          charge: Callable[[], None], cap: int) -> tuple[list[bytes], bool]:
     """(parts, odd) for an entity's body, the union over every boundary it
     declares, or guesses when it declares a multipart that yields none. A part
     two readings cut alike is one part; ``charge`` is called for each new part as
-    it is found, so a part limit stops the split, not the walk after it."""
+    it is found, so a part limit stops the split, not the walk after it (and no
+    more than ``cap`` + 1 delimiter lines are looked for: the parts left)."""
     declared = boundaries(headers)
     spans: dict[Span, None] = {}
     odd = len(declared) > 1
@@ -115,7 +118,7 @@ def split(headers: Headers, body: bytes, declared_multipart: bool,
                 spans[span] = None
 
     for boundary in declared:
-        found, disagree = split_by(body, boundary)
+        found, disagree = split_by(body, boundary, cap)
         odd = odd or disagree
         add(found)
     if not spans and (declared_multipart or declared):

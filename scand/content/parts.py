@@ -81,6 +81,9 @@ class Budget:
         if self.bytes > self.limits.max_bytes:
             raise LimitHit(Reason.TOO_LARGE, f"decoded>{self.limits.max_bytes}")
 
+    def parts_left(self) -> int:
+        return self.limits.max_parts - self.parts
+
     def room(self) -> int:
         """Decoded bytes left before the byte limit."""
         return self.limits.max_bytes - self.bytes

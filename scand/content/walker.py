@@ -183,7 +183,8 @@ class _Walker:
         names = tuple(headers.names(h))
         label = f"{where}>{names[0] if names else ctype or 'body'}"
         multipart = any(t.startswith("multipart/") for t in types)
-        parts, odd = mime.split(h, body, multipart, self.budget.part)  # charged as found
+        parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
+                                self.budget.parts_left())
         for raw in parts:
             if (alt or odd) and not self._first(self.entities, raw):
                 continue  # the same raw part from another reading: parsed already
