@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1,4,16")
     ap.add_argument("--timeout", type=float, default=30.0, help="the daemon's scan_timeout")
     ap.add_argument("--out", default="")
+    ap.add_argument("--clamscan-from", default="", metavar="RESULTS",
+                    help="reuse clamscan's times from an earlier results.json (same cases)")
     args = ap.parse_args(argv)
     families = [f for f in args.families.split(",") if f] or list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
@@ -200,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sigs = write_sigs(out)
     cases = write_cases(out, families, scales)
+    earlier: dict[tuple[str, int], dict[str, Any]] = {}
+    if args.clamscan_from:
+        for old in json.loads(Path(args.clamscan_from).read_text())["cases"]:
+            earlier[(old["family"], old["scale"])] = old["clamscan"]
     for case in cases:
+        known = earlier.get((case["family"], case["scale"]))
+        if known is not None:
+            case["clamscan"] = known
+            continue
         took, reply = time_clamscan(case["path"], sigs, 300)
         case["clamscan"] = {"s": round(took, 3), "reply": reply}
     for engine in engines:
