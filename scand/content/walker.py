@@ -55,6 +55,9 @@ _KNOWN_HEADERS = re.compile(
     rb"x-[\w-]+)[ \t]*:")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
+# Names of one part checked before each further name counts as a part (a header
+# with thousands of names costs a policy check per name).
+NAMES_FREE = 16
 # message/partial fragments reassembled per id, at most.
 MAX_FRAGMENTS = 100
 # Leading bytes looked at to tell text (no NUL) from binary.
@@ -181,6 +184,8 @@ class _Walker:
             self.budget.part()
         ctype = types[0] if types else ""
         names = tuple(headers.names(h))
+        for _name in names[NAMES_FREE:]:  # each name is a policy check: a bomb is charged
+            self.budget.part()
         label = f"{where}>{names[0] if names else ctype or 'body'}"
         multipart = any(t.startswith("multipart/") for t in types)
         parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
@@ -191,8 +196,9 @@ class _Walker:
             for i, reading in enumerate(headers.readings(raw)):
                 yield from self.entity(reading.headers, reading.body, depth, where,
                                        alt or odd or reading.headers.odd, tail=i > 0)
-        for extra in types[1:]:  # every declared type meets the policy
-            yield Part(b"", names, extra, depth + 1, label, False, True)
+        for extra in types[1:]:  # every declared type meets the policy (the names are
+            # checked with the first; the shown name may exempt a type)
+            yield Part(b"", names[:1], extra, depth + 1, label, False, True)
         if multipart:
             if not parts:
                 yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {where}")

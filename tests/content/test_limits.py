@@ -120,3 +120,11 @@ def test_a_long_gzip_name_is_read_whole() -> None:
     raw[3] |= 0x08
     data = bytes(raw[:10]) + name.encode() + b"\0" + bytes(raw[10:])
     assert reply(mixed(attachment(data, "a.gz")), Config()).startswith(b"1:Banned")
+
+
+def test_thousands_of_names_on_one_part_are_charged_as_parts() -> None:
+    """Every name of a part is a policy check: past NAMES_FREE each counts as a part."""
+    names = b"".join(b'; name="file%d.txt"' % i for i in range(200))
+    part = b"Content-Type: application/octet-stream" + names + attachment()[38:]
+    assert reply(mixed(part)) == FOUND
+    assert reply(mixed(part), limits(max_parts=100)).startswith(b"-1:too-many-files")
