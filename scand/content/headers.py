@@ -37,7 +37,7 @@ _BARE_CR = re.compile(rb"\r(?!\n)")
 # key=value anywhere in a header value: quoted (possibly unclosed) or a token.
 _PARAM = re.compile(
     r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
-    r"""("(?:[^"\\]|\\.)*"?|[^;\s]*)""", re.S)
+    r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)""", re.S)
 _SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
 _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
@@ -136,11 +136,12 @@ def _disagree(fields: list[tuple[str, str]]) -> bool:
 
 # A header block every reader reads alike: header lines (name, colon) and their
 # continuations, nothing else. Checked at C speed before the line-by-line look.
-_PLAIN_BLOCK = re.compile(
-    rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r?\n[ \t]+[^\s][^\r\n]*)*(?:\r?\n|$))*")
+_PLAIN_BLOCK = re.compile(  # possessive: no backtracking state kept per line or fold
+    rb"(?:[\x21-\x39\x3b-\x7e]++:[^\r\n]*+(?:\r?\n[ \t]++[^\s][^\r\n]*+)*+(?:\r?\n|$))*+")
 
 
-_PLAIN_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.M)
+_PLAIN_FIELD = re.compile(
+    rb"^([\x21-\x39\x3b-\x7e]++):([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.M)
 _FOLD = re.compile(rb"\r?\n")
 _FOLD_WS = re.compile(rb"\r?\n[ \t]+")
 
