@@ -48,6 +48,8 @@ _B64_NOT = re.compile(r"[^A-Za-z0-9+/]")
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
 NAME_PARAMS = ("filename", "name")
+# The parameters the walker reads: names, boundaries, message/partial's.
+USED_PARAMS = frozenset((*NAME_PARAMS, "boundary", "id", "number", "total"))
 
 
 @dataclass
@@ -289,8 +291,9 @@ def _unquote(raw: str) -> str:
 
 
 def params(value: str) -> dict[str, list[str]]:
-    """Every value of every parameter in a header value (lower-case keys, RFC 2231
-    sections joined and decoded). Duplicates are all kept."""
+    """Every value of every parameter the walker uses (:data:`USED_PARAMS`) in a
+    header value (lower-case keys, RFC 2231 sections joined and decoded).
+    Duplicates are all kept."""
     return {key: list(values) for key, values in _params(value)}
 
 
@@ -302,6 +305,8 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     sections: dict[str, dict[int, tuple[str, bool]]] = {}
     for m in _PARAM.finditer(value):
         key, raw = m.group(1).lower(), m.group(2)
+        if key.split("*", 1)[0] not in USED_PARAMS:
+            continue  # a header of a million parameters keeps none it does not use
         sec = _SECTION.match(key) if "*" in key else None
         if sec is None:
             out.setdefault(key, []).append(_unquote(raw))
