@@ -160,15 +160,25 @@ class FrameError(Exception):
 
 
 class Decoder:
-    """Incremental frame decoder: feed bytes, take complete messages."""
+    """Incremental frame decoder: feed bytes, take complete messages (a job framed
+    by :func:`job_frames` comes out whole, its raw data attached)."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._job: Job | None = None  # a job frame whose raw data has not all arrived
 
     def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     def next(self) -> object | None:
+        if self._job is not None:
+            size = self._job.size
+            if len(self._buf) < size:
+                return None
+            job = Job(self._job.id, self._job.path, bytes(self._buf[:size]))
+            del self._buf[:size]
+            self._job = None
+            return job
         if len(self._buf) < HEADER.size:
             return None
         (n,) = HEADER.unpack_from(self._buf)
@@ -179,4 +189,7 @@ class Decoder:
         body = bytes(self._buf[HEADER.size : HEADER.size + n])
         del self._buf[: HEADER.size + n]
         message: object = pickle.loads(body)
+        if isinstance(message, Job) and message.size:
+            self._job = message
+            return self.next()
         return message

@@ -11,7 +11,7 @@ import threading
 from scand.config import Config
 from scand.events import Infected
 from scand.worker.child import read_message, write_message
-from scand.worker.wire import Done, Job, Ready, job_frames
+from scand.worker.wire import Decoder, Done, Job, Ready, job_frames
 from tests.conftest import EICAR, ROOT
 
 
@@ -60,3 +60,14 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def test_the_incremental_decoder_attaches_a_jobs_raw_data() -> None:
+    frame, raw = job_frames(Job(3, data=b"x" * 1000))
+    decoder = Decoder()
+    got = []
+    for i in range(0, len(frame + raw), 97):  # arbitrary pieces
+        decoder.feed((frame + raw)[i:i + 97])
+        while (message := decoder.next()) is not None:
+            got.append(message)
+    assert got == [Job(3, data=b"x" * 1000)]
