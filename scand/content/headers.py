@@ -144,8 +144,24 @@ _PLAIN_BLOCK = re.compile(  # possessive: no backtracking state kept per line or
 
 _PLAIN_FIELD = re.compile(
     rb"^([\x21-\x39\x3b-\x7e]++):([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.M)
-_FOLD = re.compile(rb"\r?\n")
 _FOLD_WS = re.compile(rb"\r?\n[ \t]+")
+# Folds are removed this much of a value at a time (re.sub keeps a piece per fold).
+FOLD_WINDOW = 64 * 1024
+
+
+def _unfold_dropping(raw: bytes) -> bytes:
+    """``raw`` with each line break and the white space after it removed, window by
+    window (cut before a line break, so no fold spans two windows)."""
+    out = bytearray()
+    pos = 0
+    while pos < len(raw):
+        cut = raw.rfind(b"\n", pos + 1, pos + FOLD_WINDOW) if len(raw) - pos > FOLD_WINDOW else -1
+        end = len(raw) if cut < 0 else cut - (raw[cut - 1 : cut] == b"\r")
+        if end <= pos:  # one window without a line break: take it whole
+            end = len(raw) if cut < 0 else cut + 1
+        out += _FOLD_WS.sub(b"", raw[pos:end])
+        pos = end
+    return bytes(out)
 
 
 def _parse_plain(block: bytes) -> Headers:
@@ -153,10 +169,10 @@ def _parse_plain(block: bytes) -> Headers:
     out = Headers()
     for m in _PLAIN_FIELD.finditer(block):
         name, raw = _text(m.group(1)).lower(), m.group(2)
-        kept = _text(_FOLD.sub(b"", raw)).strip()
+        kept = _text(raw.replace(b"\r\n", b"").replace(b"\n", b"")).strip()
         out.fields.append((name, kept))
         if b"\n" in raw:
-            dropped = _text(_FOLD_WS.sub(b"", raw)).strip()
+            dropped = _text(_unfold_dropping(raw)).strip()
             if dropped != kept:
                 out.folded.append((name, dropped))
     out.odd = _disagree(out.fields)
