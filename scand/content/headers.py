@@ -209,8 +209,8 @@ def readings(data: bytes) -> list[Reading]:
     Bare CR line ends (old Macs, and worms) are line ends to some readers: then
     the same entity with CR as LF is read as well."""
     out = _readings(data)
-    blank = data.find(b"\n\n")
-    if _BARE_CR.search(data, 0, blank if blank >= 0 else len(data)):
+    blank = _BLANK.search(data)  # the header block: a bare CR in a body is no line end
+    if _BARE_CR.search(data, 0, len(data) if blank is None else blank.start()):
         for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
             reading.headers.odd = True
             out.append(reading)
