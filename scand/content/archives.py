@@ -13,12 +13,13 @@ import bz2
 import io
 import lzma
 import os
+import re
 import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 from scand.content import decoders, formats, zipscan
 from scand.content.parts import CHUNK, Budget, Encrypted, LimitHit, Member
@@ -122,17 +123,26 @@ def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
             covered.append((entry.offset, entry.data_start + info.compress_size))
     # Local headers the central directory does not list can only be outside the
     # listed members: scan those stretches, not the compressed data.
-    local = zipscan.local_entries(data) if archive is None else [
+    local = zipscan.local_entries(data) if archive is None else (
         e for lo, hi in zipscan.gaps(covered, len(data))
-        for e in zipscan.local_entries(data, lo, hi)]
+        for e in zipscan.local_entries(data, lo, hi, strict=True))
+    opened: set[int] = set()
     for info in infos:
         if info.is_dir():
             continue
         assert archive is not None
+        if info.header_offset in opened:  # listed again under another name: names only
+            budget.part()
+            yield Member(info.filename, None, names=(info.filename,))
+            continue
+        opened.add(info.header_offset)
         yield from _central_member(archive, data, info, listed[info.header_offset], budget,
                                    names_only, where)
+    taken = 0  # local entries come in offset order: one inside the last taken is its data
+    found = False
     for entry in local:
-        if entry.offset in listed or any(lo <= entry.offset < hi for lo, hi in covered):
+        found = True
+        if entry.offset in listed or entry.offset < taken:
             continue  # listed, or "PK\3\4" inside a member's data
         if entry.name.endswith("/") or (archive is not None and not zipscan.plausible(entry)):
             continue
@@ -146,9 +156,10 @@ def open_zip(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
         except zipscan.BadMember as exc:
             yield Unchecked(Reason.UNREADABLE, f"zip member {label}: {exc}")
             continue
+        budget.part()
         yield Member(entry.name, body, names=entry.names, alt=True)
-        covered.append((entry.offset, entry.data_start + max(entry.packed, 0)))
-    if archive is None and not local:
+        taken = entry.data_start + max(entry.packed, 0)
+    if archive is None and not found:
         yield Unchecked(Reason.UNREADABLE, f"corrupt zip at {where}")
 
 
@@ -262,7 +273,7 @@ def _gzip_name(data: bytes) -> str | None:
     pos = 10
     if data[3] & 0x04:  # FEXTRA
         pos += 2 + int.from_bytes(data[10:12], "little")
-    end = data.find(b"\x00", pos, pos + 1024)
+    end = data.find(b"\x00", pos)  # however long: a cut name loses its suffix
     return data[pos:end].decode("latin-1") if end > pos else None
 
 
@@ -274,30 +285,50 @@ class Truncated(Exception):
         self.partial = partial
 
 
-def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]) -> bytes:
-    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware.
+# Compressed input is fed to a decompressor this much at a time: what it leaves
+# over at the end of a stream (copied by the stdlib) is never more than this, so
+# thousands of concatenated streams cost their length, not its square.
+WINDOW = 64 * 1024
+_NOT_ZERO = re.compile(rb"[^\x00]")
+
+
+def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]
+                ) -> tuple[bytes, int]:
+    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware: the
+    bytes of every stream, and how many streams there were.
 
     Raises :class:`Truncated` when the input ends inside a stream."""
     out = bytearray()
-    pending = data
-    consumed = 0
-    while pending:
-        engine = make()
+    view = memoryview(data)
+    pos = 0  # input handed to decompressors so far
+    streams = 0
+    while pos < len(data):
+        streams += 1
+        if streams > 1:
+            budget.part()  # each further stream is one more member
+        engine: Any = make()
+        feed: bytes | memoryview = b""
         while True:
-            chunk = engine.decompress(pending, CHUNK)  # type: ignore[attr-defined]
-            left = getattr(engine, "unconsumed_tail", b"")
-            consumed += len(pending) - len(left)
-            pending = left
+            tail = getattr(engine, "unconsumed_tail", b"")  # zlib: input it did not take
+            if tail:
+                feed = tail
+            elif getattr(engine, "needs_input", True):  # bz2/lzma buffer their input
+                feed = view[pos : pos + WINDOW]
+                pos += len(feed)
+            else:
+                feed = b""
+            chunk = engine.decompress(feed, CHUNK)
             out += chunk
             budget.grow(len(chunk))
-            budget.ratio(len(out), consumed, where)
-            if engine.eof:  # type: ignore[attr-defined]
-                pending = engine.unused_data  # type: ignore[attr-defined]
+            budget.ratio(len(out), pos, where)
+            if engine.eof:
+                pos -= len(engine.unused_data)  # the next stream starts there
                 break
-            if not chunk and getattr(engine, "needs_input", True) and not pending:
+            if not chunk and not feed and pos >= len(data):
                 raise Truncated(bytes(out))
-        pending = pending.lstrip(b"\x00")  # padding between members
-    return bytes(out)
+        skip = _NOT_ZERO.search(data, pos)  # padding between members
+        pos = len(data) if skip is None else skip.start()
+    return bytes(out), streams
 
 
 def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]) -> Opener:
@@ -306,7 +337,7 @@ def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]
         label = f"{where}>{kind}"
         name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
         try:
-            body = _decompress(data, budget, label, make)
+            body, streams = _decompress(data, budget, label, make)
         except Truncated as cut:
             # Scan what arrived (it may hold a virus), but never call the whole clean.
             yield Member(name, cut.partial)
@@ -315,7 +346,9 @@ def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
             yield Unchecked(Reason.UNREADABLE, f"corrupt {kind} at {where}: {exc}")
             return
-        yield Member(name, body)
+        # Engines that decode by themselves may read the first stream only (ClamAV's
+        # bzip2 does): the streams after it are the walker's reading.
+        yield Member(name, body, alt=streams > 1)
 
     return opener
 

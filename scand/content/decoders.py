@@ -22,9 +22,19 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+from scand.content.parts import LimitHit
+from scand.events import Reason
+
+# Characters outside the base64 alphabet (and "="): removed with bytes.translate,
+# at C speed and without a piece per match.
+_B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_JUNK = bytes(c for c in range(256) if c not in _B64_KEEP)
+_NOT_PAD = re.compile(rb"[^=]+")
+# Regex substitutions over a body are made this much at a time (cut after a line
+# end): re.sub keeps a piece per match until it joins them.
+SUB_WINDOW = 64 * 1024
 _B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
-_PAD_RUN = re.compile(rb"=+")
+_LINE = re.compile(rb"[^\r\n]+")
 _QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
 _UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{1,4} ([^\r\n]+?)\r?$")
 _UU_END = re.compile(rb"(?m)^end\r?$")
@@ -38,8 +48,6 @@ _DATA_URI = re.compile(
     rb"""([A-Za-z0-9+/=%\s._~!$&'()*,;:@-]+)""",
     re.I)
 _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
-# Uuencode blocks bigger than this are cut off (the walker's byte budget still counts).
-MAX_UU_LINES = 1_000_000
 # A data: URI shorter than this holds no executable worth a scan.
 MIN_DATA_URI = 16
 
@@ -49,18 +57,21 @@ def base64_readings(body: bytes) -> list[bytes]:
     try:
         first = binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
-        first = _b64(_B64_JUNK.sub(b"", body))  # bad padding at the end: repair it
+        first = _b64(body.translate(None, _B64_JUNK))  # bad padding at the end: repair it
     out = [first]
     pad = body.find(b"=")
     if pad < 0 or not body[pad:].strip(b"= \t\r\n"):  # no pad before the end: one reading
         if not first and body.strip():
             out.append(_b64_lines(body))
         return [o for o in out if o] or [b""]
-    compact = _B64_JUNK.sub(b"", body)
+    compact = body.translate(None, _B64_JUNK)
     # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
-    pieces = [p for p in _PAD_RUN.split(compact) if p]
-    out.append(b"".join(_b64(p) for p in pieces))
-    out.append(_b64(b"".join(pieces)))
+    each = bytearray()
+    for m in _NOT_PAD.finditer(compact):
+        each += _b64(m.group())
+    out.append(bytes(each))
+    del each
+    out.append(_b64(compact.replace(b"=", b"")))
     out.append(_b64_lines(body))
     return unique(out)
 
@@ -74,7 +85,41 @@ def _b64(text: bytes) -> bytes:
 
 
 def _b64_lines(body: bytes) -> bytes:
-    return b"".join(_b64(_B64_JUNK.sub(b"", line)) for line in body.splitlines())
+    out = bytearray()
+    for m in _LINE.finditer(body):
+        out += _b64(m.group().translate(None, _B64_JUNK))
+    return bytes(out)
+
+
+# Base64 as every decoder reads it alike: the alphabet and white space, padding
+# only at the end; and quoted-printable whose every "=" starts an escape or a
+# soft line break. Anything else is read leniently, in ways an engine's own
+# decoder may not share: those readings are handed to it (Part.alt).
+_B64_ALPHABET_WS = _B64_KEEP[:-1] + b" \t\r\n\x0b\x0c"
+_QP_ODD = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n)")
+
+
+def canonical(cte: str, body: bytes) -> bool:
+    """True when ``body`` is ``cte`` text that decoders agree on (see above)."""
+    if cte == "base64":  # bytes.translate: no regex over every attachment
+        core = body.rstrip(b"= \t\r\n")
+        return not core.translate(None, _B64_ALPHABET_WS) and body.count(b"=", len(core)) <= 2
+    if cte == "quoted-printable":
+        return _QP_ODD.search(body) is None
+    return True
+
+
+def sub_by_lines(pattern: re.Pattern[bytes], repl: bytes, data: bytes) -> bytes:
+    """``pattern.sub(repl, data)`` for a pattern that never spans a line end, made
+    window by window: memory for the pieces of one window, not of the whole."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        cut = data.find(b"\n", pos + SUB_WINDOW)
+        end = len(data) if cut < 0 else cut + 1
+        out += pattern.sub(repl, data[pos:end])
+        pos = end
+    return bytes(out)
 
 
 def looks_base64(body: bytes) -> bool:
@@ -89,7 +134,7 @@ def looks_base64(body: bytes) -> bool:
 def qp_readings(body: bytes) -> list[bytes]:
     out = [binascii.a2b_qp(body)]
     if _QP_SOFT.search(body):
-        out.append(binascii.a2b_qp(_QP_SOFT.sub(b"=\\1", body)))
+        out.append(binascii.a2b_qp(sub_by_lines(_QP_SOFT, b"=\\1", body)))
     return unique(out)
 
 
@@ -117,13 +162,19 @@ def has_uuencode(data: bytes) -> bool:
     return False
 
 
+_UU_BAD = bytes(c for c in range(256) if not 32 <= c <= 96)
+
+
 def _uu_line(line: bytes) -> bytes:
     try:
         return binascii.a2b_uu(line)
     except binascii.Error:
-        # Some encoders pad wrongly; decode only the bytes the length char announces.
+        # Some encoders pad wrongly, some lines carry stray characters: decode only
+        # the bytes the length char announces, the characters outside the uuencode
+        # alphabet skipped (the lenient reading clients take).
         if not line:
             return b""
+        line = line[:1] + line[1:].translate(None, _UU_BAD)
         n = (((line[0] - 32) & 63) * 4 + 5) // 3
         try:
             return binascii.a2b_uu(line[:n])
@@ -131,19 +182,38 @@ def _uu_line(line: bytes) -> bytes:
             return b""
 
 
+def _block_ends(data: bytes, begins: list[re.Match[bytes]], end_line: re.Pattern[bytes]
+                ) -> Iterator[tuple[re.Match[bytes], int, bool]]:
+    """(begin, end of its body, ended) for each begin marker: a block runs to its
+    end line or to the next begin marker, whichever comes first. One pass over
+    ``data`` however many markers there are (a search per marker for an end line
+    that is not there would cost the square of the text)."""
+    next_end: re.Match[bytes] | None = None
+    searched = -1  # end lines searched from here on: none before next_end
+    for i, begin in enumerate(begins):
+        if begin.end() > searched and (next_end is None or next_end.start() < begin.end()):
+            next_end = end_line.search(data, begin.end())
+            searched = len(data) if next_end is None else next_end.start()
+        stop = begins[i + 1].start() if i + 1 < len(begins) else len(data)
+        if next_end is not None and begin.end() <= next_end.start() < stop:
+            yield begin, next_end.start(), True
+        else:
+            yield begin, stop, False
+
+
 def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
-    for begin in _UU_BEGIN.finditer(data):
+    begins = list(_UU_BEGIN.finditer(data))
+    for begin, stop, _ended in _block_ends(data, begins, _UU_END):
         name = begin.group(1).decode("utf-8", "replace").strip()
-        end = _UU_END.search(data, begin.end())
-        body = data[begin.end() : end.start() if end else len(data)]
+        body = data[begin.end() : stop]
         if begin.group(0).startswith(b"begin-base64"):
             yield name, _b64_lines(body.split(b"\n====", 1)[0])
             continue
         out = bytearray()
-        for i, line in enumerate(body.splitlines()):
+        for line in body.splitlines():
             line = line.rstrip(b"\r")
-            if i >= MAX_UU_LINES or line.strip() == b"`":
+            if line.strip() == b"`":
                 break
             if line:  # binascii decodes an empty line as 32 zero bytes
                 out += _uu_line(line)
@@ -163,12 +233,12 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
     """(name, bytes, complete) for each ``=ybegin`` ... ``=yend`` block. Not complete:
     no ``=yend``, fewer bytes than ``size=`` says, or one part of a multi-part post
     (a fragment cannot be judged alone)."""
-    for begin in _Y_BEGIN.finditer(data):
+    begins = list(_Y_BEGIN.finditer(data))
+    for begin, stop, ended in _block_ends(data, begins, _Y_END):
         m = _Y_NAME.search(begin.group(1))
         name = m.group(1).decode("utf-8", "replace").strip() if m else ""
         size = _Y_SIZE.search(begin.group(1))
-        end = _Y_END.search(data, begin.end())
-        body = data[begin.end() : end.start() if end else len(data)]
+        body = data[begin.end() : stop]
         out = bytearray()
         for line in body.splitlines():
             if line.startswith(b"=ypart "):
@@ -179,7 +249,7 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
                 if piece:
                     out.append((piece[0] - 64 - 42) % 256)
                     out += piece[1:].translate(_YENC_TABLE)
-        complete = (end is not None and b" part=" not in b" " + begin.group(1)
+        complete = (ended and b" part=" not in b" " + begin.group(1)
                     and (size is None or len(out) >= int(size.group(1))))
         yield name, bytes(out), complete
 
@@ -187,7 +257,9 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
 # -- BinHex 4.0 ----------------------------------------------------------------------
 
 _HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
-_HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_HQX_TO_B64 = bytes.maketrans(_HQX, _B64_ALPHABET)
+_HQX_DELETE = bytes(c for c in range(256) if c not in _HQX)
 
 
 _HQX_LINE = re.compile(rb":[!-\-0-689@A-NP-VX-[`a-fh-mpqr]{40,}\r?$")
@@ -209,29 +281,37 @@ def has_binhex(data: bytes, bare: bool = False) -> bool:
     return _hqx_start(data, bare) >= 0
 
 
-def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | None:
-    """(name, [data fork, resource fork]) of the first BinHex 4.0 block, or None."""
+def binhex_blocks(data: bytes, bare: bool = False, limit: int | None = None
+                  ) -> Iterator[tuple[str, list[bytes]] | None]:
+    """(name, [data fork, resource fork]) of each BinHex 4.0 block in ``data`` (None
+    for one that does not decode), each block read once from its banner to its
+    closing colon. Raises :class:`LimitHit` when a run-length expansion passes
+    ``limit`` bytes."""
     start = _hqx_start(data, bare)
-    if start < 0:
-        return None
-    colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start) else start)
-    if colon < 0:
-        return None
-    end = data.find(b":", colon + 1)
-    text = data[colon + 1 : end if end > 0 else len(data)]
-    bits = 0
-    nbits = 0
-    raw = bytearray()
-    for c in text:
-        v = _HQX_VALUE.get(c)
-        if v is None:
-            continue
-        bits = (bits << 6) | v
-        nbits += 6
-        if nbits >= 8:
-            nbits -= 8
-            raw.append((bits >> nbits) & 0xFF)
-    out = _unrle90(raw)
+    while start >= 0:
+        colon = data.find(b":", data.find(b"\n", start) if data.startswith(_BINHEX, start)
+                          else start)
+        if colon < 0:
+            yield None
+            return
+        end = data.find(b":", colon + 1)
+        yield _binhex_text(data[colon + 1 : end if end > 0 else len(data)], limit)
+        if end < 0:
+            return
+        start = data.find(_BINHEX, end + 1)
+
+
+def binhex_file(data: bytes, bare: bool = False, limit: int | None = None
+                ) -> tuple[str, list[bytes]] | None:
+    """The first of :func:`binhex_blocks`, or None."""
+    return next(binhex_blocks(data, bare, limit), None)
+
+
+def _binhex_text(text: bytes, limit: int | None) -> tuple[str, list[bytes]] | None:
+    # BinHex packs 6-bit groups as base64 does, in another alphabet: translated,
+    # the bytes are decoded at C speed (characters outside it are skipped).
+    raw = _b64(text.translate(_HQX_TO_B64, _HQX_DELETE))
+    out = _unrle90(raw, limit)
     if not out:
         return None
     n = out[0]
@@ -246,22 +326,24 @@ def binhex_file(data: bytes, bare: bool = False) -> tuple[str, list[bytes]] | No
     return name, [f for f in forks if f]
 
 
-def _unrle90(raw: bytes | bytearray) -> bytearray:
+def _unrle90(raw: bytes, limit: int | None = None) -> bytearray:
+    """BinHex run-length decoding (0x90 <count>), marker by marker, the output
+    charged against ``limit`` as it grows."""
     out = bytearray()
-    i = 0
-    while i < len(raw):
-        c = raw[i]
-        if c == 0x90 and i + 1 < len(raw):
-            count = raw[i + 1]
-            if count == 0:
-                out.append(0x90)
-            elif out:
-                out += bytes([out[-1]]) * (count - 1)
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return out
+    pos = 0
+    while True:
+        marker = raw.find(b"\x90", pos)
+        out += raw[pos : len(raw) if marker < 0 or marker + 1 >= len(raw) else marker]
+        if marker < 0 or marker + 1 >= len(raw):
+            return out
+        count = raw[marker + 1]
+        if count == 0:
+            out.append(0x90)
+        elif out:
+            out += out[-1:] * (count - 1)
+        pos = marker + 2
+        if limit is not None and len(out) > limit:
+            raise LimitHit(Reason.TOO_LARGE, f"binhex run-length output>{limit}")
 
 
 # -- data: URIs (HTML smuggling) ---------------------------------------------------------
@@ -287,7 +369,7 @@ def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
         if len(payload) < MIN_DATA_URI:
             continue
         raw = urllib.parse.unquote_to_bytes(payload)
-        decoded = _b64(_B64_JUNK.sub(b"", raw)) if m.group(3) else raw
+        decoded = _b64(raw.translate(None, _B64_JUNK)) if m.group(3) else raw
         window = data[max(0, m.start() - 512) : m.end() + 512]
         dl = _DOWNLOAD.search(window)
         name = dl.group(1).decode("utf-8", "replace") if dl else ""

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 
 from scand.content import decoders
-from scand.content.parts import Budget, Member
+from scand.content.parts import CHUNK, Budget, LimitHit, Member
 from scand.events import Reason, Unchecked
 
 Opened = Iterator[Member | Unchecked]
@@ -42,7 +42,7 @@ def open_iso(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
              where: str) -> Opened:
     trees: list[tuple[int, int, bool]] = []
     sector = 16
-    while (sector + 1) * ISO_SECTOR <= len(data) and sector < 64:
+    while (sector + 1) * ISO_SECTOR <= len(data):  # to the terminator, however far
         vd = data[sector * ISO_SECTOR : (sector + 1) * ISO_SECTOR]
         if vd[1:6] != b"CD001" or vd[0] == 255:
             break
@@ -57,6 +57,9 @@ def open_iso(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bo
         return
     seen: set[int] = set()
     for extent, size, joliet in trees:
+        if extent in seen:
+            continue  # a second descriptor for a tree already read
+        seen.add(extent)
         yield from _iso_dir(data, extent, size, joliet, "", budget, seen, where)
 
 
@@ -64,6 +67,8 @@ def _iso_dir(data: bytes, extent: int, size: int, joliet: bool, prefix: str,
              budget: Budget, seen: set[int], where: str) -> Opened:
     stack = [(extent, size, prefix)]
     dirs = 0
+    files: set[tuple[int, int]] = set()
+    produced = 0
     while stack:
         extent, size, prefix = stack.pop()
         dirs += 1
@@ -94,8 +99,15 @@ def _iso_dir(data: bytes, extent: int, size: int, joliet: bool, prefix: str,
                     stack.append((f_extent, f_size, name + "/"))
                 continue
             budget.part()
+            if (f_extent, f_size) in files:  # the same file under another name
+                yield Member(name, None)
+                continue
+            files.add((f_extent, f_size))
             body = data[f_extent * ISO_SECTOR : f_extent * ISO_SECTOR + f_size]
             budget.grow(len(body))
+            produced += len(body)
+            if produced > 2 * len(data) + CHUNK:  # files that overlap each other
+                raise LimitHit(Reason.TOO_LARGE, f"iso image at {where}: files overlap")
             yield Member(name, body)
             if len(body) < f_size:  # the image ends inside this file
                 yield Unchecked(Reason.UNREADABLE, f"iso image at {where}: {name} truncated")
@@ -158,7 +170,7 @@ def _mapi_names(body: bytes) -> list[str]:
             at = body.find(tag)
             while at >= 0 and at + 12 <= len(body):
                 size = struct.unpack_from("<I", body, at + 8)[0]
-                raw = body[at + 12 : at + 12 + min(size, 4096)]
+                raw = body[at + 12 : at + 12 + size]  # whole: a cut name loses its suffix
                 text = raw.decode(codec, "replace").split("\x00", 1)[0]
                 if text:
                     out.append(text)
@@ -170,12 +182,12 @@ def _mapi_names(body: bytes) -> list[str]:
 
 def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                 where: str) -> Opened:
-    found = decoders.binhex_file(data, bare=True)
-    if found is None:
-        yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
-        return
-    name, forks = found
-    for body in forks:
-        budget.grow(len(body))
-        # ClamAV reads BinHex only at offset 0: hand it the decoded forks as parts.
-        yield Member(name or "binhex", body, alt=True)
+    for found in decoders.binhex_blocks(data, bare=True, limit=budget.room()):
+        if found is None:
+            yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
+            continue
+        name, forks = found
+        for body in forks:
+            budget.grow(len(body))
+            # ClamAV reads BinHex only at offset 0: hand it the decoded forks as parts.
+            yield Member(name or "binhex", body, alt=True)

@@ -37,17 +37,19 @@ _BARE_CR = re.compile(rb"\r(?!\n)")
 # key=value anywhere in a header value: quoted (possibly unclosed) or a token.
 _PARAM = re.compile(
     r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
-    r"""("(?:[^"\\]|\\.)*"?|[^;\s]*)""", re.S)
+    r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)""", re.S)
 _SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
 _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
 _COMMENT = re.compile(r"\([^()]*\)")
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_B64_NOT = re.compile(r"[^A-Za-z0-9+/]")
 # Headers that name a part, besides the filename/name parameters.
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
 NAME_PARAMS = ("filename", "name")
-# Bytes of a header block looked at; a longer "header" is a body without headers.
-MAX_HEADER_BLOCK = 256 * 1024
+# The parameters the walker reads: names, boundaries, message/partial's.
+USED_PARAMS = frozenset((*NAME_PARAMS, "boundary", "id", "number", "total"))
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Headers:
         """Values unfolded both ways (RFC keeps the whitespace; some drop it)."""
         out = self.all(name)
         if self.folded:
-            out += [v for k, v in self.folded if k == name and v not in out]
+            out = list(dict.fromkeys(out + [v for k, v in self.folded if k == name]))
         return out
 
 
@@ -136,13 +138,30 @@ def _disagree(fields: list[tuple[str, str]]) -> bool:
 
 # A header block every reader reads alike: header lines (name, colon) and their
 # continuations, nothing else. Checked at C speed before the line-by-line look.
-_PLAIN_BLOCK = re.compile(
-    rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*(?:\r?\n[ \t]+[^\s][^\r\n]*)*(?:\r?\n|$))*")
+_PLAIN_BLOCK = re.compile(  # possessive: no backtracking state kept per line or fold
+    rb"(?:[\x21-\x39\x3b-\x7e]++:[^\r\n]*+(?:\r?\n[ \t]++[^\s][^\r\n]*+)*+(?:\r?\n|$))*+")
 
 
-_PLAIN_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.M)
-_FOLD = re.compile(rb"\r?\n")
+_PLAIN_FIELD = re.compile(
+    rb"^([\x21-\x39\x3b-\x7e]++):([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.M)
 _FOLD_WS = re.compile(rb"\r?\n[ \t]+")
+# Folds are removed this much of a value at a time (re.sub keeps a piece per fold).
+FOLD_WINDOW = 64 * 1024
+
+
+def _unfold_dropping(raw: bytes) -> bytes:
+    """``raw`` with each line break and the white space after it removed, window by
+    window (cut before a line break, so no fold spans two windows)."""
+    out = bytearray()
+    pos = 0
+    while pos < len(raw):
+        cut = raw.rfind(b"\n", pos + 1, pos + FOLD_WINDOW) if len(raw) - pos > FOLD_WINDOW else -1
+        end = len(raw) if cut < 0 else cut - (raw[cut - 1 : cut] == b"\r")
+        if end <= pos:  # one window without a line break: take it whole
+            end = len(raw) if cut < 0 else cut + 1
+        out += _FOLD_WS.sub(b"", raw[pos:end])
+        pos = end
+    return bytes(out)
 
 
 def _parse_plain(block: bytes) -> Headers:
@@ -150,10 +169,10 @@ def _parse_plain(block: bytes) -> Headers:
     out = Headers()
     for m in _PLAIN_FIELD.finditer(block):
         name, raw = _text(m.group(1)).lower(), m.group(2)
-        kept = _text(_FOLD.sub(b"", raw)).strip()
+        kept = _text(raw.replace(b"\r\n", b"").replace(b"\n", b"")).strip()
         out.fields.append((name, kept))
         if b"\n" in raw:
-            dropped = _text(_FOLD_WS.sub(b"", raw)).strip()
+            dropped = _text(_unfold_dropping(raw)).strip()
             if dropped != kept:
                 out.folded.append((name, dropped))
     out.odd = _disagree(out.fields)
@@ -161,20 +180,27 @@ def _parse_plain(block: bytes) -> Headers:
 
 
 def _ends(head: bytes) -> list[int]:
-    """Where a client could take the header block to end (offsets in ``head``)."""
-    ends: list[int] = []
+    """Where a client could take the header block to end (offsets in ``head``): at
+    the first line of only whitespace, and at the first line that is not a header
+    (the stdlib's reading). A reader stops at the first such line, so later ones
+    are no reading of their own (and looking at them would make the walk cost
+    the square of the header block)."""
+    blank = non_header = -1
     pos = 0
     for m in _LINE_END.finditer(head):
         line = head[pos : m.start()]
         if not line:
-            ends.append(pos)
             break
         if not line.strip():
-            ends.append(pos)  # a line of only whitespace: some clients stop here
-        elif line[:1] not in (b" ", b"\t") and _FIELD.match(_text(line)) is None:
-            ends.append(pos)  # not a header: the stdlib's parser stops here
+            if blank < 0:
+                blank = pos  # a line of only whitespace: some clients stop here
+        elif (non_header < 0 and line[:1] not in (b" ", b"\t")
+              and _FIELD.match(_text(line)) is None):
+            non_header = pos  # not a header: the stdlib's parser stops here
+        if blank >= 0 and non_header >= 0:
+            break
         pos = m.end()
-    return sorted(set(ends))
+    return sorted({e for e in (blank, non_header) if e >= 0})
 
 
 def readings(data: bytes) -> list[Reading]:
@@ -183,8 +209,8 @@ def readings(data: bytes) -> list[Reading]:
     Bare CR line ends (old Macs, and worms) are line ends to some readers: then
     the same entity with CR as LF is read as well."""
     out = _readings(data)
-    blank = data.find(b"\n\n", 0, MAX_HEADER_BLOCK)
-    if _BARE_CR.search(data, 0, blank if blank >= 0 else MAX_HEADER_BLOCK):
+    blank = _BLANK.search(data)  # the header block: a bare CR in a body is no line end
+    if _BARE_CR.search(data, 0, len(data) if blank is None else blank.start()):
         for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
             reading.headers.odd = True
             out.append(reading)
@@ -196,9 +222,9 @@ def _readings(data: bytes) -> list[Reading]:
         data = data.split(b"\n", 1)[1] if b"\n" in data else b""
     if data.startswith((b"\n", b"\r\n")):
         return [Reading(Headers(), data.lstrip(b"\r\n"))]
-    empty = _BLANK.search(data, 0, MAX_HEADER_BLOCK)
-    if empty is None and len(data) > MAX_HEADER_BLOCK:
-        return [Reading(Headers(), data)]
+    # The header block is read to its end however long it is: a cut-off would
+    # take the rest of the headers for the body and never see its attachments.
+    empty = _BLANK.search(data)
     standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
     head = data[: standard[0]]
     if _PLAIN_BLOCK.fullmatch(head):  # the common case: one reading, parsed at C speed
@@ -235,10 +261,13 @@ def _charset_decode(raw: bytes, charset: str) -> str:
             return raw.decode("latin-1")
 
 
-def _word(m: re.Match[str], bad: str | None) -> str:
+def _word(m: re.Match[str], bad: str | None, lenient: bool) -> str:
     charset, enc, text = m.group(1).split("*", 1)[0], m.group(2).lower(), m.group(3)
     try:
         if enc == "b":
+            if lenient:  # what mail clients do: skip bad characters, decode the valid prefix
+                text = _B64_NOT.sub("", text.split("=", 1)[0])
+                text = text[: len(text) - len(text) % 4] if len(text) % 4 == 1 else text
             raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
         else:
             raw = binascii.a2b_qp(text.replace("_", " ").encode("latin-1", "replace"))
@@ -247,15 +276,17 @@ def _word(m: re.Match[str], bad: str | None) -> str:
     return _charset_decode(raw, charset)
 
 
-def decode_words(value: str, *, drop_bad: bool = False) -> str:
+def decode_words(value: str, *, drop_bad: bool = False, lenient: bool = False) -> str:
     """RFC 2047 encoded words -> text, anywhere in ``value``; never raises.
 
     A word that does not decode is kept as it is, or with ``drop_bad`` left out
-    (what a client that shows the rest of the name does)."""
+    (what a client that shows the rest of the name does). ``lenient``: a base64
+    word is read as clients read a malformed one (bad characters skipped, the
+    valid prefix decoded: ``c2V0dXAuZXhlX`` is ``setup.exe``)."""
     if "=?" not in value:
         return value
     bad = "" if drop_bad else None
-    return _WORD.sub(lambda m: _word(m, bad), _WORD_GAP.sub(r"\1\2", value))
+    return _WORD.sub(lambda m: _word(m, bad, lenient), _WORD_GAP.sub(r"\1\2", value))
 
 
 def _utf8(value: str) -> str:
@@ -271,13 +302,14 @@ def _utf8(value: str) -> str:
 def _unquote(raw: str) -> str:
     if raw.startswith('"'):
         inner = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
-        return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+        return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
     return raw
 
 
 def params(value: str) -> dict[str, list[str]]:
-    """Every value of every parameter in a header value (lower-case keys, RFC 2231
-    sections joined and decoded). Duplicates are all kept."""
+    """Every value of every parameter the walker uses (:data:`USED_PARAMS`) in a
+    header value (lower-case keys, RFC 2231 sections joined and decoded).
+    Duplicates are all kept."""
     return {key: list(values) for key, values in _params(value)}
 
 
@@ -289,11 +321,14 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     sections: dict[str, dict[int, tuple[str, bool]]] = {}
     for m in _PARAM.finditer(value):
         key, raw = m.group(1).lower(), m.group(2)
+        if key.split("*", 1)[0] not in USED_PARAMS:
+            continue  # a header of a million parameters keeps none it does not use
         sec = _SECTION.match(key) if "*" in key else None
         if sec is None:
             out.setdefault(key, []).append(_unquote(raw))
             if not raw.startswith('"'):  # an unquoted value with spaces: up to ';'
-                longer = value[m.start(2):].split(";", 1)[0].strip()
+                stop = value.find(";", m.start(2))
+                longer = value[m.start(2) : stop if stop >= 0 else len(value)].strip()
                 if longer != raw:
                     out[key].append(longer)
             continue
@@ -310,12 +345,25 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
     charset = ""
     chunks: list[bytes] = []
+    first = min(parts)
+    run: list[str] = []  # consecutive extended sections: %-decoded in one call
+
+    def flush() -> None:
+        if run:
+            chunks.append(urllib.parse.unquote_to_bytes("".join(run).encode("latin-1",
+                                                                              "replace")))
+            run.clear()
+
     for index in sorted(parts):
         text, extended = parts[index]
-        if extended and index == min(parts) and text.count("'") >= 2:
+        if extended and index == first and text.count("'") >= 2:
             charset, _lang, text = text.split("'", 2)
-        raw = text.encode("latin-1", "replace")
-        chunks.append(urllib.parse.unquote_to_bytes(raw) if extended else raw)
+        if extended:
+            run.append(text)
+        else:
+            flush()
+            chunks.append(text.encode("latin-1", "replace"))
+    flush()
     return _charset_decode(b"".join(chunks), charset or "utf-8")
 
 
@@ -326,29 +374,29 @@ def main_value(value: str) -> str:
 
 def content_types(h: Headers) -> list[str]:
     """Every declared Content-Type (main value), first one first."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     for v in h.all("content-type"):
         t = main_value(v)
-        if t and t not in out:
-            out.append(t)
-    return out
+        if t:
+            out[t] = None
+    return list(out)
 
 
 def boundaries(h: Headers) -> list[bytes]:
     """Every boundary any Content-Type header declares, in every unfolding."""
-    out: list[bytes] = []
+    out: dict[bytes, None] = {}
     for v in h.all_both("content-type"):
         for b in params(v).get("boundary", []):
             for cand in (b, b.strip(), _COMMENT.sub("", b).strip()):
                 raw = cand.encode("latin-1", "replace")
-                if raw and raw not in out and len(raw) <= 200:
-                    out.append(raw)
-    return out
+                if raw:  # however long: RFC 2046 says 70, lenient readers take more
+                    out[raw] = None
+    return list(out)
 
 
 def transfer_encodings(h: Headers) -> list[str]:
     """Every Content-Transfer-Encoding, normalised (comments and case removed)."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     for v in h.all("content-transfer-encoding"):
         token = _COMMENT.sub("", v).strip().lower().split(";")[0].split()
         cte = token[0].strip('"') if token else ""
@@ -356,9 +404,9 @@ def transfer_encodings(h: Headers) -> list[str]:
             if known in cte:
                 cte = {"uue": "uuencode"}.get(known, known)
                 break
-        if cte and cte not in out:
-            out.append(cte)
-    return out
+        if cte:
+            out[cte] = None
+    return list(out)
 
 
 def names(h: Headers) -> list[str]:
@@ -371,11 +419,13 @@ def names(h: Headers) -> list[str]:
                 raws += found.get(key, [])
     for header in NAME_HEADERS:
         raws += [v.strip().strip('"') for v in h.all(header)]
-    out: list[str] = []
-    for raw in raws:
+    out: dict[str, None] = {}
+    for raw in dict.fromkeys(raws):
         text = _utf8(raw)
-        for cand in (decode_words(text), decode_words(text, drop_bad=True), text, raw):
+        cands = (decode_words(text), decode_words(text, drop_bad=True),
+                 decode_words(text, lenient=True), text, raw) if "=?" in text else (text, raw)
+        for cand in cands:
             cand = cand.strip()
-            if cand and cand not in out:
-                out.append(cand)
-    return out
+            if cand:
+                out[cand] = None
+    return list(out)

@@ -21,23 +21,26 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 from scand.content import decoders
 from scand.content.headers import Headers, boundaries, transfer_encodings
 
 # A guessed delimiter line: "--token" (maybe "--token--"), nothing else.
-_GUESS = re.compile(rb"(?m)^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$")
-# Guessed boundaries tried at most (each is one more pass over the body).
-MAX_GUESSES = 4
+_GUESS = re.compile(rb"(?m)^--([!-~][ -~]*?)(--)?[ \t]*\r?$")
 
 
-def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
+Span = tuple[int, int]
+
+
+def _delimiters(body: bytes, mark: bytes, cap: int) -> list[tuple[int, int, bool]]:
     """(line start, line end, exact) of each line that starts with ``mark``
     ("--" + boundary). ``exact``: a delimiter to RFC 2046 (only dashes and
-    whitespace may follow); the others are delimiters to prefix-matching readers."""
+    whitespace may follow); the others are delimiters to prefix-matching readers.
+    More than ``cap`` are not looked for: that many parts pass the part limit."""
     found: list[tuple[int, int, bool]] = []
     pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
-    while pos >= 0:
+    while pos >= 0 and len(found) <= cap:
         line_start = pos if body.startswith(mark, pos) else pos + 1
         after = line_start + len(mark)
         line_end = body.find(b"\n", after)
@@ -47,66 +50,84 @@ def _delimiters(body: bytes, mark: bytes) -> list[tuple[int, int, bool]]:
     return found
 
 
-def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[bytes]:
-    parts = []
-    for (_, end, _x), (nxt, _e, _y) in itertools.pairwise(delims):
-        parts.append(body[end + 1 : nxt].rstrip(b"\r\n"))
+def _trim(body: bytes, start: int, end: int) -> Span:
+    """``body[start:end]`` without trailing line ends, as offsets (no copy)."""
+    while end > start and body[end - 1] in b"\r\n":
+        end -= 1
+    return start, end
+
+
+def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[Span]:
+    parts = [_trim(body, end + 1, nxt) for (_, end, _x), (nxt, _e, _y)
+             in itertools.pairwise(delims)]
     if delims:
         last_start, last_end, _ = delims[-1]
         closing = body[last_start:last_end].rstrip().endswith(b"--")
-        tail = body[last_end + 1 :]
-        if not closing and tail.strip():
-            parts.append(tail)
+        if not closing and body[last_end + 1 :].strip():
+            parts.append((last_end + 1, len(body)))
     return parts
 
 
-def split_by(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
-    """Parts of ``body`` at ``boundary``'s delimiter lines (union of the exact and
-    the prefix readings), and whether the readings disagreed."""
-    loose = _delimiters(body, b"--" + boundary)
+def split_by(body: bytes, boundary: bytes, cap: int) -> tuple[list[Span], bool]:
+    """Spans of the parts of ``body`` at ``boundary``'s delimiter lines (the exact
+    reading, then the prefix reading's), and whether the readings disagreed; at
+    most ``cap`` + 1 delimiters are looked for."""
+    loose = _delimiters(body, b"--" + boundary, cap)
     exact = [d for d in loose if d[2]]
     parts = _cut(body, exact)
     odd = False
     if len(loose) != len(exact):
         odd = True
-        parts += [p for p in _cut(body, loose) if p not in parts]
+        parts += _cut(body, loose)
     closes = [d for d in exact if body[d[0] : d[1]].rstrip().endswith(b"--")]
     if closes and closes[0] != exact[-1]:
         odd = True  # parts after a close delimiter: real to some readers
     return parts, odd
 
 
-def guess_boundaries(body: bytes, known: list[bytes]) -> list[bytes]:
-    """Boundaries a reader could infer from ``--token`` lines in the body."""
+def guessed_delimiters(body: bytes, known: list[bytes]
+                       ) -> dict[bytes, list[tuple[int, int, bool]]]:
+    """The delimiter lines of every boundary a reader could infer from ``--token``
+    lines in the body, by token: one pass, however many tokens (every one is
+    tried; its parts are charged like any others)."""
+    found: dict[bytes, list[tuple[int, int, bool]]] = {}
     if b"--" not in body:
-        return []
-    counts: dict[bytes, int] = {}
+        return found
     for m in _GUESS.finditer(body):
-        token = m.group(1).rstrip()
-        if token not in known:
-            counts[token] = counts.get(token, 0) + 1
-    ranked = sorted(counts, key=lambda t: -counts[t])
-    return ranked[:MAX_GUESSES]
+        found.setdefault(m.group(1).rstrip(), []).append((m.start(), m.end(), True))
+    for token in known:
+        found.pop(token, None)
+    return found
 
 
-def split(headers: Headers, body: bytes, declared_multipart: bool
-          ) -> tuple[list[bytes], bool]:
-    """(parts, odd) for an entity's body, the union over every
-    boundary it declares, or guesses when it declares a multipart that yields none."""
+def split(headers: Headers, body: bytes, declared_multipart: bool,
+          charge: Callable[[], None], cap: int) -> tuple[list[bytes], bool]:
+    """(parts, odd) for an entity's body, the union over every boundary it
+    declares, or guesses when it declares a multipart that yields none. A part
+    two readings cut alike is one part; ``charge`` is called for each new part as
+    it is found, so a part limit stops the split, not the walk after it (and no
+    more than ``cap`` + 1 delimiter lines are looked for: the parts left)."""
     declared = boundaries(headers)
-    parts: list[bytes] = []
+    spans: dict[Span, None] = {}
     odd = len(declared) > 1
+
+    def add(found: list[Span]) -> None:
+        for span in found:
+            if span not in spans:
+                charge()
+                spans[span] = None
+
     for boundary in declared:
-        found, disagree = split_by(body, boundary)
+        found, disagree = split_by(body, boundary, cap)
         odd = odd or disagree
-        parts += [p for p in found if p not in parts]
-    if not parts and (declared_multipart or declared):
-        for boundary in guess_boundaries(body, declared):
-            found, _ = split_by(body, boundary)
+        add(found)
+    if not spans and (declared_multipart or declared):
+        for delims in guessed_delimiters(body, declared).values():
+            found = _cut(body, delims)
             if found:
                 odd = True
-                parts += [p for p in found if p not in parts]
-    return parts, odd
+                add(found)
+    return [body[a:b] for a, b in spans], odd
 
 
 def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
@@ -131,4 +152,6 @@ def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
     if "base64" not in ctes and decoders.looks_base64(body):
         out += decoders.base64_readings(body)
     readings = decoders.unique(out)
-    return readings, len(readings) > 1 or len(ctes) > 1
+    odd = len(readings) > 1 or len(ctes) > 1 or not all(
+        decoders.canonical(cte, body) for cte in ctes)
+    return readings, odd

@@ -81,6 +81,13 @@ class Budget:
         if self.bytes > self.limits.max_bytes:
             raise LimitHit(Reason.TOO_LARGE, f"decoded>{self.limits.max_bytes}")
 
+    def parts_left(self) -> int:
+        return self.limits.max_parts - self.parts
+
+    def room(self) -> int:
+        """Decoded bytes left before the byte limit."""
+        return self.limits.max_bytes - self.bytes
+
     def ratio(self, produced: int, consumed: int, where: str) -> None:
         """A bomb check: only past 1 MiB of output, so tiny files never trip it."""
         if produced > CHUNK and produced > self.limits.max_ratio * max(consumed, 1):

@@ -48,12 +48,16 @@ SNIFF_ENCODED = 1024
 SNIFF_IMAGE = 48 * 1024
 IMAGE_SUFFIXES = (".iso", ".img", ".udf", ".bin", ".vhd", ".vhdx", ".dmg", ".toast")
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
-_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*\r?\n")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
 _KNOWN_HEADERS = re.compile(
     rb"(?im)^(from|to|subject|date|received|return-path|message-id|mime-version|"
     rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
     rb"x-[\w-]+)[ \t]*:")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
+# Names of one part checked before each further name counts as a part (a header
+# with thousands of names costs a policy check per name).
+NAMES_FREE = 16
 # message/partial fragments reassembled per id, at most.
 MAX_FRAGMENTS = 100
 # Leading bytes looked at to tell text (no NUL) from binary.
@@ -81,7 +85,17 @@ def looks_like_message(data: bytes) -> bool:
     head = data[:8192].replace(b"\r", b"\n")  # bare CR line ends count as line ends
     if head.startswith(b"From "):
         head = head.split(b"\n", 1)[1] if b"\n" in head else b""
-    return bool(_HEADER_LINE.match(head)) and bool(_KNOWN_HEADERS.search(head))
+    if not _HEADER_LINE.match(head):
+        return False
+    if _KNOWN_HEADERS.search(head):
+        return True
+    # A long first header line (mail servers accept lines of a megabyte): the
+    # known names may come later in the header block, read to its end.
+    blank = head.find(b"\n\n")
+    if blank >= 0:
+        return False
+    end = _BLANK_LINE.search(data)
+    return _KNOWN_HEADERS.search(data, 0, len(data) if end is None else end.start()) is not None
 
 
 def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True,
@@ -128,8 +142,11 @@ class _Walker:
         return True
 
     def bytes_(self, data: bytes, names: tuple[str, ...], mime_type: str, depth: int,
-               where: str, in_archive: bool, alt: bool) -> Iterator[Item]:
-        """A part given as bytes: yield it, then whatever it contains."""
+               where: str, in_archive: bool, alt: bool, sniff_message: bool = True
+               ) -> Iterator[Item]:
+        """A part given as bytes: yield it, then whatever it contains. Not
+        ``sniff_message``: the body of a header block cut short (its message was
+        read in full already), never a message of its own."""
         self.budget.depth(depth, where)
         self.budget.part()
         if depth and not self._first(self.seen, data):
@@ -145,7 +162,7 @@ class _Walker:
         kind = archives.sniff(data, behind)
         if kind is not None:
             yield from self.archive(kind, data, names, depth, where, alt)
-        elif looks_like_message(data):
+        elif sniff_message and looks_like_message(data):
             yield from self.message(data, depth, where, alt)
         else:
             yield from self.text_blocks(data, depth, where, alt,
@@ -153,28 +170,35 @@ class _Walker:
 
     def message(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
-        for reading in headers.readings(data):
+        for i, reading in enumerate(headers.readings(data)):
             yield from self.entity(reading.headers, reading.body, depth, where,
-                                   alt or reading.headers.odd)
+                                   alt or reading.headers.odd, tail=i > 0)
 
     def entity(self, h: headers.Headers, body: bytes, depth: int, where: str,
-               alt: bool) -> Iterator[Item]:
+               alt: bool, tail: bool = False) -> Iterator[Item]:
+        """``tail``: a reading whose header block ends early (its body is the rest of
+        a message the first reading read whole)."""
         """One MIME entity: a multipart's children, a nested message, and/or a leaf."""
         types = headers.content_types(h)
+        for _extra in types[1:]:  # each is a part of its own (below): charged first
+            self.budget.part()
         ctype = types[0] if types else ""
         names = tuple(headers.names(h))
+        for _name in names[NAMES_FREE:]:  # each name is a policy check: a bomb is charged
+            self.budget.part()
         label = f"{where}>{names[0] if names else ctype or 'body'}"
         multipart = any(t.startswith("multipart/") for t in types)
-        parts, odd = mime.split(h, body, multipart)
+        parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
+                                self.budget.parts_left())
         for raw in parts:
-            self.budget.part()  # counted even when already parsed: a bomb is a bomb
             if (alt or odd) and not self._first(self.entities, raw):
                 continue  # the same raw part from another reading: parsed already
-            for reading in headers.readings(raw):
+            for i, reading in enumerate(headers.readings(raw)):
                 yield from self.entity(reading.headers, reading.body, depth, where,
-                                       alt or odd or reading.headers.odd)
-        for extra in types[1:]:  # every declared type meets the policy
-            yield Part(b"", names, extra, depth + 1, label, False, True)
+                                       alt or odd or reading.headers.odd, tail=i > 0)
+        for extra in types[1:]:  # every declared type meets the policy (the names are
+            # checked with the first; the shown name may exempt a type)
+            yield Part(b"", names[:1], extra, depth + 1, label, False, True)
         if multipart:
             if not parts:
                 yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {where}")
@@ -195,7 +219,7 @@ class _Walker:
                     yield Part(b"", names, ctype, depth + 1, label, False, alt)
                 yield from self.message(decoded, depth + 1, label, alt or odd)
             return
-        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts))
+        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts), tail)
 
     def partial(self, h: headers.Headers, body: bytes, where: str) -> None:
         """Keep a message/partial fragment for reassembly at the end of the walk."""
@@ -230,7 +254,7 @@ class _Walker:
             yield from self.message(whole, depth + 1, f"partial:{ident[:40]}", True)
 
     def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
-             depth: int, label: str, alt: bool) -> Iterator[Item]:
+             depth: int, label: str, alt: bool, tail: bool = False) -> Iterator[Item]:
         # Names-only walk: decode just enough to tell whether this part can hold
         # further names (a container, or encoded blocks in text).
         if (not self.keep and not alt and not is_html(b"", names, ctype)
@@ -242,13 +266,16 @@ class _Walker:
         readings, odd = mime.leaf_readings(h, body)
         for decoded in readings:
             self.budget.grow(len(decoded))
-            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd)
+            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd,
+                                   not tail)
 
     def _names_only_leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...],
                          ctype: str) -> bool:
         """True when a names-only walk may stop at this leaf: its decoded start is no
         container, no HTML, no executable stub, and it can hold no encoded blocks."""
         ctes = headers.transfer_encodings(h)
+        if not all(decoders.canonical(cte, body) for cte in ctes):
+            return False  # malformed anywhere: the engine may read it otherwise
         # Disk images hide their directory at 32 KiB: read that far only for them.
         image = any(n.lower().rstrip(". ").endswith(IMAGE_SUFFIXES) for n in names)
         want = SNIFF_IMAGE if image or not body[:SNIFF_ENCODED].strip(b"A\r\n") else (
@@ -281,8 +308,7 @@ class _Walker:
                                        f"{where}>yenc:{yname}", False, True)
                 if not complete:  # what arrived was scanned; the rest was not
                     yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
-        if decoders.has_binhex(data):
-            found = decoders.binhex_file(data)
+        for found in decoders.binhex_blocks(data, limit=self.budget.room()):
             if found is None:
                 yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
             else:

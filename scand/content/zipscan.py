@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from scand.content.parts import CHUNK, Budget
+from scand.content.parts import CHUNK, Budget, LimitHit
+from scand.events import Reason
 
 LOCAL = b"PK\x03\x04"
 EOCD = b"PK\x05\x06"
 # The end-of-central-directory record is in the last 64 KiB + 22 bytes.
 EOCD_WINDOW = 65_536 + 22
-# Local headers looked at, at most (a stub could be full of "PK\x03\x04").
-MAX_LOCAL = 10_000
 ZIP64_EXTRA = 0x0001
+# A local header the central directory does not list is taken only with these.
+PLAUSIBLE_METHODS = (0, 8)
+MAX_PLAUSIBLE_NAME = 1024
 UNICODE_PATH = 0x7075
 
 
@@ -103,17 +106,30 @@ def local_at(data: bytes, pos: int) -> LocalEntry | None:
                       -1 if unknown else packed, size, zip64, start)
 
 
-def local_entries(data: bytes, lo: int = 0, hi: int | None = None) -> list[LocalEntry]:
-    """Every plausible local file header starting in ``data[lo:hi]``, in order."""
-    out: list[LocalEntry] = []
+def local_entries(data: bytes, lo: int = 0, hi: int | None = None, *, strict: bool = False
+                  ) -> Iterator[LocalEntry]:
+    """Every local file header starting in ``data[lo:hi]``, in order, as found (the
+    caller charges each member it takes: no count cuts the search short).
+
+    ``strict``: only headers :func:`plausible` accepts, told by their fixed fields
+    before their names are decoded. Headers overlap when a stub repeats
+    "PK\\3\\4"; the names decoded are charged, and past twice the input (plus
+    a megabyte) the search stops with ``-1:unreadable`` rather than read one
+    name per six bytes of input."""
     end = len(data) if hi is None else hi
+    work = 0
     pos = data.find(LOCAL, lo, end)
-    while pos >= 0 and len(out) < MAX_LOCAL:
-        entry = local_at(data, pos)
-        if entry is not None:
-            out.append(entry)
+    while pos >= 0:
+        nlen = int.from_bytes(data[pos + 26 : pos + 28], "little")
+        method = int.from_bytes(data[pos + 8 : pos + 10], "little")
+        if not strict or (method in PLAUSIBLE_METHODS and nlen < MAX_PLAUSIBLE_NAME):
+            work += nlen + int.from_bytes(data[pos + 28 : pos + 30], "little")
+            if work > 2 * len(data) + CHUNK:
+                raise LimitHit(Reason.UNREADABLE, "zip local headers overlap")
+            entry = local_at(data, pos)
+            if entry is not None:
+                yield entry
         pos = data.find(LOCAL, pos + 4, end)
-    return out
 
 
 def gaps(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
@@ -137,7 +153,8 @@ class BadMember(Exception):
 
 def plausible(entry: LocalEntry) -> bool:
     """A real local header rather than "PK\\3\\4" by chance inside other data."""
-    return entry.method in (0, 8) and entry.name.isprintable() and len(entry.name) < 1024
+    return (entry.method in PLAUSIBLE_METHODS and entry.name.isprintable()
+            and len(entry.name) < MAX_PLAUSIBLE_NAME)
 
 
 def read_local(data: bytes, entry: LocalEntry, budget: Budget, where: str) -> bytes:

@@ -21,7 +21,7 @@ from scand.config import Config
 from scand.engines.base import EngineError
 from scand.pool.state import WorkerState, transition
 from scand.proc import terminate
-from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, pack
+from scand.worker.wire import Decoder, Done, FrameError, Job, Ready, job_frames
 
 # How long a worker may take to load its engine before it counts as broken.
 # Generous: a large hash set takes a while to parse on a busy 2-core host.
@@ -137,7 +137,10 @@ class WorkerProcess:
     async def send(self, message: Job) -> None:
         assert self.proc.stdin is not None
         try:
-            await self.proc.stdin.send_all(pack(message))
+            frame, data = job_frames(message)
+            await self.proc.stdin.send_all(frame)
+            if data:
+                await self.proc.stdin.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
 

@@ -48,21 +48,23 @@ def memory() -> tuple[int, int]:
 
 
 def _read_exact(fd: int, n: int) -> bytearray | None:
-    """``n`` bytes read straight into one buffer (a STREAM job's message is not
-    copied again on its way to ``pickle.loads``), or None at end of input."""
+    """``n`` bytes from ``fd`` into one buffer (no chunks joined), or None at EOF."""
     buf = bytearray(n)
     view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = os.readv(fd, [view[got:]])
-        if not k:
+    pos = 0
+    while pos < n:
+        got = os.readv(fd, [view[pos:]])
+        if not got:
             return None
-        got += k
+        pos += got
+    view.release()
     return buf
 
 
 def read_message(fd: int) -> object | None:
-    """The next framed message from ``fd``, or None at end of input."""
+    """The next framed message from ``fd``, or None at end of input. A job's data
+    follows its frame raw (:func:`scand.worker.wire.job_frames`): it is read into
+    one buffer, and the scanner gets it as bytes (the buffer is gone by then)."""
     head = _read_exact(fd, HEADER.size)
     if head is None:
         return None
@@ -71,6 +73,13 @@ def read_message(fd: int) -> object | None:
     if body is None:
         raise FrameError("truncated frame")
     message: object = pickle.loads(body)
+    if isinstance(message, Job) and message.size:
+        raw = _read_exact(fd, message.size)
+        if raw is None:
+            raise FrameError("truncated job data")
+        data = bytes(raw)
+        del raw
+        message = dataclasses.replace(message, data=data, size=0)
     return message
 
 

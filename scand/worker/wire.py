@@ -24,6 +24,9 @@ class Job:
     id: int
     path: str | None = None
     data: bytes | None = None
+    # On the wire: the frame carries the job without its data, and this many raw
+    # bytes of data follow the frame (see job_frames): nobody copies a STREAM to frame it.
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,20 +147,39 @@ def pack(message: object) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def job_frames(job: Job) -> tuple[bytes, bytes]:
+    """A job as (frame, raw data), written one after the other: the data is
+    neither pickled nor joined to its frame (both would copy a STREAM)."""
+    data = job.data or b""
+    meta = pickle.dumps(Job(job.id, job.path, None, len(data)),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(meta)) + meta, data
+
+
 class FrameError(Exception):
     """The byte stream from a peer is not a valid frame."""
 
 
 class Decoder:
-    """Incremental frame decoder: feed bytes, take complete messages."""
+    """Incremental frame decoder: feed bytes, take complete messages (a job framed
+    by :func:`job_frames` comes out whole, its raw data attached)."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._job: Job | None = None  # a job frame whose raw data has not all arrived
 
     def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     def next(self) -> object | None:
+        if self._job is not None:
+            size = self._job.size
+            if len(self._buf) < size:
+                return None
+            job = Job(self._job.id, self._job.path, bytes(self._buf[:size]))
+            del self._buf[:size]
+            self._job = None
+            return job
         if len(self._buf) < HEADER.size:
             return None
         (n,) = HEADER.unpack_from(self._buf)
@@ -168,4 +190,7 @@ class Decoder:
         body = bytes(self._buf[HEADER.size : HEADER.size + n])
         del self._buf[: HEADER.size + n]
         message: object = pickle.loads(body)
+        if isinstance(message, Job) and message.size:
+            self._job = message
+            return self.next()
         return message

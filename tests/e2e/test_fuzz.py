@@ -29,7 +29,8 @@ from tests.hostile_paths import Flipper, hostile_tree
 EXAMPLES = int(os.environ.get("SCAND_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-REPLY_STARTS = (b"0\n", b"1:", b"-1:", b"PONG\n", b"scand ", b"{", b"RELOADING\n")  # junk can be RELOAD
+# Junk can spell RELOAD (hypothesis found it): RELOADING is a reply too.
+REPLY_STARTS = (b"0\n", b"1:", b"-1:", b"PONG\n", b"scand ", b"{", b"RELOADING\n")
 HOSTILE: dict[str, bytes] = {}  # filled by the fixture: name -> path bytes
 
 

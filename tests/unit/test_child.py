@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 from scand.config import Config
 from scand.events import Infected
 from scand.worker.child import read_message, write_message
-from scand.worker.wire import Done, Job, Ready
+from scand.worker.wire import Decoder, Done, Job, Ready, job_frames
 from tests.conftest import EICAR, ROOT
 
 
@@ -35,3 +36,38 @@ def test_child_round_trip() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_job_is_framed_without_its_data_and_read_into_one_buffer() -> None:
+    """The daemon writes a STREAM job as a small frame and the raw data after it
+    (job_frames: no pickled or joined copy); the worker reads it back whole."""
+    data = os.urandom(3 << 20)
+    frame, raw = job_frames(Job(9, data=data))
+    assert len(frame) < 200 and raw is data
+    r, w = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(w, frame), _write_all(w, raw)))
+    writer.start()
+    try:
+        job = read_message(r)
+    finally:
+        writer.join()
+        os.close(r)
+        os.close(w)
+    assert isinstance(job, Job) and job.id == 9 and job.size == 0 and job.data == data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def test_the_incremental_decoder_attaches_a_jobs_raw_data() -> None:
+    frame, raw = job_frames(Job(3, data=b"x" * 1000))
+    decoder = Decoder()
+    got = []
+    for i in range(0, len(frame + raw), 97):  # arbitrary pieces
+        decoder.feed((frame + raw)[i:i + 97])
+        while (message := decoder.next()) is not None:
+            got.append(message)
+    assert got == [Job(3, data=b"x" * 1000)]

@@ -1,0 +1,67 @@
+"""Every reading reaches every engine (issue 23): EICAR behind each reading the
+walker knows (:mod:`tests.content.readings`) is found by the built-in engine, by
+libclamav (``--engine clamav``) and by clamd (``--engine clamd``), each through a
+real daemon. With an engine that decodes by itself, what its own parser does
+not read is read by the walk beside it and handed to the engine as a part."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon, launch
+from tests.content.evasion_cases import EICAR
+from tests.content.readings import readings
+
+READINGS = readings()
+CLAMD = shutil.which("clamd") or shutil.which("clamd", path="/usr/sbin")
+
+
+def _ask_all(daemon: Daemon) -> dict[str, str]:
+    client = daemon.client(timeout=60)
+    try:
+        return {rid: client.ask(b"STREAM %d\n" % len(msg) + msg).decode(
+                    "utf-8", "replace").rstrip("\n") for rid, msg in READINGS.items()}
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="scand-rd-", dir="/tmp"))
+    d.chmod(0o755)
+    sigs = d / "sigs"
+    sigs.mkdir()
+    (sigs / "test.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _replies(workdir: Path, n: int, *args: str) -> dict[str, str]:
+    config = "[policy]\nenabled = false\n"  # a signature, not a name, must answer
+    daemon = launch(workdir, n, *args, config=config, workers=1, ready_timeout=120)
+    try:
+        return _ask_all(daemon)
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module", params=["builtin", "clamav", "clamd"])
+def replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
+    engine = request.param
+    if engine == "builtin":
+        return _replies(workdir, 0)
+    if engine == "clamd" and not CLAMD:
+        pytest.fail("clamd not installed: run ./scripts/test (installs clamav-daemon)")
+    return _replies(workdir, 1 if engine == "clamav" else 2, "--engine", engine,
+                    "--signatures", str(workdir / "sigs"))
+
+
+@pytest.mark.parametrize("reading", sorted(READINGS))
+def test_every_engine_finds_eicar_behind_every_reading(replies: dict[str, str],
+                                                       reading: str) -> None:
+    assert replies[reading].startswith("1:Eicar-Test-Signature"), replies[reading]
