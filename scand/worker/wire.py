@@ -151,7 +151,9 @@ def job_frames(job: Job) -> tuple[bytes, bytes]:
     """A job as (frame, raw data), written one after the other: the data is
     neither pickled nor joined to its frame (both would copy a STREAM)."""
     data = job.data or b""
-    meta = pickle.dumps(Job(job.id, job.path, None, len(data)),
+    # An empty STREAM keeps its b"" in the frame (size 0 sends no raw data): None
+    # there would make it a path job.
+    meta = pickle.dumps(Job(job.id, job.path, None if data else job.data, len(data)),
                         protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(meta)) + meta, data
 

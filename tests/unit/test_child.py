@@ -71,3 +71,23 @@ def test_the_incremental_decoder_attaches_a_jobs_raw_data() -> None:
         while (message := decoder.next()) is not None:
             got.append(message)
     assert got == [Job(3, data=b"x" * 1000)]
+
+
+def test_an_empty_stream_stays_a_stream_job() -> None:
+    """STREAM 0 is a stream of no bytes, not a path job (found by the golden transcripts)."""
+    frame, raw = job_frames(Job(4, data=b""))
+    assert raw == b""
+    decoder = Decoder()
+    decoder.feed(frame)
+    assert decoder.next() == Job(4, data=b"")
+    r, w = os.pipe()
+    try:
+        os.write(w, frame)
+        job = read_message(r)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert job == Job(4, data=b"")
+    path_frame, _ = job_frames(Job(5, path="/x"))
+    decoder.feed(path_frame)
+    assert decoder.next() == Job(5, path="/x")
