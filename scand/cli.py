@@ -235,6 +235,8 @@ async def serve(config: Config, loader: Callable[[], Config],
                     await nursery.start(server.run)
             except BaseException:
                 # Failed before serving: leave no socket behind for a client to hang on.
+                for server in servers:  # their accept loops end before the sockets close
+                    server.stop_accepting()
                 close_fronts(specs)
                 if metrics_bound is not None:
                     metrics_bound.sock.close()

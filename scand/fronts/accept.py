@@ -187,7 +187,11 @@ class FrontServer:
         while True:
             try:
                 sock, peer = await listener.accept()
-            except OSError as exc:
+            except (OSError, trio.ClosedResourceError) as exc:
+                if self._stopped:
+                    return  # the listener was closed under us: stopping, not a fault
+                if not isinstance(exc, OSError):
+                    raise
                 await self._accept_failed(bound, exc)
                 continue
             gate = self._gates.get(bound.name)

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from scand.fronts.transport import SocketTransport
 from scand.milter import message as msgmod
 from scand.milter.message import MessageBuffer
 from tests.conftest import Daemon, launch
@@ -283,10 +284,18 @@ def test_session_answers_a_spool_error_with_a_tempfail(tmp_path: Path,
 
     async def main() -> bytes:
         ours, theirs = trio.socket.socketpair()
-        session = MilterSession(ours, FakeService(), str(tmp_path))  # type: ignore[arg-type]
+        session = MilterSession(SocketTransport(ours), FakeService(),  # type: ignore[arg-type]
+                                str(tmp_path))
+
+        async def serve() -> None:  # the accept loop closes the transport after a session
+            try:
+                await session.run()
+            finally:
+                ours.close()
+
         got = b""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
+            nursery.start_soon(serve)
             view = memoryview(mta)
             while view:
                 view = view[await theirs.send(view):]
