@@ -250,24 +250,21 @@ class FrontServer:
     async def _serve_one(self, sock: trio.socket.SocketType, bound: Bound) -> None:
         held = Held(self.budget)
         try:
-            gate = self._gates.get(bound.name)
-            if gate is not None:
-                refused = gate.refused
-                client = await gate.resolve(sock)  # before the TLS handshake
-                if client is None:
-                    self.counters.denied += gate.refused - refused
-                    sock.close()
-                    return
-            transport = await self._open(sock, bound, held)
-            if transport is None:
-                return
-            try:
-                session = self.front.open_session(transport, bound, held)
+            transport: Transport | None = None
+            session: Session | None = None
+            try:  # before the session: a fault here too costs this connection only
+                transport = await self._admit(sock, bound, held)
+                if transport is not None:
+                    session = self.front.open_session(transport, bound, held)
             except Exception:
                 self.counters.faults += 1
                 log.exception("connection_fault", front=self.front.name, listener=bound.name)
-                with trio.CancelScope(shield=True):
-                    await transport.aclose()
+                sock.close()
+                if transport is not None:
+                    with trio.CancelScope(shield=True):
+                        await transport.aclose()
+                return
+            if transport is None or session is None:
                 return
             self.sessions.add(session)
             if self._stopped:
@@ -282,6 +279,19 @@ class FrontServer:
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
+
+    async def _admit(self, sock: trio.socket.SocketType, bound: Bound,
+                     held: Held) -> Transport | None:
+        """The PROXY v2 gate (balancer listeners), then :meth:`_open`; None = closed."""
+        gate = self._gates.get(bound.name)
+        if gate is not None:
+            refused = gate.refused
+            client = await gate.resolve(sock)  # before the TLS handshake
+            if client is None:
+                self.counters.denied += gate.refused - refused
+                sock.close()
+                return None
+        return await self._open(sock, bound, held)
 
     async def _open(self, sock: trio.socket.SocketType, bound: Bound,
                     held: Held) -> Transport | None:
