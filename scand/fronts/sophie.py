@@ -18,6 +18,7 @@ needs: sessions, ``-1:busy``, ``-1:shutting-down`` and, after a fault,
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import trio
@@ -68,6 +69,11 @@ class ClientConnection:
         self._eof = False
         self._waiting = False  # the main task needs bytes to make progress
         self._request_started: float | None = None
+        # One cancel scope for the connection's life, armed only while the main task
+        # waits for bytes (idle or request deadline) and disarmed while it answers:
+        # moving a deadline costs far less than a new scope per request.
+        self._timer = trio.CancelScope()
+        self._timeout_mid = False  # the armed deadline was a request's, not idleness
         self.draining = False
 
     def wake(self) -> None:
@@ -84,7 +90,11 @@ class ClientConnection:
         """Serve until done; closing the transport is the caller's (accept.serve_guarded)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._reader, nursery.cancel_scope)
-            await self._answer_loop()
+            with self._timer:
+                await self._answer_loop()
+            if self._timer.cancel_called and self._timeout_mid:
+                await self.transport.send_all(
+                    format_unchecked(Reason.TIMEOUT, "request not completed in time"))
             nursery.cancel_scope.cancel()
 
     async def _reader(self, scope: trio.CancelScope) -> None:
@@ -107,7 +117,8 @@ class ClientConnection:
                 return
 
     async def _wait_for_bytes(self) -> bool:
-        """Wait for more input; on timeout answer if mid-request. False = close."""
+        """Wait for more input. False = close. Past the deadline the timer scope ends
+        the answer loop; ``run`` then answers ``-1:timeout`` if mid-request."""
         mid = self.proto.mid_request
         if not mid:
             self._request_started = None
@@ -118,23 +129,28 @@ class ClientConnection:
             if self._request_started is None:
                 self._request_started = trio.current_time()
             deadline = self._request_started + self.handler.request_timeout
+        self._timeout_mid = mid
         self._waiting = True
+        self._timer.deadline = deadline
         try:
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
-                self._wake = trio.Event()
-                return not (self.draining and not self.proto.mid_request)
+            await self._wake.wait()
         finally:
             self._waiting = False
-        if mid:
-            await self.transport.send_all(
-                format_unchecked(Reason.TIMEOUT, "request not completed in time"))
-        return False
+            self._timer.deadline = math.inf
+        self._wake = trio.Event()
+        if self._timer.cancel_called:
+            # The deadline passed in the same scheduler pass as the wake-up: it
+            # counts as passed (a wait on its own scope would have said the same a
+            # moment later), and nothing more may run under the cancelled timer.
+            return False
+        return not (self.draining and not self.proto.mid_request)
 
     async def _answer_loop(self) -> None:
+        answered = False  # a reply was sent since the last wait for bytes
         while True:
             event = self.proto.next_event()
             if event is NEED_DATA:
+                answered = False
                 if self.draining:
                     if await self._last_bytes():
                         continue  # answer what the client sent just before the stop
@@ -144,6 +160,10 @@ class ClientConnection:
                 continue
             if isinstance(event, Closed):
                 return
+            if answered:
+                # Pipelined requests: replies leave without a scheduler pass
+                # (transport.send_all), so let other connections run between them.
+                await trio.lowlevel.checkpoint()
             self._request_started = None
             if self.remote:
                 event = network_filter(event)
@@ -153,6 +173,7 @@ class ClientConnection:
                 if isinstance(event, ScanStream):
                     self.held.give(len(event.data))
             await self.transport.send_all(reply)
+            answered = True
             if isinstance(event, BadRequest) and event.fatal:
                 return
 

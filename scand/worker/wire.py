@@ -25,6 +25,9 @@ class Job:
     path: str | None = None
     data: bytes | None = None
 
+    def __reduce__(self) -> tuple[type[Job], tuple[int, str | None, bytes | None]]:
+        return Job, (self.id, self.path, self.data)  # not dataclasses' generic __getstate__
+
 
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -53,6 +56,9 @@ class Outcome:
     rss: int = 0  # the worker's private memory after the job
     cache: tuple[int, int, int] = (0, 0, 0)  # verdict cache (hits, misses, bad tags) in the job
 
+    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
+        return Outcome, (self.verdict, self.bytes, self.files, self.worker, self.rss, self.cache)
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -60,6 +66,9 @@ class Done:
 
     id: int
     outcome: Outcome
+
+    def __reduce__(self) -> tuple[type[Done], tuple[int, Outcome]]:
+        return Done, (self.id, self.outcome)
 
 
 # -- the zygote's control sockets (SOCK_SEQPACKET: one pickled message a packet) --------
