@@ -90,21 +90,29 @@ class SocketTransport:
         self.sock = sock
         self.fd_passing = sock.family == stdsocket.AF_UNIX
         self.peer = peer_name(sock)
+        self._full = False  # the last read filled its buffer
 
     async def receive_some(self, max_bytes: int = RECV_SIZE) -> bytes:
-        """Wait, then read: a client's next request is rarely there already, so this
-        skips the read that would fail (trio's ``recv`` tries one first)."""
+        """After a short read, wait and then read: a client's next request is rarely
+        there already, and trio's ``recv`` would try a read that fails first. After
+        a full read (a STREAM body arriving) more is likely waiting: ``recv``."""
         try:
-            while True:
-                if self.sock.fileno() < 0:
-                    return b""
-                await trio.lowlevel.wait_readable(self.sock)
-                try:
-                    return os.read(self.sock.fileno(), max_bytes)
-                except BlockingIOError:
-                    continue
+            if self._full:
+                data = await self.sock.recv(max_bytes)
+            else:
+                while True:
+                    if self.sock.fileno() < 0:
+                        return b""
+                    await trio.lowlevel.wait_readable(self.sock)
+                    try:
+                        data = os.read(self.sock.fileno(), max_bytes)
+                        break
+                    except BlockingIOError:
+                        continue
         except OSError:
             return b""
+        self._full = len(data) == max_bytes
+        return data
 
     async def receive_fds(self, max_bytes: int = RECV_SIZE) -> tuple[bytes, list[int]]:
         if not self.fd_passing:
