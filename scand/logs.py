@@ -31,12 +31,10 @@ class IsoStamper:
         self._prefix = ""
 
     def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
-        now = time.time()
-        second = int(now)
+        second, micro = divmod(round(time.time() * 1_000_000), 1_000_000)
         if second != self._second:
             moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
             self._second, self._prefix = second, moment.strftime("%Y-%m-%dT%H:%M:%S")
-        micro = int((now - second) * 1_000_000)
         event_dict["timestamp"] = (f"{self._prefix}.{micro:06d}Z" if micro
                                    else f"{self._prefix}Z")  # as isoformat() drops .000000
         return event_dict
