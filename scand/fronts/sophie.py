@@ -18,15 +18,17 @@ needs: sessions, ``-1:busy``, ``-1:shutting-down`` and, after a fault,
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import trio
 
-from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason, ScanStream
+from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason, ScanPath, ScanStream
+from scand.fronts import hangup
 from scand.fronts.budget import Held
 from scand.fronts.listen import Bound
 from scand.fronts.network import network_filter
-from scand.fronts.transport import RECV_SIZE, Transport
+from scand.fronts.transport import RECV_SIZE, SocketTransport, Transport
 from scand.protocol import Connection, format_unchecked
 
 # Pipelined bytes buffered ahead of the request being answered. Past this the
@@ -68,6 +70,19 @@ class ClientConnection:
         self._eof = False
         self._waiting = False  # the main task needs bytes to make progress
         self._request_started: float | None = None
+        # One cancel scope for the connection's life, armed only while the main task
+        # waits for bytes (idle or request deadline) and disarmed while it answers:
+        # moving a deadline costs far less than a new scope per request.
+        self._timer = trio.CancelScope()
+        self._timeout_mid = False  # the armed deadline was a request's, not idleness
+        # On a plain socket the main task reads by itself and a hang-up during a scan
+        # is seen by the daemon's one hangup.HangupWatch, which cancels ``_gone``: no
+        # reader task, so no wake-up of a second task per request. Other transports
+        # (TLS, the tests' memory streams) keep the reader task.
+        self._sock = transport.sock if isinstance(transport, SocketTransport) else None
+        self._direct = self._sock is not None
+        self._gone = trio.CancelScope()
+        self._reading = False  # direct: the main task waits in a read
         self.draining = False
 
     def wake(self) -> None:
@@ -75,17 +90,31 @@ class ClientConnection:
 
     def drain(self) -> None:
         self.draining = True
-        self.wake()
+        if not self._direct:
+            self.wake()
+        elif self._reading and not self.proto.mid_request:
+            self._timer.cancel()  # idle: close now (mid-request: let it finish)
 
     def fault_reply(self) -> bytes:
         return format_unchecked(Reason.INTERNAL, "fault in the daemon")
 
     async def run(self) -> None:
         """Serve until done; closing the transport is the caller's (accept.serve_guarded)."""
+        if self._direct:
+            with self._gone:  # cancelled by the hangup watch: write nothing more
+                await self._serve()
+            return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._reader, nursery.cancel_scope)
-            await self._answer_loop()
+            await self._serve()
             nursery.cancel_scope.cancel()
+
+    async def _serve(self) -> None:
+        with self._timer:
+            await self._answer_loop()
+        if self._timer.cancel_called and self._timeout_mid:
+            await self.transport.send_all(
+                format_unchecked(Reason.TIMEOUT, "request not completed in time"))
 
     async def _reader(self, scope: trio.CancelScope) -> None:
         while True:
@@ -107,7 +136,8 @@ class ClientConnection:
                 return
 
     async def _wait_for_bytes(self) -> bool:
-        """Wait for more input; on timeout answer if mid-request. False = close."""
+        """Wait for more input. False = close. Past the deadline the timer scope ends
+        the answer loop; ``run`` then answers ``-1:timeout`` if mid-request."""
         mid = self.proto.mid_request
         if not mid:
             self._request_started = None
@@ -118,23 +148,38 @@ class ClientConnection:
             if self._request_started is None:
                 self._request_started = trio.current_time()
             deadline = self._request_started + self.handler.request_timeout
-        self._waiting = True
-        try:
-            with trio.move_on_at(deadline):
+        self._timeout_mid = mid
+        self._timer.deadline = deadline
+        if self._direct:
+            self._reading = True
+            try:
+                data = await self.transport.receive_some(RECV_SIZE)
+            finally:
+                self._reading = False
+                self._timer.deadline = math.inf
+            if not self._take(data):
+                return False
+        else:
+            self._waiting = True
+            try:
                 await self._wake.wait()
-                self._wake = trio.Event()
-                return not (self.draining and not self.proto.mid_request)
-        finally:
-            self._waiting = False
-        if mid:
-            await self.transport.send_all(
-                format_unchecked(Reason.TIMEOUT, "request not completed in time"))
-        return False
+            finally:
+                self._waiting = False
+                self._timer.deadline = math.inf
+            self._wake = trio.Event()
+        if self._timer.cancel_called:
+            # The deadline passed in the same scheduler pass as the wake-up: it
+            # counts as passed (a wait on its own scope would have said the same a
+            # moment later), and nothing more may run under the cancelled timer.
+            return False
+        return not (self.draining and not self.proto.mid_request)
 
     async def _answer_loop(self) -> None:
+        answered = False  # a reply was sent since the last wait for bytes
         while True:
             event = self.proto.next_event()
             if event is NEED_DATA:
+                answered = False
                 if self.draining:
                     if await self._last_bytes():
                         continue  # answer what the client sent just before the stop
@@ -144,22 +189,47 @@ class ClientConnection:
                 continue
             if isinstance(event, Closed):
                 return
+            if answered:
+                # Pipelined requests: replies leave without a scheduler pass
+                # (transport.send_all), so let other connections run between them.
+                await trio.lowlevel.checkpoint()
             self._request_started = None
             if self.remote:
                 event = network_filter(event)
+            watched = -1
+            if self._sock is not None and isinstance(event, ScanPath | ScanStream):
+                fd = self._sock.fileno()
+                if hangup.current().add(fd, self._gone):
+                    watched = fd
             try:
                 reply = await self.handler.handle(event)
             finally:
+                if watched >= 0:
+                    hangup.current().discard(watched)
                 if isinstance(event, ScanStream):
                     self.held.give(len(event.data))
             await self.transport.send_all(reply)
+            answered = True
             if isinstance(event, BadRequest) and event.fatal:
                 return
+
+    def _take(self, data: bytes) -> bool:
+        """Direct reads: feed the parser; False if the peer is gone (write nothing)."""
+        if not data:
+            if self.transport.peer_gone():
+                return False
+            self._eof = True
+        self.proto.receive_data(data)
+        return True
 
     async def _last_bytes(self) -> bool:
         """While draining: let the reader take bytes already queued, so a request sent
         just before the stop is answered, not dropped."""
         if self._eof or not self.transport.has_input():
+            return False
+        if self._direct:
+            with trio.move_on_after(DRAIN_READ_WINDOW):
+                return self._take(await self.transport.receive_some(RECV_SIZE))
             return False
         with trio.move_on_after(DRAIN_READ_WINDOW):
             await self._wake.wait()

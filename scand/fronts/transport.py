@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import os
 import select
 import socket as stdsocket
 from typing import Protocol
@@ -89,12 +90,29 @@ class SocketTransport:
         self.sock = sock
         self.fd_passing = sock.family == stdsocket.AF_UNIX
         self.peer = peer_name(sock)
+        self._full = False  # the last read filled its buffer
 
     async def receive_some(self, max_bytes: int = RECV_SIZE) -> bytes:
+        """After a short read, wait and then read: a client's next request is rarely
+        there already, and trio's ``recv`` would try a read that fails first. After
+        a full read (a STREAM body arriving) more is likely waiting: ``recv``."""
         try:
-            return await self.sock.recv(max_bytes)
+            if self._full:
+                data = await self.sock.recv(max_bytes)
+            else:
+                while True:
+                    if self.sock.fileno() < 0:
+                        return b""
+                    await trio.lowlevel.wait_readable(self.sock)
+                    try:
+                        data = os.read(self.sock.fileno(), max_bytes)
+                        break
+                    except BlockingIOError:
+                        continue
         except OSError:
             return b""
+        self._full = len(data) == max_bytes
+        return data
 
     async def receive_fds(self, max_bytes: int = RECV_SIZE) -> tuple[bytes, list[int]]:
         if not self.fd_passing:
@@ -112,13 +130,18 @@ class SocketTransport:
         return bytes(data), fds
 
     async def send_all(self, data: bytes) -> None:
-        """One reply, one send() where the kernel allows (clients read once)."""
+        """One reply, one send() where the kernel allows (clients read once). A reply
+        almost always fits the socket's buffer: it is written at once, without a pass
+        through trio's scheduler; only what would block is awaited."""
         try:
-            sent = await self.sock.send(data)
+            try:
+                sent = os.write(self.sock.fileno(), data)
+            except BlockingIOError:
+                sent = 0
             while sent < len(data):
                 sent += await self.sock.send(data[sent:])
         except OSError:
-            pass  # the client left; it gets nothing
+            pass  # the client left (or its socket is closed); it gets nothing
 
     def peer_gone(self) -> bool:
         return peer_gone(self.sock)

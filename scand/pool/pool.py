@@ -147,7 +147,9 @@ class Pool:
         worker.busy = True
         sent = False
         try:
-            with trio.move_on_after(self.config.pool.scan_timeout) as deadline:
+            # A bare scope (move_on_after's checks are the config's, done at load).
+            with trio.CancelScope(
+                    deadline=trio.current_time() + self.config.pool.scan_timeout) as deadline:
                 await worker.send(job)
                 sent = True
                 done = await worker.receive_done()

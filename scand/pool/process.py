@@ -135,12 +135,25 @@ class WorkerProcess:
         return worker
 
     async def send(self, message: Job) -> None:
-        assert self.proc.stdin is not None
+        """Write one job. A job pipe is non-blocking and almost always has room: one
+        ``os.write`` straight away (no trip through trio's scheduler), and an awaited
+        ``send_all`` only for what would block (a large STREAM)."""
+        stream = self.proc.stdin
+        assert stream is not None
+        frame, data = job_frames(message)  # the STREAM bytes follow the frame raw
         try:
-            frame, data = job_frames(message)
-            await self.proc.stdin.send_all(frame)
-            if data:
-                await self.proc.stdin.send_all(data)
+            for part in (frame, data) if data else (frame,):
+                if isinstance(stream, trio.lowlevel.FdStream):
+                    try:
+                        sent = os.write(stream.fileno(), part)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:  # EPIPE: it died; EBADF: its pipe was closed
+                        raise WorkerGone(f"worker {self.pid}: pipe closed ({exc})") from exc
+                    if sent < len(part):
+                        await stream.send_all(memoryview(part)[sent:])
+                else:
+                    await stream.send_all(part)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
 
@@ -158,12 +171,28 @@ class WorkerProcess:
             if message is not None:
                 return message
             try:
-                data = await self.proc.stdout.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                data = await self._read(self.proc.stdout)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
             if not data:
                 raise WorkerGone(f"worker {self.pid}: exited")
             self.decoder.feed(data)
+
+    @staticmethod
+    async def _read(stream: trio.abc.ReceiveStream) -> bytes | bytearray:
+        """Some bytes: on a worker's pipe, one wait for readable and one ``os.read``
+        (``receive_some`` adds a scheduler pass and a read that would block)."""
+        if not isinstance(stream, trio.lowlevel.FdStream):
+            return await stream.receive_some(READ_SIZE)
+        while True:
+            fd = stream.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("pipe closed")
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                continue
 
     async def receive_done(self) -> Done:
         message = await self.receive()

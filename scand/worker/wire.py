@@ -28,6 +28,11 @@ class Job:
     # bytes of data follow the frame (see job_frames): nobody copies a STREAM to frame it.
     size: int = 0
 
+    def __reduce__(self) -> tuple[type[Job], tuple[int, str | None, bytes | None, int]]:
+        # Every field (size says how many raw bytes follow the frame); not dataclasses'
+        # generic __getstate__.
+        return Job, (self.id, self.path, self.data, self.size)
+
 
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -56,6 +61,9 @@ class Outcome:
     rss: int = 0  # the worker's private memory after the job
     cache: tuple[int, int, int] = (0, 0, 0)  # verdict cache (hits, misses, bad tags) in the job
 
+    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
+        return Outcome, (self.verdict, self.bytes, self.files, self.worker, self.rss, self.cache)
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -63,6 +71,9 @@ class Done:
 
     id: int
     outcome: Outcome
+
+    def __reduce__(self) -> tuple[type[Done], tuple[int, Outcome]]:
+        return Done, (self.id, self.outcome)
 
 
 # -- the zygote's control sockets (SOCK_SEQPACKET: one pickled message a packet) --------

@@ -13,7 +13,7 @@ import trio.testing
 from scand.events import BadRequest, Command, Event, ScanPath, ScanStream
 from scand.fronts.accept import Counters, serve_guarded
 from scand.fronts.sophie import ClientConnection
-from scand.fronts.transport import StreamTransport
+from scand.fronts.transport import StreamTransport, Transport
 
 
 @dataclass
@@ -46,7 +46,7 @@ class FakeHandler:
 
 @dataclass
 class Harness:
-    client: trio.abc.Stream
+    client: trio.abc.HalfCloseableStream
     transport: StreamTransport
     conn: ClientConnection
     handler: FakeHandler
@@ -62,11 +62,10 @@ class Harness:
         return buf.splitlines(keepends=True)
 
 
-@pytest.fixture
-async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
-    client, server = trio.testing.memory_stream_pair()
+def start(nursery: trio.Nursery, client: trio.abc.HalfCloseableStream,
+          transport: Transport) -> tuple[ClientConnection, FakeHandler, trio.Event]:
+    """Serve one connection on ``transport`` in ``nursery``: (session, handler, done)."""
     handler = FakeHandler()
-    transport = StreamTransport(server)
     conn = ClientConnection(transport, handler)
     done = trio.Event()
 
@@ -77,7 +76,14 @@ async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
             done.set()
 
     nursery.start_soon(serve)
-    yield Harness(client, transport, conn, handler, done)
+    return conn, handler, done
+
+
+@pytest.fixture
+async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
+    client, server = trio.testing.memory_stream_pair()
+    transport = StreamTransport(server)
+    yield Harness(client, transport, *start(nursery, client, transport))
 
 
 async def test_pipelined_requests_are_answered_in_order(harness: Harness,

@@ -91,3 +91,11 @@ def test_an_empty_stream_stays_a_stream_job() -> None:
     path_frame, _ = job_frames(Job(5, path="/x"))
     decoder.feed(path_frame)
     assert decoder.next() == Job(5, path="/x")
+
+
+def test_every_job_field_survives_the_wire() -> None:
+    """Job pickles every field: a frame's size (the raw bytes after it) included."""
+    import pickle
+
+    for job in (Job(1, path="/x"), Job(2, data=b"abc"), Job(3, size=7), Job(4, data=b"")):
+        assert pickle.loads(pickle.dumps(job)) == job
