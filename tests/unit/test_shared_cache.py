@@ -107,3 +107,13 @@ def test_a_reload_that_changes_what_the_engine_answers_misses_older_entries(
     before.put(key, CLEAN)
     after = open_cache(Config(), "gen")
     assert after.get(after.key(b"an encrypted zip, say")) is None
+
+
+def test_a_full_set_of_entries_that_never_expire_still_takes_a_new_one() -> None:
+    """``cache.ttl = inf`` is a valid float: every slot's expiry is then inf, and the
+    put must still pick one of the key's own slots (it wrote at offset -1)."""
+    store = SharedStore(8, ttl=float("inf"))
+    for i in range(50):
+        store.put(f"k{i}", b"0")
+    assert len(store) <= store.slots == 8
+    assert store.get("k49") == b"0"
