@@ -246,15 +246,13 @@ class FrontServer:
     async def _serve_one(self, sock: trio.socket.SocketType, bound: Bound) -> None:
         held = Held(self.budget)
         try:
-            gate = self._gates.get(bound.name)
-            if gate is not None:
-                refused = gate.refused
-                client = await gate.resolve(sock)  # before the TLS handshake
-                if client is None:
-                    self.counters.denied += gate.refused - refused
-                    sock.close()
-                    return
-            transport = await self._open(sock, bound, held)
+            try:
+                transport = await self._admit(sock, bound, held)
+            except Exception:  # a fault before the session: this connection only
+                self.counters.faults += 1
+                log.exception("connection_fault", front=self.front.name, listener=bound.name)
+                sock.close()
+                return
             if transport is None:
                 return
             try:
@@ -278,6 +276,19 @@ class FrontServer:
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
+
+    async def _admit(self, sock: trio.socket.SocketType, bound: Bound,
+                     held: Held) -> Transport | None:
+        """The PROXY gate, then the transport; None when the connection was closed."""
+        gate = self._gates.get(bound.name)
+        if gate is not None:
+            refused = gate.refused
+            client = await gate.resolve(sock)  # before the TLS handshake
+            if client is None:
+                self.counters.denied += gate.refused - refused
+                sock.close()
+                return None
+        return await self._open(sock, bound, held)
 
     async def _open(self, sock: trio.socket.SocketType, bound: Bound,
                     held: Held) -> Transport | None:

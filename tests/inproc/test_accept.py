@@ -22,6 +22,7 @@ from scand.fronts import listen
 from scand.fronts.accept import FrontServer
 from scand.fronts.budget import TLS_HANDSHAKE_BYTES, Held, MemoryBudget
 from scand.fronts.listen import Bound, SocketPathError
+from scand.fronts.proxy_gate import ProxyGate
 from scand.fronts.transport import Transport
 from scand.fronts.unlinker import SocketRemover
 
@@ -294,3 +295,34 @@ def test_socket_remover_helper_survives_the_daemon_being_killed(tmp_path: Path) 
             break
         time.sleep(0.05)
     assert not os.path.exists(path)
+
+
+async def test_a_fault_before_the_session_costs_one_connection(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PROXY gate and the TLS handshake run in the connection's task before
+    serve_guarded: an unexpected exception there must not end the listener."""
+    calls = 0
+    real = ProxyGate.resolve
+
+    async def resolve(self: ProxyGate, sock: trio.socket.SocketType) -> object | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected into the PROXY gate")
+        return await real(self, sock)
+
+    monkeypatch.setattr(ProxyGate, "resolve", resolve)
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0", listen.LOOPBACK)],
+                         max_connections=4, proxy_from=["192.0.2.1"])
+    await nursery.start(server.run)
+    first = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
+    with trio.fail_after(5):
+        try:
+            got = await first.receive_some(10)
+        except trio.BrokenResourceError:
+            got = b""
+    assert got == b""  # that connection only: closed
+    second = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
+    assert await ask(second, b"hi") == b"echo hi"
+    assert server.counters.faults == 1 and server.active == 1
+    await server.drain(1.0)
