@@ -331,14 +331,15 @@ class FrontServer:
 
     def _answer_backlog(self, bound: Bound) -> None:
         reply = self.front.closing_reply(bound) if bound.tls is None else b""
+        gate = self._gates.get(bound.name)
         while True:
             try:
-                raw, _ = bound.sock.accept()
+                raw, peer = bound.sock.accept()
             except OSError:
                 return  # EAGAIN: the backlog is empty (or the socket is closed)
             with raw, contextlib.suppress(OSError):
                 raw.setblocking(False)
-                if reply:
+                if reply and (gate.admit(peer) if gate is not None else bound.allows(peer)):
                     with contextlib.suppress(OSError):
                         raw.recv(64 * 1024)  # read what it sent, so closing does not reset it
                     raw.send(reply)

@@ -326,3 +326,30 @@ async def test_a_fault_before_the_session_costs_one_connection(
     assert await ask(second, b"hi") == b"echo hi"
     assert server.counters.faults == 1 and server.active == 1
     await server.drain(1.0)
+
+
+async def test_a_denied_peer_in_the_backlog_gets_nothing_at_stop(nursery: trio.Nursery) -> None:
+    """The allow-list holds for peers still queued when the daemon stops: nothing is
+    read from or written to a peer outside it (not even 'shutting-down')."""
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0",
+                                                       listen.parse_allow(["127.0.0.2"]))],
+                         max_connections=4)
+    await nursery.start(server.run)
+    port = server.ports[0]
+    live = trio.socket.socket()
+    await live.bind(("127.0.0.2", 0))  # the one allowed peer, so the server runs on
+    await live.connect(("127.0.0.1", port))
+    live_stream = trio.SocketStream(live)
+    assert await ask(live_stream, b"x") == b"echo x"
+    server._accepting.cancel()  # stop taking from the backlog, as during a stop
+    await trio.testing.wait_all_tasks_blocked()
+    queued = socket.create_connection(("127.0.0.1", port))  # from 127.0.0.1: denied
+    with trio.fail_after(5):
+        await server.drain(1.0)
+    queued.settimeout(5)
+    try:
+        got = queued.recv(100)
+    except ConnectionResetError:
+        got = b""
+    queued.close()
+    assert got == b""
