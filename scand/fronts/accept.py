@@ -11,8 +11,9 @@ does the rest for all of its bound sockets:
 * a TLS handshake runs under a deadline and holds a fixed estimate of the
   daemon-wide :class:`~scand.fronts.budget.MemoryBudget` while it runs;
 * accept errors that mean "out of capacity" (EMFILE, ENFILE, ENOBUFS, ENOMEM)
-  free a reserve descriptor to answer one peer busy, then back off; any other
-  accept error is raised, as ``trio.serve_listeners`` does;
+  free a reserve descriptor to answer one peer busy, then back off; a queued
+  peer's own error (ECONNABORTED, EPROTO...) is skipped and any other accept
+  error is raised, as ``trio.serve_listeners`` does;
 * a fault (any unexpected exception) in a session costs that connection only:
   :func:`serve_guarded` sends the session's unscanned answer, logs one line
   with the traceback, counts it, and closes the transport;
@@ -42,6 +43,13 @@ log = structlog.get_logger("scand.accept")
 
 # accept() errors that mean "out of capacity": back off and retry.
 CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# accept() errors that belong to one queued peer (Linux passes its pending network
+# error up; EPERM from a firewall): skipped, as trio.serve_listeners skips them.
+PEER_ERRORS = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM,
+                         errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN,
+                         errno.EHOSTUNREACH, errno.ENONET, errno.ENOPROTOOPT,
+                         errno.EOPNOTSUPP, errno.ETIMEDOUT, errno.ENOSR,
+                         errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT})
 ACCEPT_BACKOFF = 0.05
 HANDSHAKE_TIMEOUT = 10.0
 # How long a refused or faulted peer's one reply may take to leave.
@@ -218,7 +226,9 @@ class FrontServer:
 
     async def _accept_failed(self, bound: Bound, exc: OSError) -> None:
         """Out of capacity: free the reserve descriptor, accept one peer, answer it busy,
-        back off; never spin. Any other error is raised."""
+        back off; never spin. One peer's own error is skipped; any other is raised."""
+        if exc.errno in PEER_ERRORS:
+            return
         if exc.errno not in CAPACITY_ERRORS:
             raise exc
         self.counters.accept_errors += 1

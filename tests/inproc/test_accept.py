@@ -353,3 +353,16 @@ async def test_a_denied_peer_in_the_backlog_gets_nothing_at_stop(nursery: trio.N
         got = b""
     queued.close()
     assert got == b""
+
+
+@pytest.mark.parametrize("code", [errno.ECONNABORTED, errno.EPROTO, errno.ENETUNREACH,
+                                  errno.ETIMEDOUT, errno.EPERM])
+async def test_a_peer_that_failed_before_accept_costs_only_itself(
+        sock_path: str, code: int) -> None:
+    """Linux's accept() passes a queued connection's own network error up (and a
+    firewall's EPERM): trio.serve_listeners skips these; raising one would end the
+    listener, and the daemon, for one peer's reset."""
+    server = FrontServer(EchoFront(), [listen.bind_unix(sock_path, 0o600)], max_connections=4)
+    with trio.fail_after(5):
+        await server._accept_failed(server.bound[0], OSError(code, os.strerror(code)))
+    server.stop_accepting()
