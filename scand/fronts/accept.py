@@ -198,8 +198,7 @@ class FrontServer:
             except OSError as exc:
                 await self._accept_failed(bound, exc)
                 continue
-            gate = self._gates.get(bound.name)
-            if not (gate.admit(peer) if gate is not None else bound.allows(peer)):
+            if not self._admits(bound, peer):
                 self.counters.denied += 1
                 log.warning("connection_denied", front=self.front.name, listener=bound.name,
                             peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
@@ -214,6 +213,11 @@ class FrontServer:
             self.counters.accepted += 1
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_one, sock, bound)
+
+    def _admits(self, bound: Bound, peer: object) -> bool:
+        """The allow-list (with the PROXY gate's balancers), before a byte is read."""
+        gate = self._gates.get(bound.name)
+        return gate.admit(peer) if gate is not None else bound.allows(peer)
 
     async def _refuse(self, sock: trio.socket.SocketType, bound: Bound, detail: str) -> None:
         self.counters.refused_busy += 1
@@ -236,13 +240,16 @@ class FrontServer:
             os.close(self._reserve)
             self._reserve = None
             try:
-                raw, _ = bound.sock.accept()  # non-blocking
+                raw, peer = bound.sock.accept()  # non-blocking
                 with raw, contextlib.suppress(OSError):
-                    raw.setblocking(False)
-                    reply = self.front.busy_reply(bound, "out of file descriptors")
-                    if reply and bound.tls is None:
-                        raw.send(reply)
-                    self.counters.refused_busy += 1
+                    if not self._admits(bound, peer):
+                        self.counters.denied += 1  # closed (by ``with``) without a byte
+                    else:
+                        raw.setblocking(False)
+                        reply = self.front.busy_reply(bound, "out of file descriptors")
+                        if reply and bound.tls is None:
+                            raw.send(reply)
+                        self.counters.refused_busy += 1
             except OSError:
                 pass
             finally:
@@ -341,7 +348,6 @@ class FrontServer:
 
     def _answer_backlog(self, bound: Bound) -> None:
         reply = self.front.closing_reply(bound) if bound.tls is None else b""
-        gate = self._gates.get(bound.name)
         while True:
             try:
                 raw, peer = bound.sock.accept()
@@ -349,7 +355,7 @@ class FrontServer:
                 return  # EAGAIN: the backlog is empty (or the socket is closed)
             with raw, contextlib.suppress(OSError):
                 raw.setblocking(False)
-                if reply and (gate.admit(peer) if gate is not None else bound.allows(peer)):
+                if reply and self._admits(bound, peer):
                     with contextlib.suppress(OSError):
                         raw.recv(64 * 1024)  # read what it sent, so closing does not reset it
                     raw.send(reply)

@@ -84,6 +84,15 @@ async def first_bytes(stream: trio.SocketStream) -> bytes:
             return b""
 
 
+def recv_or_reset(sock: socket.socket) -> bytes:
+    """What a plain socket gets from the server; b"" if it was closed or reset."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(100)
+    except ConnectionResetError:
+        return b""
+
+
 async def ask(stream: trio.SocketStream, data: bytes) -> bytes:
     await stream.send_all(data)
     with trio.fail_after(5):
@@ -346,11 +355,7 @@ async def test_a_denied_peer_in_the_backlog_gets_nothing_at_stop(nursery: trio.N
     queued = socket.create_connection(("127.0.0.1", port))  # from 127.0.0.1: denied
     with trio.fail_after(5):
         await server.drain(1.0)
-    queued.settimeout(5)
-    try:
-        got = queued.recv(100)
-    except ConnectionResetError:
-        got = b""
+    got = recv_or_reset(queued)
     queued.close()
     assert got == b""
 
@@ -366,3 +371,18 @@ async def test_a_peer_that_failed_before_accept_costs_only_itself(
     with trio.fail_after(5):
         await server._accept_failed(server.bound[0], OSError(code, os.strerror(code)))
     server.stop_accepting()
+
+
+async def test_emfile_says_nothing_to_a_denied_peer() -> None:
+    """Out of descriptors, the one peer taken to be told busy is still under the
+    allow-list: a peer outside it is closed without a byte."""
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0",
+                                                       listen.parse_allow(["192.0.2.0/24"]))],
+                         max_connections=4)
+    peer = socket.create_connection(("127.0.0.1", server.ports[0]))
+    with trio.fail_after(5):
+        await server._accept_failed(server.bound[0], OSError(errno.EMFILE, "Too many"))
+    got = recv_or_reset(peer)
+    peer.close()
+    server.stop_accepting()
+    assert got == b"" and server.counters.refused_busy == 0
