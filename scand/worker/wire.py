@@ -151,7 +151,9 @@ def job_frames(job: Job) -> tuple[bytes, bytes]:
     """A job as (frame, raw data), written one after the other: the data is
     neither pickled nor joined to its frame (both would copy a STREAM)."""
     data = job.data or b""
-    meta = pickle.dumps(Job(job.id, job.path, None, len(data)),
+    # An empty stream travels inline (b""), so it stays a stream, not a pathless job.
+    inline = b"" if job.data is not None and not data else None
+    meta = pickle.dumps(Job(job.id, job.path, inline, len(data)),
                         protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(meta)) + meta, data
 

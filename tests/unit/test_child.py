@@ -71,3 +71,19 @@ def test_the_incremental_decoder_attaches_a_jobs_raw_data() -> None:
         while (message := decoder.next()) is not None:
             got.append(message)
     assert got == [Job(3, data=b"x" * 1000)]
+
+
+def test_an_empty_stream_stays_a_stream() -> None:
+    """``STREAM 0`` / an INSTREAM with no chunk is a job with empty data, not a job
+    with neither data nor path (the worker answered it -1:internal)."""
+    frame, raw = job_frames(Job(4, data=b""))
+    decoder = Decoder()
+    decoder.feed(frame + raw)
+    assert decoder.next() == Job(4, data=b"")
+    r, w = os.pipe()
+    os.write(w, frame + raw)
+    os.close(w)
+    try:
+        assert read_message(r) == Job(4, data=b"")
+    finally:
+        os.close(r)
