@@ -59,8 +59,11 @@ def generation_id(before: str, after: str, info: EngineInfo) -> str:
 
 
 def policy_version(config: Config) -> str:
-    """A digest of everything besides the signatures that shapes a part's verdict."""
-    text = repr((config.engine.name, config.policy, config.content, config.clamd.transfer))
+    """A digest of everything besides the signatures that shapes a part's verdict
+    (the limits and libclamav's encrypted-archive alert too: a reload may change
+    them under the same generation, and the shared table outlives the workers)."""
+    text = repr((config.engine.name, config.policy, config.content, config.clamd.transfer,
+                 config.limits, config.clamav.alert_encrypted))
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT]
 
 

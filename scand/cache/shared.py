@@ -95,8 +95,9 @@ class SharedStore:
             return
         kid = _key_id(key)
         now = time.monotonic()
-        best, best_expires = -1, float("inf")
-        for off in self._offsets(kid):
+        offsets = self._offsets(kid)
+        best, best_expires = offsets[0], float("inf")  # (all never expire: the first)
+        for off in offsets:
             slot = self._read(off)
             if slot is None or slot[1] == kid or slot[0] <= now:
                 best = off

@@ -11,8 +11,9 @@ does the rest for all of its bound sockets:
 * a TLS handshake runs under a deadline and holds a fixed estimate of the
   daemon-wide :class:`~scand.fronts.budget.MemoryBudget` while it runs;
 * accept errors that mean "out of capacity" (EMFILE, ENFILE, ENOBUFS, ENOMEM)
-  free a reserve descriptor to answer one peer busy, then back off; any other
-  accept error is raised, as ``trio.serve_listeners`` does;
+  free a reserve descriptor to answer one peer busy, then back off; a queued
+  peer's own error (ECONNABORTED, EPROTO...) is skipped and any other accept
+  error is raised, as ``trio.serve_listeners`` does;
 * a fault (any unexpected exception) in a session costs that connection only:
   :func:`serve_guarded` sends the session's unscanned answer, logs one line
   with the traceback, counts it, and closes the transport;
@@ -42,6 +43,13 @@ log = structlog.get_logger("scand.accept")
 
 # accept() errors that mean "out of capacity": back off and retry.
 CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# accept() errors that belong to one queued peer (Linux passes its pending network
+# error up; EPERM from a firewall): skipped, as trio.serve_listeners skips them.
+PEER_ERRORS = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM,
+                         errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN,
+                         errno.EHOSTUNREACH, errno.ENONET, errno.ENOPROTOOPT,
+                         errno.EOPNOTSUPP, errno.ETIMEDOUT, errno.ENOSR,
+                         errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT})
 ACCEPT_BACKOFF = 0.05
 HANDSHAKE_TIMEOUT = 10.0
 # How long a refused or faulted peer's one reply may take to leave.
@@ -194,8 +202,7 @@ class FrontServer:
                     raise
                 await self._accept_failed(bound, exc)
                 continue
-            gate = self._gates.get(bound.name)
-            if not (gate.admit(peer) if gate is not None else bound.allows(peer)):
+            if not self._admits(bound, peer):
                 self.counters.denied += 1
                 log.warning("connection_denied", front=self.front.name, listener=bound.name,
                             peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
@@ -211,6 +218,11 @@ class FrontServer:
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_one, sock, bound)
 
+    def _admits(self, bound: Bound, peer: object) -> bool:
+        """The allow-list (with the PROXY gate's balancers), before a byte is read."""
+        gate = self._gates.get(bound.name)
+        return gate.admit(peer) if gate is not None else bound.allows(peer)
+
     async def _refuse(self, sock: trio.socket.SocketType, bound: Bound, detail: str) -> None:
         self.counters.refused_busy += 1
         log.info("request_rejected", front=self.front.name, reason="busy", detail=detail)
@@ -222,7 +234,9 @@ class FrontServer:
 
     async def _accept_failed(self, bound: Bound, exc: OSError) -> None:
         """Out of capacity: free the reserve descriptor, accept one peer, answer it busy,
-        back off; never spin. Any other error is raised."""
+        back off; never spin. One peer's own error is skipped; any other is raised."""
+        if exc.errno in PEER_ERRORS:
+            return
         if exc.errno not in CAPACITY_ERRORS:
             raise exc
         self.counters.accept_errors += 1
@@ -230,13 +244,16 @@ class FrontServer:
             os.close(self._reserve)
             self._reserve = None
             try:
-                raw, _ = bound.sock.accept()  # non-blocking
+                raw, peer = bound.sock.accept()  # non-blocking
                 with raw, contextlib.suppress(OSError):
-                    raw.setblocking(False)
-                    reply = self.front.busy_reply(bound, "out of file descriptors")
-                    if reply and bound.tls is None:
-                        raw.send(reply)
-                    self.counters.refused_busy += 1
+                    if not self._admits(bound, peer):
+                        self.counters.denied += 1  # closed (by ``with``) without a byte
+                    else:
+                        raw.setblocking(False)
+                        reply = self.front.busy_reply(bound, "out of file descriptors")
+                        if reply and bound.tls is None:
+                            raw.send(reply)
+                        self.counters.refused_busy += 1
             except OSError:
                 pass
             finally:
@@ -250,21 +267,22 @@ class FrontServer:
     async def _serve_one(self, sock: trio.socket.SocketType, bound: Bound) -> None:
         held = Held(self.budget)
         try:
-            transport: Transport | None = None
-            session: Session | None = None
-            try:  # before the session: a fault here too costs this connection only
+            try:
                 transport = await self._admit(sock, bound, held)
-                if transport is not None:
-                    session = self.front.open_session(transport, bound, held)
-            except Exception:
+            except Exception:  # a fault before the session: this connection only
                 self.counters.faults += 1
                 log.exception("connection_fault", front=self.front.name, listener=bound.name)
                 sock.close()
-                if transport is not None:
-                    with trio.CancelScope(shield=True):
-                        await transport.aclose()
                 return
-            if transport is None or session is None:
+            if transport is None:
+                return
+            try:
+                session = self.front.open_session(transport, bound, held)
+            except Exception:
+                self.counters.faults += 1
+                log.exception("connection_fault", front=self.front.name, listener=bound.name)
+                with trio.CancelScope(shield=True):
+                    await transport.aclose()
                 return
             self.sessions.add(session)
             if self._stopped:
@@ -282,7 +300,7 @@ class FrontServer:
 
     async def _admit(self, sock: trio.socket.SocketType, bound: Bound,
                      held: Held) -> Transport | None:
-        """The PROXY v2 gate (balancer listeners), then :meth:`_open`; None = closed."""
+        """The PROXY gate, then the transport; None when the connection was closed."""
         gate = self._gates.get(bound.name)
         if gate is not None:
             refused = gate.refused
@@ -336,12 +354,12 @@ class FrontServer:
         reply = self.front.closing_reply(bound) if bound.tls is None else b""
         while True:
             try:
-                raw, _ = bound.sock.accept()
+                raw, peer = bound.sock.accept()
             except OSError:
                 return  # EAGAIN: the backlog is empty (or the socket is closed)
             with raw, contextlib.suppress(OSError):
                 raw.setblocking(False)
-                if reply:
+                if reply and self._admits(bound, peer):
                     with contextlib.suppress(OSError):
                         raw.recv(64 * 1024)  # read what it sent, so closing does not reset it
                     raw.send(reply)

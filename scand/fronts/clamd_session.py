@@ -177,7 +177,11 @@ class ClamdClient:
                 if tag.id is None:
                     await self._send(await self._answer(event))
                     return
-                await limit.acquire()
+                try:
+                    await limit.acquire()
+                except BaseException:
+                    _drop(event)  # never answered: its descriptor is ours to close
+                    raise
                 self._pending += 1
                 session.start_soon(self._session_request, event, limit)
                 if isinstance(event, Reply) and event.close:
@@ -233,6 +237,13 @@ class ClamdClient:
             if stuck.cancelled_caught and self._scope is not None:
                 log.warning("clamd_send_stalled", front="clamd")
                 self._scope.cancel()
+
+
+def _drop(event: object) -> None:
+    """Close the descriptor of a FILDES that will not be answered."""
+    if isinstance(event, FdScan):
+        with contextlib.suppress(OSError):
+            os.close(event.fd)
 
 
 class ClamdFront:

@@ -22,6 +22,7 @@ from scand.fronts import listen
 from scand.fronts.accept import FrontServer
 from scand.fronts.budget import TLS_HANDSHAKE_BYTES, Held, MemoryBudget
 from scand.fronts.listen import Bound, SocketPathError
+from scand.fronts.proxy_gate import ProxyGate
 from scand.fronts.transport import Transport
 from scand.fronts.unlinker import SocketRemover
 
@@ -72,6 +73,24 @@ class EchoFront:
 
 async def connect(path: str) -> trio.SocketStream:
     return await trio.open_unix_socket(path)
+
+
+async def first_bytes(stream: trio.SocketStream) -> bytes:
+    """What the server sends first; b"" if it closed (or reset) the connection."""
+    with trio.fail_after(5):
+        try:
+            return bytes(await stream.receive_some(10))
+        except trio.BrokenResourceError:
+            return b""
+
+
+def recv_or_reset(sock: socket.socket) -> bytes:
+    """What a plain socket gets from the server; b"" if it was closed or reset."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(100)
+    except ConnectionResetError:
+        return b""
 
 
 async def ask(stream: trio.SocketStream, data: bytes) -> bytes:
@@ -128,11 +147,7 @@ async def test_allow_list_is_checked_before_a_byte(nursery: trio.Nursery) -> Non
                          max_connections=4)
     await nursery.start(server.run)
     stream = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
-    with trio.fail_after(5):
-        try:
-            got = await stream.receive_some(10)
-        except trio.BrokenResourceError:
-            got = b""
+    got = await first_bytes(stream)
     assert got == b"" and server.counters.denied == 1 and server.counters.accepted == 0
     await server.drain(1.0)
 
@@ -294,3 +309,80 @@ def test_socket_remover_helper_survives_the_daemon_being_killed(tmp_path: Path) 
             break
         time.sleep(0.05)
     assert not os.path.exists(path)
+
+
+async def test_a_fault_before_the_session_costs_one_connection(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PROXY gate and the TLS handshake run in the connection's task before
+    serve_guarded: an unexpected exception there must not end the listener."""
+    calls = 0
+    real = ProxyGate.resolve
+
+    async def resolve(self: ProxyGate, sock: trio.socket.SocketType) -> object | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected into the PROXY gate")
+        return await real(self, sock)
+
+    monkeypatch.setattr(ProxyGate, "resolve", resolve)
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0", listen.LOOPBACK)],
+                         max_connections=4, proxy_from=["192.0.2.1"])
+    await nursery.start(server.run)
+    first = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
+    assert await first_bytes(first) == b""  # that connection only: closed
+    second = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
+    assert await ask(second, b"hi") == b"echo hi"
+    assert server.counters.faults == 1 and server.active == 1
+    await server.drain(1.0)
+
+
+async def test_a_denied_peer_in_the_backlog_gets_nothing_at_stop(nursery: trio.Nursery) -> None:
+    """The allow-list holds for peers still queued when the daemon stops: nothing is
+    read from or written to a peer outside it (not even 'shutting-down')."""
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0",
+                                                       listen.parse_allow(["127.0.0.2"]))],
+                         max_connections=4)
+    await nursery.start(server.run)
+    port = server.ports[0]
+    live = trio.socket.socket()
+    await live.bind(("127.0.0.2", 0))  # the one allowed peer, so the server runs on
+    await live.connect(("127.0.0.1", port))
+    live_stream = trio.SocketStream(live)
+    assert await ask(live_stream, b"x") == b"echo x"
+    server._accepting.cancel()  # stop taking from the backlog, as during a stop
+    await trio.testing.wait_all_tasks_blocked()
+    queued = socket.create_connection(("127.0.0.1", port))  # from 127.0.0.1: denied
+    with trio.fail_after(5):
+        await server.drain(1.0)
+    got = recv_or_reset(queued)
+    queued.close()
+    assert got == b""
+
+
+@pytest.mark.parametrize("code", [errno.ECONNABORTED, errno.EPROTO, errno.ENETUNREACH,
+                                  errno.ETIMEDOUT, errno.EPERM])
+async def test_a_peer_that_failed_before_accept_costs_only_itself(
+        sock_path: str, code: int) -> None:
+    """Linux's accept() passes a queued connection's own network error up (and a
+    firewall's EPERM): trio.serve_listeners skips these; raising one would end the
+    listener, and the daemon, for one peer's reset."""
+    server = FrontServer(EchoFront(), [listen.bind_unix(sock_path, 0o600)], max_connections=4)
+    with trio.fail_after(5):
+        await server._accept_failed(server.bound[0], OSError(code, os.strerror(code)))
+    server.stop_accepting()
+
+
+async def test_emfile_says_nothing_to_a_denied_peer() -> None:
+    """Out of descriptors, the one peer taken to be told busy is still under the
+    allow-list: a peer outside it is closed without a byte."""
+    server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0",
+                                                       listen.parse_allow(["192.0.2.0/24"]))],
+                         max_connections=4)
+    peer = socket.create_connection(("127.0.0.1", server.ports[0]))
+    with trio.fail_after(5):
+        await server._accept_failed(server.bound[0], OSError(errno.EMFILE, "Too many"))
+    got = recv_or_reset(peer)
+    peer.close()
+    server.stop_accepting()
+    assert got == b"" and server.counters.refused_busy == 0

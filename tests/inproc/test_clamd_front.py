@@ -4,11 +4,13 @@ network rule (over TCP: no file reading, one refusal whatever the path)."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from scand import config as configmod
 from scand.config import Config
@@ -136,3 +138,23 @@ async def test_unix_peers_still_scan_paths(tmp_path: Path, nursery: trio.Nursery
     conn = open_conn(nursery, ClamdFront(service), bound("unix"))
     await conn.send(f"nSCAN {target}\n".encode())
     assert await conn.read_all() == f"{target}: OK\n".encode()
+
+
+async def test_fildes_waiting_for_a_session_slot_is_closed_when_the_client_leaves(
+        tmp_path: Path, nursery: trio.Nursery, autojump_clock: object) -> None:
+    """A FILDES parsed but still waiting for an IDSESSION slot owns its descriptor:
+    the client leaving must not leak it (a local peer could run the daemon out)."""
+    config = configmod.override(Config(), "clamd_front", session_requests=1)
+    service = await make_service(nursery, config)
+    target = tmp_path / "f"
+    target.write_bytes(b"clean")
+    fd = os.open(target, os.O_RDONLY)
+    conn = open_conn(nursery, ClamdFront(service), bound(), fds=[fd])
+    # The INSTREAM holds the only slot; the FILDES behind it waits for one.
+    await conn.send(b"zIDSESSION\0" + instream(b"sleep 30") + b"zFILDES\0")
+    await trio.testing.wait_all_tasks_blocked()
+    conn.transport.gone = True
+    await conn.client.aclose()
+    await conn.done.wait()
+    with pytest.raises(OSError):
+        os.fstat(fd)

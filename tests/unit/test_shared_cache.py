@@ -7,10 +7,12 @@ import os
 
 import pytest
 
+from scand import config as configmod
 from scand.cache import open_cache, shared
 from scand.cache.memory import MemoryStore
 from scand.cache.shared import MAX_VALUE, SLOT, WAYS, SharedStore
 from scand.config import Config
+from scand.events import CLEAN
 
 
 def test_get_put_and_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +89,31 @@ def test_open_cache_uses_the_table_made_before_fork(monkeypatch: pytest.MonkeyPa
     shared.prepare(100, 60)
     cache = open_cache(Config(), "gen")
     assert cache.store is shared._TABLE
+
+
+@pytest.mark.parametrize(("section", "change"), [
+    ("clamav", {"alert_encrypted": False}),  # encrypted archives: -1:encrypted or scanned
+    ("limits", {"max_file_size": 1024}),  # libclamav's MaxFileSize (EXCEEDS_MAX)
+])
+def test_a_reload_that_changes_what_the_engine_answers_misses_older_entries(
+        monkeypatch: pytest.MonkeyPatch, section: str, change: dict[str, object]) -> None:
+    """The table outlives every worker and generation (the same signature set keeps
+    its generation id across a reload): a ``0`` stored under one engine setting must
+    not answer under another that would have refused the part."""
+    monkeypatch.setattr(shared, "_TABLE", None)
+    shared.prepare(100, 60)
+    before = open_cache(configmod.override(Config(), section, **change), "gen")
+    key = before.key(b"an encrypted zip, say")
+    before.put(key, CLEAN)
+    after = open_cache(Config(), "gen")
+    assert after.get(after.key(b"an encrypted zip, say")) is None
+
+
+def test_a_full_set_of_entries_that_never_expire_still_takes_a_new_one() -> None:
+    """``cache.ttl = inf`` is a valid float: every slot's expiry is then inf, and the
+    put must still pick one of the key's own slots (it wrote at offset -1)."""
+    store = SharedStore(8, ttl=float("inf"))
+    for i in range(50):
+        store.put(f"k{i}", b"0")
+    assert len(store) <= store.slots == 8
+    assert store.get("k49") == b"0"
