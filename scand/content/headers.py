@@ -28,6 +28,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from scand.content.parts import Slice
+
 # A header line: a field name, optional whitespace, a colon (RFC 5322 allows no
 # whitespace there, but clients accept it and so must we).
 _FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)([ \t]*):(.*)$", re.S)
@@ -48,6 +50,15 @@ _B64_NOT = re.compile(r"[^A-Za-z0-9+/]")
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
 NAME_PARAMS = ("filename", "name")
+
+
+def kept_header(name: str) -> bool:
+    """The headers a reading keeps: every Content-* (duplicates that disagree make
+    an entity odd) and the name headers; the walker reads no others, and a block
+    of a million other headers costs no memory per header."""
+    return name.startswith("content-") or name in NAME_HEADERS
+
+
 # The parameters the walker reads: names, boundaries, message/partial's.
 USED_PARAMS = frozenset((*NAME_PARAMS, "boundary", "id", "number", "total"))
 
@@ -81,7 +92,7 @@ class Headers:
 @dataclass(frozen=True)
 class Reading:
     headers: Headers
-    body: bytes
+    body: Slice  # offsets into the entity's buffer: no copy of the body
 
 
 def _text(raw: bytes) -> str:
@@ -105,6 +116,8 @@ def parse_block(block: bytes) -> Headers:
         name = m.group(1).lower()
         if m.group(2):
             out.odd = True
+        if not kept_header(name):
+            return
         first = m.group(3)
         if len(current) == 1:
             out.fields.append((name, first.strip()))
@@ -168,7 +181,10 @@ def _parse_plain(block: bytes) -> Headers:
     """:func:`parse_block` for a block :data:`_PLAIN_BLOCK` accepts (no odd lines)."""
     out = Headers()
     for m in _PLAIN_FIELD.finditer(block):
-        name, raw = _text(m.group(1)).lower(), m.group(2)
+        name = _text(m.group(1)).lower()
+        if not kept_header(name):
+            continue
+        raw = m.group(2)
         kept = _text(raw.replace(b"\r\n", b"").replace(b"\n", b"")).strip()
         out.fields.append((name, kept))
         if b"\n" in raw:
@@ -203,50 +219,56 @@ def _ends(head: bytes) -> list[int]:
     return sorted({e for e in (blank, non_header) if e >= 0})
 
 
-def readings(data: bytes) -> list[Reading]:
-    """Every (headers, body) reading of a message or MIME part, most standard first.
+def readings(data: bytes, start: int = 0, end: int | None = None) -> list[Reading]:
+    """Every (headers, body) reading of a message or MIME part (``data[start:end]``),
+    most standard first. Bodies are :class:`Slice` offsets into ``data``.
 
     Bare CR line ends (old Macs, and worms) are line ends to some readers: then
     the same entity with CR as LF is read as well."""
-    out = _readings(data)
-    blank = _BLANK.search(data)  # the header block: a bare CR in a body is no line end
-    if _BARE_CR.search(data, 0, len(data) if blank is None else blank.start()):
-        for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
+    end = len(data) if end is None else end
+    out = _readings(data, start, end)
+    blank = _BLANK.search(data, start, end)  # the header block: a bare CR in a body is no line end
+    if _BARE_CR.search(data, start, end if blank is None else blank.start()):
+        lf = data[start:end].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        for reading in _readings(lf, 0, len(lf)):
             reading.headers.odd = True
             out.append(reading)
     return out
 
 
-def _readings(data: bytes) -> list[Reading]:
-    if data.startswith(b"From "):
-        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
-    if data.startswith((b"\n", b"\r\n")):
-        return [Reading(Headers(), data.lstrip(b"\r\n"))]
+def _readings(data: bytes, start: int, end: int) -> list[Reading]:
+    if data.startswith(b"From ", start, end):
+        nl = data.find(b"\n", start, end)
+        start = end if nl < 0 else nl + 1
+    if data.startswith((b"\n", b"\r\n"), start, end):
+        while start < end and data[start] in b"\r\n":
+            start += 1
+        return [Reading(Headers(), Slice(data, start, end))]
     # The header block is read to its end however long it is: a cut-off would
     # take the rest of the headers for the body and never see its attachments.
-    empty = _BLANK.search(data)
-    standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
-    head = data[: standard[0]]
+    empty = _BLANK.search(data, start, end)
+    head_end, body_start = (empty.start() + 1, empty.end()) if empty else (end, end)
+    head = data[start:head_end]
     if _PLAIN_BLOCK.fullmatch(head):  # the common case: one reading, parsed at C speed
-        return [Reading(_parse_plain(head), data[standard[1]:])]
-    out = [Reading(parse_block(head), data[standard[1]:])]
-    for end in _ends(head):
-        if end >= standard[0] - 1:
+        return [Reading(_parse_plain(head), Slice(data, body_start, end))]
+    out = [Reading(parse_block(head), Slice(data, body_start, end))]
+    for cut in _ends(head):
+        if cut >= len(head) - 1:
             continue
-        headers = parse_block(data[:end])
+        headers = parse_block(head[:cut])
         headers.odd = True
-        out.append(Reading(headers, _skip_one_line(data[end:])))
+        out.append(Reading(headers, Slice(data, _skip_one_line(data, start + cut, end), end)))
     if len(out) > 1:
         out[0].headers.odd = True
     return out
 
 
-def _skip_one_line(body: bytes) -> bytes:
+def _skip_one_line(data: bytes, start: int, end: int) -> int:
     """A body that starts at a whitespace-only line starts after it."""
-    m = _LINE_END.search(body)
-    if m is not None and not body[: m.start()].strip():
-        return body[m.end():]
-    return body
+    m = _LINE_END.search(data, start, end)
+    if m is not None and not data[start : m.start()].strip():
+        return m.end()
+    return start
 
 
 # -- RFC 2047 -----------------------------------------------------------------
