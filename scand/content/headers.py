@@ -37,9 +37,12 @@ _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 # key=value anywhere in a header value: quoted (possibly unclosed) or a token.
+_VALUE_RE = r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)"""
 _PARAM = re.compile(
-    r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
-    r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)""", re.S)
+    r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*""" + _VALUE_RE, re.S)
+_VALUE = re.compile(_VALUE_RE, re.S)  # a parameter's value, read again where it starts
+_WHERE_BITS = 48  # RFC 2231 sections are packed in ints: number, then offset and a flag
+_WHERE_MASK = (1 << _WHERE_BITS) - 1
 _SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
 _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
@@ -313,6 +316,8 @@ def decode_words(value: str, *, drop_bad: bool = False, lenient: bool = False) -
 
 def _utf8(value: str) -> str:
     """Header bytes were read as latin-1; most 8-bit names are really UTF-8."""
+    if value.isascii():
+        return value  # the same text: no copy of a long name
     try:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -340,7 +345,11 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """:func:`params`, cached: one Content-Type is read for its names, its
     boundaries and its type, in every reading of its entity."""
     out: dict[str, list[str]] = {}
-    sections: dict[str, dict[int, tuple[str, bool]]] = {}
+    # RFC 2231 sections by name: one int each, packing the section's number, where
+    # its value starts and whether it is extended (see _join_sections). Not a
+    # string or tuple per section: a name in 100,000 sections costs a list entry
+    # each, and the text is read again when joined.
+    sections: dict[str, list[int]] = {}
     for m in _PARAM.finditer(value):
         key, raw = m.group(1).lower(), m.group(2)
         if key.split("*", 1)[0] not in USED_PARAMS:
@@ -356,32 +365,56 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
             continue
         base, num, star = sec.group(1), sec.group(2), sec.group(3)
         index = int(num) if num is not None else 0
-        if num is None:  # "key*=": extended, a single section
-            star = "*"
-        sections.setdefault(base, {}).setdefault(index, (_unquote(raw), bool(star)))
+        extended = num is None or bool(star)  # "key*=": extended, a single section
+        sections.setdefault(base, []).append(
+            (index << _WHERE_BITS) | (m.start(2) << 1) | extended)
     for base, parts in sections.items():
-        out.setdefault(base, []).append(_join_sections(parts))
+        out.setdefault(base, []).append(_join_sections(value, parts))
     return tuple((key, tuple(values)) for key, values in out.items())
 
 
-def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
+def _unquote_bytes(text: bytes) -> bytes:
+    """``urllib.parse.unquote_to_bytes`` window by window (it keeps a piece per
+    ``%``): no window ends inside a ``%XX`` escape."""
+    out = bytearray()
+    pos = 0
+    while pos < len(text):
+        end = min(len(text), pos + FOLD_WINDOW)
+        pct = text.rfind(b"%", end - 2, end) if end < len(text) else -1
+        end = pct if pct > pos else end
+        out += urllib.parse.unquote_to_bytes(text[pos:end])
+        pos = end
+    return bytes(out)
+
+
+def _join_sections(value: str, parts: list[int]) -> str:
+    """The sections of one parameter joined in order of their numbers (the first
+    of a number counts), extended runs %-decoded. ``parts`` (sorted here): number
+    << _WHERE_BITS | where in ``value`` its text starts << 1 | extended."""
     charset = ""
     chunks: list[bytes] = []
-    first = min(parts)
-    run: list[str] = []  # consecutive extended sections: %-decoded in one call
+    parts.sort()
+    first = parts[0] >> _WHERE_BITS
+    run = bytearray()  # consecutive extended sections: %-decoded in one call
 
     def flush() -> None:
         if run:
-            chunks.append(urllib.parse.unquote_to_bytes("".join(run).encode("latin-1",
-                                                                              "replace")))
+            chunks.append(_unquote_bytes(bytes(run)))
             run.clear()
 
-    for index in sorted(parts):
-        text, extended = parts[index]
+    last = -1
+    for packed in parts:
+        index = packed >> _WHERE_BITS
+        if index == last:
+            continue  # a number given twice: the first counts
+        last = index
+        where, extended = (packed & _WHERE_MASK) >> 1, packed & 1
+        m = _VALUE.match(value, where)
+        text = _unquote(m.group() if m is not None else "")
         if extended and index == first and text.count("'") >= 2:
             charset, _lang, text = text.split("'", 2)
         if extended:
-            run.append(text)
+            run += text.encode("latin-1", "replace")
         else:
             flush()
             chunks.append(text.encode("latin-1", "replace"))
