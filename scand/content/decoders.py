@@ -61,15 +61,17 @@ _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
 MIN_DATA_URI = 16
 
 
-def base64_readings(body: Buffer) -> list[bytes]:
+def base64_readings(body: Buffer, canonical_text: bool = False) -> list[bytes]:
     """The stdlib's reading, plus the ``=``-skipping readings when pads come early.
-    A canonical body is decoded straight from ``body`` (a view: no copy of it)."""
+    A canonical body is decoded straight from ``body`` (a view: no copy of it);
+    ``canonical_text``: the caller knows it is (:func:`canonical`: no pad before
+    the end), so it is not searched for one again."""
     try:
         first = binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
         first = _b64(bytes(body).translate(None, _B64_JUNK))  # bad padding at the end
     out = [first]
-    pad = _PAD.search(body)
+    pad = None if canonical_text else _PAD.search(body)
     if pad is None or not _NOT_PAD_WS.search(body, pad.start()):  # no pad before the end
         if not first and _NON_WS.search(body):
             out.append(_b64_lines(body))
@@ -386,12 +388,30 @@ def has_data_uri(data: bytes) -> bool:
     return _DATA_WORD.search(data) is not None
 
 
+def _unescape(data: bytes) -> bytes:
+    """HTML character references resolved (``html.unescape``), window by window
+    (it keeps a piece per reference). A window ends right before a ``&``, so no
+    reference is cut in two."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        end = len(data)
+        if end - pos > SUB_WINDOW:
+            cut = data.rfind(b"&", pos + 1, pos + SUB_WINDOW)
+            if cut < 0:
+                cut = data.find(b"&", pos + SUB_WINDOW)
+            end = cut if cut > 0 else end
+        out += html.unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
+        pos = end
+    return bytes(out)
+
+
 def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
     """(name, declared type, bytes) for each ``data:`` URI; the name from a nearby
     ``download=`` attribute when there is one. HTML character references
     (``data&#58;``) are resolved first, as a browser does."""
     if b"&" in data:
-        data = html.unescape(data.decode("latin-1")).encode("latin-1", "replace")
+        data = _unescape(data)
     for m in _DATA_URI.finditer(data):
         payload = re.sub(rb"\s+", b"", m.group(4))
         if len(payload) < MIN_DATA_URI:

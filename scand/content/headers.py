@@ -26,6 +26,7 @@ import binascii
 import functools
 import re
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from scand.content.parts import Slice
@@ -106,7 +107,7 @@ def _text(raw: bytes) -> str:
 def parse_block(block: bytes) -> Headers:
     """Parse a header block leniently (see the module docstring)."""
     out = Headers()
-    lines = _LINE_END.split(block)
+    seen: set[tuple[str, str]] = set()
     current: list[str] = []
 
     def flush() -> None:
@@ -123,15 +124,15 @@ def parse_block(block: bytes) -> Headers:
             return
         first = m.group(3)
         if len(current) == 1:
-            out.fields.append((name, first.strip()))
+            _add(out, seen, name, first.strip())
             return
         kept = "".join([first, *current[1:]]).strip()
         dropped = "".join([first, *(c.lstrip(" \t") for c in current[1:])]).strip()
-        out.fields.append((name, kept))
+        _add(out, seen, name, kept)
         if dropped != kept:
             out.folded.append((name, dropped))
 
-    for raw in lines:
+    for raw in _lines(block):
         line = _text(raw)
         if line[:1] in (" ", "\t") and current:
             current.append(line)
@@ -143,6 +144,23 @@ def parse_block(block: bytes) -> Headers:
     flush()
     out.odd = out.odd or _disagree(out.fields)
     return out
+
+
+def _add(out: Headers, seen: set[tuple[str, str]], name: str, value: str) -> None:
+    """A header, unless the same name and value came before (a repeat reads the
+    same to every reader: a block of 100,000 copies keeps one)."""
+    if (name, value) not in seen:
+        seen.add((name, value))
+        out.fields.append((name, value))
+
+
+def _lines(block: bytes) -> Iterator[bytes]:
+    """The lines of ``block`` (``_LINE_END.split``, one at a time: no list of them)."""
+    pos = 0
+    for m in _LINE_END.finditer(block):
+        yield block[pos : m.start()]
+        pos = m.end()
+    yield block[pos:]
 
 
 def _disagree(fields: list[tuple[str, str]]) -> bool:
@@ -183,13 +201,14 @@ def _unfold_dropping(raw: bytes) -> bytes:
 def _parse_plain(block: bytes) -> Headers:
     """:func:`parse_block` for a block :data:`_PLAIN_BLOCK` accepts (no odd lines)."""
     out = Headers()
+    seen: set[tuple[str, str]] = set()
     for m in _PLAIN_FIELD.finditer(block):
         name = _text(m.group(1)).lower()
         if not kept_header(name):
             continue
         raw = m.group(2)
         kept = _text(raw.replace(b"\r\n", b"").replace(b"\n", b"")).strip()
-        out.fields.append((name, kept))
+        _add(out, seen, name, kept)
         if b"\n" in raw:
             dropped = _text(_unfold_dropping(raw)).strip()
             if dropped != kept:

@@ -145,6 +145,7 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     text); the body is copied only where it is a reading itself."""
     ctes = transfer_encodings(headers)
     view = body.view()
+    canon = {cte: decoders.canonical(cte, view) for cte in ctes}
     out: list[bytes] = []
     copied: list[bytes] = []  # the body's bytes, copied once if a reading needs them
 
@@ -155,7 +156,7 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
 
     for cte in ctes or [""]:
         if cte == "base64":
-            out += decoders.base64_readings(view)
+            out += decoders.base64_readings(view, canon[cte])
         elif cte == "quoted-printable":
             out += decoders.qp_readings(view)
         elif cte == "uuencode":
@@ -171,6 +172,5 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     if "base64" not in ctes and decoders.looks_base64(view):
         out += decoders.base64_readings(view)
     readings = decoders.unique(out)
-    odd = len(readings) > 1 or len(ctes) > 1 or not all(
-        decoders.canonical(cte, view) for cte in ctes)
+    odd = len(readings) > 1 or len(ctes) > 1 or not all(canon.values())
     return readings, odd
