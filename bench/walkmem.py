@@ -2,8 +2,8 @@
 
     python -m bench.walkmem [--sizes 1,4,16] [--families hdr_folded,...] [--scale 16]
 
-Each case is built here and scanned in a fresh child process (one Scanner on the built-in engine
-with an EICAR-only signature set and the verdict cache off, as a worker runs
+Each case is built here and scanned in a fresh child process (one Scanner on the built-in engine,
+or ``--engine clamav``, with an EICAR-only signature set and the verdict cache off, as a worker runs
 it): the message is read from a file in one allocation, then
 ``Scanner.scan_stream`` scans it. Two figures
 per case, both divided by the message size:
@@ -59,7 +59,7 @@ def _status(key: str) -> int:
     return 0
 
 
-def measure(path: Path) -> dict[str, object]:
+def measure(path: Path, engine: str = "builtin") -> dict[str, object]:
     """In this process: scan the message in ``path`` once, return the figures (the
     message is read in one allocation, as a worker reads its job)."""
     from scand import config as configmod
@@ -71,7 +71,7 @@ def measure(path: Path) -> dict[str, object]:
     sigdir = Path(tempfile.mkdtemp(prefix="scand-walkmem-"))
     eicar = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
     (sigdir / "eicar.ndb").write_text(f"Eicar-Test-Signature:0:*:{eicar.hex()}\n")
-    cfg = configmod.override(Config(), "engine", name="builtin", signatures=str(sigdir))
+    cfg = configmod.override(Config(), "engine", name=engine, signatures=str(sigdir))
     cfg = configmod.override(cfg, "cache", backend="none")
     scanner = Scanner(load_engine(cfg), cfg)
     shutil.rmtree(sigdir)
@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1,4,16", help="attachment sizes in MiB")
     ap.add_argument("--families", default=",".join(HEADER_FAMILIES))
     ap.add_argument("--scale", type=int, default=16)
+    ap.add_argument("--engine", default="builtin", help="builtin or clamav (libclamav)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # child: one file
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(Path(args.one))))
+        print(json.dumps(measure(Path(args.one), args.engine)))
         return 0
     cases = [f"attach_{s}M" for s in args.sizes.split(",") if s]
     cases += [f for f in args.families.split(",") if f]
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         msg = tmp / "message"
         msg.write_bytes(build(case, args.scale))  # built here: the child holds only it
-        out = subprocess.run([sys.executable, __file__, "--one", str(msg)],
+        out = subprocess.run([sys.executable, __file__, "--one", str(msg),
+                              "--engine", args.engine],
                              capture_output=True, text=True, check=False)
         if out.returncode:
             print(f"{case:<28} failed: {out.stderr.strip()[-300:]}")
