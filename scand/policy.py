@@ -34,12 +34,20 @@ RAW_SKIP = frozenset({"com"})
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]+")
 # Control characters inside a name (C0, DEL, C1 and the Unicode format marks).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# The same characters as a str.translate table (removing them with re.sub would
+# keep a piece per character of a name made of thousands of them).
+_CONTROL_DROP = dict.fromkeys([*range(0x00, 0x20), *range(0x7f, 0xa0), *range(0x200b, 0x2010),
+                               *range(0x202a, 0x202f), *range(0x2060, 0x2065), 0xfeff])
+
+
+def _basename(name: str) -> str:
+    """What follows the last / or \\ (no list of the pieces)."""
+    return name[max(name.rfind("/"), name.rfind("\\")) + 1 :]
 
 
 def _clean_name(name: str) -> str:
     """The name as Windows would use it: no path, no trailing dots or spaces."""
-    base = re.split(r"[\\/]", name)[-1]
-    return base.rstrip(". \t\r\n\x00")
+    return _basename(name).rstrip(". \t\r\n\x00")
 
 
 def _name_variants(name: str) -> list[str]:
@@ -48,16 +56,17 @@ def _name_variants(name: str) -> list[str]:
     out = [name]
     if _CONTROL.search(name):
         out.append(_CONTROL.split(name, 1)[0])
-        out.append(_CONTROL.sub("", name))
-    base = re.split(r"[\\/]", name)[-1]
+        out.append(name.translate(_CONTROL_DROP))
+    base = _basename(name)
     if ":" in base:  # an NTFS stream ("evil.exe::$DATA", "a.exe:x") opens the file
         out.append(base.split(":", 1)[0])
     return out
 
 
 def _extensions(name: str) -> list[str]:
-    """Extensions of a cleaned name, last one last: "a.pdf.exe" -> ["pdf", "exe"]."""
-    pieces = name.split(".")
+    """The last two extensions of a cleaned name, last one last: "a.pdf.exe" ->
+    ["pdf", "exe"] (the rules look at no others)."""
+    pieces = name.rsplit(".", 2)
     return [p.strip().lower() for p in pieces[1:]] if len(pieces) > 1 else []
 
 

@@ -30,6 +30,15 @@ from scand.events import Reason
 _B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _B64_JUNK = bytes(c for c in range(256) if c not in _B64_KEEP)
 _NOT_PAD = re.compile(rb"[^=]+")
+_PAD = re.compile(rb"=")
+_NOT_PAD_WS = re.compile(rb"[^= \t\r\n]")
+_NON_WS = re.compile(rb"[^ \t\r\n\x0b\x0c]")
+# A transfer-encoded body: bytes, or a memoryview of the message's buffer (a MIME
+# leaf is decoded from the message without copying its encoded text first).
+Buffer = bytes | memoryview
+# canonical() checks the alphabet this much of a body at a time (bytes.translate
+# wants bytes: one window is copied, not the body).
+CHECK_WINDOW = 64 * 1024
 # Regex substitutions over a body are made this much at a time (cut after a line
 # end): re.sub keeps a piece per match until it joins them.
 SUB_WINDOW = 64 * 1024
@@ -52,19 +61,22 @@ _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
 MIN_DATA_URI = 16
 
 
-def base64_readings(body: bytes) -> list[bytes]:
-    """The stdlib's reading, plus the ``=``-skipping readings when pads come early."""
+def base64_readings(body: Buffer, canonical_text: bool = False) -> list[bytes]:
+    """The stdlib's reading, plus the ``=``-skipping readings when pads come early.
+    A canonical body is decoded straight from ``body`` (a view: no copy of it);
+    ``canonical_text``: the caller knows it is (:func:`canonical`: no pad before
+    the end), so it is not searched for one again."""
     try:
         first = binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
-        first = _b64(body.translate(None, _B64_JUNK))  # bad padding at the end: repair it
+        first = _b64(bytes(body).translate(None, _B64_JUNK))  # bad padding at the end
     out = [first]
-    pad = body.find(b"=")
-    if pad < 0 or not body[pad:].strip(b"= \t\r\n"):  # no pad before the end: one reading
-        if not first and body.strip():
+    pad = None if canonical_text else _PAD.search(body)
+    if pad is None or not _NOT_PAD_WS.search(body, pad.start()):  # no pad before the end
+        if not first and _NON_WS.search(body):
             out.append(_b64_lines(body))
         return [o for o in out if o] or [b""]
-    compact = body.translate(None, _B64_JUNK)
+    compact = bytes(body).translate(None, _B64_JUNK)
     # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
     each = bytearray()
     for m in _NOT_PAD.finditer(compact):
@@ -72,6 +84,7 @@ def base64_readings(body: bytes) -> list[bytes]:
     out.append(bytes(each))
     del each
     out.append(_b64(compact.replace(b"=", b"")))
+    del compact
     out.append(_b64_lines(body))
     return unique(out)
 
@@ -84,7 +97,7 @@ def _b64(text: bytes) -> bytes:
         return b""
 
 
-def _b64_lines(body: bytes) -> bytes:
+def _b64_lines(body: Buffer) -> bytes:
     out = bytearray()
     for m in _LINE.finditer(body):
         out += _b64(m.group().translate(None, _B64_JUNK))
@@ -99,14 +112,31 @@ _B64_ALPHABET_WS = _B64_KEEP[:-1] + b" \t\r\n\x0b\x0c"
 _QP_ODD = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n)")
 
 
-def canonical(cte: str, body: bytes) -> bool:
+def canonical(cte: str, body: Buffer) -> bool:
     """True when ``body`` is ``cte`` text that decoders agree on (see above)."""
     if cte == "base64":  # bytes.translate: no regex over every attachment
-        core = body.rstrip(b"= \t\r\n")
-        return not core.translate(None, _B64_ALPHABET_WS) and body.count(b"=", len(core)) <= 2
+        core, pads = _b64_core(body)
+        return pads <= 2 and not any(
+            bytes(body[i : min(i + CHECK_WINDOW, core)]).translate(None, _B64_ALPHABET_WS)
+            for i in range(0, core, CHECK_WINDOW))
     if cte == "quoted-printable":
         return _QP_ODD.search(body) is None
     return True
+
+
+def _b64_core(body: Buffer) -> tuple[int, int]:
+    """(length of ``body.rstrip(b"= \\t\\r\\n")``, the ``=`` after it), read from the
+    end a little at a time (no copy of the body)."""
+    end = len(body)
+    pads = 0
+    while end > 0:
+        chunk = bytes(body[max(0, end - 256) : end])
+        kept = chunk.rstrip(b"= \t\r\n")
+        pads += chunk.count(b"=", len(kept))
+        if kept:
+            return end - len(chunk) + len(kept), pads
+        end -= len(chunk)
+    return 0, pads
 
 
 def sub_by_lines(pattern: re.Pattern[bytes], repl: bytes, data: bytes) -> bytes:
@@ -122,19 +152,19 @@ def sub_by_lines(pattern: re.Pattern[bytes], repl: bytes, data: bytes) -> bytes:
     return bytes(out)
 
 
-def looks_base64(body: bytes) -> bool:
+def looks_base64(body: Buffer) -> bool:
     """Undeclared base64: the first lines are all base64 alphabet."""
-    head = body[:4096].strip()
+    head = bytes(body[:4096]).strip()
     if len(head) < 64:
         return False
     lines = head.splitlines()[:8]
     return all(_B64_LINE.match(line) for line in lines if line.strip())
 
 
-def qp_readings(body: bytes) -> list[bytes]:
+def qp_readings(body: Buffer) -> list[bytes]:
     out = [binascii.a2b_qp(body)]
     if _QP_SOFT.search(body):
-        out.append(binascii.a2b_qp(sub_by_lines(_QP_SOFT, b"=\\1", body)))
+        out.append(binascii.a2b_qp(sub_by_lines(_QP_SOFT, b"=\\1", bytes(body))))
     return unique(out)
 
 
@@ -358,12 +388,30 @@ def has_data_uri(data: bytes) -> bool:
     return _DATA_WORD.search(data) is not None
 
 
+def _unescape(data: bytes) -> bytes:
+    """HTML character references resolved (``html.unescape``), window by window
+    (it keeps a piece per reference). A window ends right before a ``&``, so no
+    reference is cut in two."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        end = len(data)
+        if end - pos > SUB_WINDOW:
+            cut = data.rfind(b"&", pos + 1, pos + SUB_WINDOW)
+            if cut < 0:
+                cut = data.find(b"&", pos + SUB_WINDOW)
+            end = cut if cut > 0 else end
+        out += html.unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
+        pos = end
+    return bytes(out)
+
+
 def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
     """(name, declared type, bytes) for each ``data:`` URI; the name from a nearby
     ``download=`` attribute when there is one. HTML character references
     (``data&#58;``) are resolved first, as a browser does."""
     if b"&" in data:
-        data = html.unescape(data.decode("latin-1")).encode("latin-1", "replace")
+        data = _unescape(data)
     for m in _DATA_URI.finditer(data):
         payload = re.sub(rb"\s+", b"", m.group(4))
         if len(payload) < MIN_DATA_URI:

@@ -26,7 +26,10 @@ import binascii
 import functools
 import re
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from scand.content.parts import Slice
 
 # A header line: a field name, optional whitespace, a colon (RFC 5322 allows no
 # whitespace there, but clients accept it and so must we).
@@ -35,9 +38,12 @@ _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _BLANK = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 # key=value anywhere in a header value: quoted (possibly unclosed) or a token.
+_VALUE_RE = r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)"""
 _PARAM = re.compile(
-    r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*"""
-    r"""("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;\s]*+)""", re.S)
+    r"""(?:^|[;\s,])([\w!#$%&'+.^`|~-]+(?:\*\d*\*?)?)[ \t]*=[ \t]*""" + _VALUE_RE, re.S)
+_VALUE = re.compile(_VALUE_RE, re.S)  # a parameter's value, read again where it starts
+_WHERE_BITS = 48  # RFC 2231 sections are packed in ints: number, then offset and a flag
+_WHERE_MASK = (1 << _WHERE_BITS) - 1
 _SECTION = re.compile(r"^(.*?)\*(\d+)?(\*)?$")
 _WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
 _WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
@@ -48,6 +54,15 @@ _B64_NOT = re.compile(r"[^A-Za-z0-9+/]")
 NAME_HEADERS = ("content-name", "x-sun-data-name", "x-attachment-name")
 # Header-only names a part may carry (Content-Type and Content-Disposition params).
 NAME_PARAMS = ("filename", "name")
+
+
+def kept_header(name: str) -> bool:
+    """The headers a reading keeps: every Content-* (duplicates that disagree make
+    an entity odd) and the name headers; the walker reads no others, and a block
+    of a million other headers costs no memory per header."""
+    return name.startswith("content-") or name in NAME_HEADERS
+
+
 # The parameters the walker reads: names, boundaries, message/partial's.
 USED_PARAMS = frozenset((*NAME_PARAMS, "boundary", "id", "number", "total"))
 
@@ -81,7 +96,7 @@ class Headers:
 @dataclass(frozen=True)
 class Reading:
     headers: Headers
-    body: bytes
+    body: Slice  # offsets into the entity's buffer: no copy of the body
 
 
 def _text(raw: bytes) -> str:
@@ -92,7 +107,7 @@ def _text(raw: bytes) -> str:
 def parse_block(block: bytes) -> Headers:
     """Parse a header block leniently (see the module docstring)."""
     out = Headers()
-    lines = _LINE_END.split(block)
+    seen: set[tuple[str, str]] = set()
     current: list[str] = []
 
     def flush() -> None:
@@ -105,17 +120,19 @@ def parse_block(block: bytes) -> Headers:
         name = m.group(1).lower()
         if m.group(2):
             out.odd = True
+        if not kept_header(name):
+            return
         first = m.group(3)
         if len(current) == 1:
-            out.fields.append((name, first.strip()))
+            _add(out, seen, name, first.strip())
             return
         kept = "".join([first, *current[1:]]).strip()
         dropped = "".join([first, *(c.lstrip(" \t") for c in current[1:])]).strip()
-        out.fields.append((name, kept))
+        _add(out, seen, name, kept)
         if dropped != kept:
             out.folded.append((name, dropped))
 
-    for raw in lines:
+    for raw in _lines(block):
         line = _text(raw)
         if line[:1] in (" ", "\t") and current:
             current.append(line)
@@ -127,6 +144,23 @@ def parse_block(block: bytes) -> Headers:
     flush()
     out.odd = out.odd or _disagree(out.fields)
     return out
+
+
+def _add(out: Headers, seen: set[tuple[str, str]], name: str, value: str) -> None:
+    """A header, unless the same name and value came before (a repeat reads the
+    same to every reader: a block of 100,000 copies keeps one)."""
+    if (name, value) not in seen:
+        seen.add((name, value))
+        out.fields.append((name, value))
+
+
+def _lines(block: bytes) -> Iterator[bytes]:
+    """The lines of ``block`` (``_LINE_END.split``, one at a time: no list of them)."""
+    pos = 0
+    for m in _LINE_END.finditer(block):
+        yield block[pos : m.start()]
+        pos = m.end()
+    yield block[pos:]
 
 
 def _disagree(fields: list[tuple[str, str]]) -> bool:
@@ -167,10 +201,14 @@ def _unfold_dropping(raw: bytes) -> bytes:
 def _parse_plain(block: bytes) -> Headers:
     """:func:`parse_block` for a block :data:`_PLAIN_BLOCK` accepts (no odd lines)."""
     out = Headers()
+    seen: set[tuple[str, str]] = set()
     for m in _PLAIN_FIELD.finditer(block):
-        name, raw = _text(m.group(1)).lower(), m.group(2)
+        name = _text(m.group(1)).lower()
+        if not kept_header(name):
+            continue
+        raw = m.group(2)
         kept = _text(raw.replace(b"\r\n", b"").replace(b"\n", b"")).strip()
-        out.fields.append((name, kept))
+        _add(out, seen, name, kept)
         if b"\n" in raw:
             dropped = _text(_unfold_dropping(raw)).strip()
             if dropped != kept:
@@ -203,50 +241,56 @@ def _ends(head: bytes) -> list[int]:
     return sorted({e for e in (blank, non_header) if e >= 0})
 
 
-def readings(data: bytes) -> list[Reading]:
-    """Every (headers, body) reading of a message or MIME part, most standard first.
+def readings(data: bytes, start: int = 0, end: int | None = None) -> list[Reading]:
+    """Every (headers, body) reading of a message or MIME part (``data[start:end]``),
+    most standard first. Bodies are :class:`Slice` offsets into ``data``.
 
     Bare CR line ends (old Macs, and worms) are line ends to some readers: then
     the same entity with CR as LF is read as well."""
-    out = _readings(data)
-    blank = _BLANK.search(data)  # the header block: a bare CR in a body is no line end
-    if _BARE_CR.search(data, 0, len(data) if blank is None else blank.start()):
-        for reading in _readings(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")):
+    end = len(data) if end is None else end
+    out = _readings(data, start, end)
+    blank = _BLANK.search(data, start, end)  # the header block: a bare CR in a body is no line end
+    if _BARE_CR.search(data, start, end if blank is None else blank.start()):
+        lf = data[start:end].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        for reading in _readings(lf, 0, len(lf)):
             reading.headers.odd = True
             out.append(reading)
     return out
 
 
-def _readings(data: bytes) -> list[Reading]:
-    if data.startswith(b"From "):
-        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
-    if data.startswith((b"\n", b"\r\n")):
-        return [Reading(Headers(), data.lstrip(b"\r\n"))]
+def _readings(data: bytes, start: int, end: int) -> list[Reading]:
+    if data.startswith(b"From ", start, end):
+        nl = data.find(b"\n", start, end)
+        start = end if nl < 0 else nl + 1
+    if data.startswith((b"\n", b"\r\n"), start, end):
+        while start < end and data[start] in b"\r\n":
+            start += 1
+        return [Reading(Headers(), Slice(data, start, end))]
     # The header block is read to its end however long it is: a cut-off would
     # take the rest of the headers for the body and never see its attachments.
-    empty = _BLANK.search(data)
-    standard = (empty.start() + 1, empty.end()) if empty else (len(data), len(data))
-    head = data[: standard[0]]
+    empty = _BLANK.search(data, start, end)
+    head_end, body_start = (empty.start() + 1, empty.end()) if empty else (end, end)
+    head = data[start:head_end]
     if _PLAIN_BLOCK.fullmatch(head):  # the common case: one reading, parsed at C speed
-        return [Reading(_parse_plain(head), data[standard[1]:])]
-    out = [Reading(parse_block(head), data[standard[1]:])]
-    for end in _ends(head):
-        if end >= standard[0] - 1:
+        return [Reading(_parse_plain(head), Slice(data, body_start, end))]
+    out = [Reading(parse_block(head), Slice(data, body_start, end))]
+    for cut in _ends(head):
+        if cut >= len(head) - 1:
             continue
-        headers = parse_block(data[:end])
+        headers = parse_block(head[:cut])
         headers.odd = True
-        out.append(Reading(headers, _skip_one_line(data[end:])))
+        out.append(Reading(headers, Slice(data, _skip_one_line(data, start + cut, end), end)))
     if len(out) > 1:
         out[0].headers.odd = True
     return out
 
 
-def _skip_one_line(body: bytes) -> bytes:
+def _skip_one_line(data: bytes, start: int, end: int) -> int:
     """A body that starts at a whitespace-only line starts after it."""
-    m = _LINE_END.search(body)
-    if m is not None and not body[: m.start()].strip():
-        return body[m.end():]
-    return body
+    m = _LINE_END.search(data, start, end)
+    if m is not None and not data[start : m.start()].strip():
+        return m.end()
+    return start
 
 
 # -- RFC 2047 -----------------------------------------------------------------
@@ -291,6 +335,8 @@ def decode_words(value: str, *, drop_bad: bool = False, lenient: bool = False) -
 
 def _utf8(value: str) -> str:
     """Header bytes were read as latin-1; most 8-bit names are really UTF-8."""
+    if value.isascii():
+        return value  # the same text: no copy of a long name
     try:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -318,7 +364,11 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """:func:`params`, cached: one Content-Type is read for its names, its
     boundaries and its type, in every reading of its entity."""
     out: dict[str, list[str]] = {}
-    sections: dict[str, dict[int, tuple[str, bool]]] = {}
+    # RFC 2231 sections by name: one int each, packing the section's number, where
+    # its value starts and whether it is extended (see _join_sections). Not a
+    # string or tuple per section: a name in 100,000 sections costs a list entry
+    # each, and the text is read again when joined.
+    sections: dict[str, list[int]] = {}
     for m in _PARAM.finditer(value):
         key, raw = m.group(1).lower(), m.group(2)
         if key.split("*", 1)[0] not in USED_PARAMS:
@@ -334,32 +384,56 @@ def _params(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
             continue
         base, num, star = sec.group(1), sec.group(2), sec.group(3)
         index = int(num) if num is not None else 0
-        if num is None:  # "key*=": extended, a single section
-            star = "*"
-        sections.setdefault(base, {}).setdefault(index, (_unquote(raw), bool(star)))
+        extended = num is None or bool(star)  # "key*=": extended, a single section
+        sections.setdefault(base, []).append(
+            (index << _WHERE_BITS) | (m.start(2) << 1) | extended)
     for base, parts in sections.items():
-        out.setdefault(base, []).append(_join_sections(parts))
+        out.setdefault(base, []).append(_join_sections(value, parts))
     return tuple((key, tuple(values)) for key, values in out.items())
 
 
-def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
+def _unquote_bytes(text: bytes) -> bytes:
+    """``urllib.parse.unquote_to_bytes`` window by window (it keeps a piece per
+    ``%``): no window ends inside a ``%XX`` escape."""
+    out = bytearray()
+    pos = 0
+    while pos < len(text):
+        end = min(len(text), pos + FOLD_WINDOW)
+        pct = text.rfind(b"%", end - 2, end) if end < len(text) else -1
+        end = pct if pct > pos else end
+        out += urllib.parse.unquote_to_bytes(text[pos:end])
+        pos = end
+    return bytes(out)
+
+
+def _join_sections(value: str, parts: list[int]) -> str:
+    """The sections of one parameter joined in order of their numbers (the first
+    of a number counts), extended runs %-decoded. ``parts`` (sorted here): number
+    << _WHERE_BITS | where in ``value`` its text starts << 1 | extended."""
     charset = ""
     chunks: list[bytes] = []
-    first = min(parts)
-    run: list[str] = []  # consecutive extended sections: %-decoded in one call
+    parts.sort()
+    first = parts[0] >> _WHERE_BITS
+    run = bytearray()  # consecutive extended sections: %-decoded in one call
 
     def flush() -> None:
         if run:
-            chunks.append(urllib.parse.unquote_to_bytes("".join(run).encode("latin-1",
-                                                                              "replace")))
+            chunks.append(_unquote_bytes(bytes(run)))
             run.clear()
 
-    for index in sorted(parts):
-        text, extended = parts[index]
+    last = -1
+    for packed in parts:
+        index = packed >> _WHERE_BITS
+        if index == last:
+            continue  # a number given twice: the first counts
+        last = index
+        where, extended = (packed & _WHERE_MASK) >> 1, packed & 1
+        m = _VALUE.match(value, where)
+        text = _unquote(m.group() if m is not None else "")
         if extended and index == first and text.count("'") >= 2:
             charset, _lang, text = text.split("'", 2)
         if extended:
-            run.append(text)
+            run += text.encode("latin-1", "replace")
         else:
             flush()
             chunks.append(text.encode("latin-1", "replace"))

@@ -25,53 +25,59 @@ from collections.abc import Callable
 
 from scand.content import decoders
 from scand.content.headers import Headers, boundaries, transfer_encodings
+from scand.content.parts import Slice
 
 # A guessed delimiter line: "--token" (maybe "--token--"), nothing else.
 _GUESS = re.compile(rb"(?m)^--([!-~][ -~]*?)(--)?[ \t]*\r?$")
 
 
 Span = tuple[int, int]
+_NON_WS = re.compile(rb"[^ \t\r\n\x0b\x0c]")
 
 
-def _delimiters(body: bytes, mark: bytes, cap: int) -> list[tuple[int, int, bool]]:
-    """(line start, line end, exact) of each line that starts with ``mark``
-    ("--" + boundary). ``exact``: a delimiter to RFC 2046 (only dashes and
-    whitespace may follow); the others are delimiters to prefix-matching readers.
-    More than ``cap`` are not looked for: that many parts pass the part limit."""
+def _delimiters(body: Slice, mark: bytes, cap: int) -> list[tuple[int, int, bool]]:
+    """(line start, line end, exact) of each line of ``body`` that starts with
+    ``mark`` ("--" + boundary), as offsets in its buffer. ``exact``: a delimiter to
+    RFC 2046 (only dashes and whitespace may follow); the others are delimiters to
+    prefix-matching readers. More than ``cap`` are not looked for: that many parts
+    pass the part limit."""
+    buf, lo, hi = body.buf, body.start, body.end
     found: list[tuple[int, int, bool]] = []
-    pos = 0 if body.startswith(mark) else body.find(b"\n" + mark)
+    pos = lo if buf.startswith(mark, lo, hi) else buf.find(b"\n" + mark, lo, hi)
     while pos >= 0 and len(found) <= cap:
-        line_start = pos if body.startswith(mark, pos) else pos + 1
+        line_start = pos if buf.startswith(mark, pos, hi) else pos + 1
         after = line_start + len(mark)
-        line_end = body.find(b"\n", after)
-        end = len(body) if line_end < 0 else line_end
-        found.append((line_start, end, not body[after:end].lstrip(b"-").strip()))
-        pos = body.find(b"\n" + mark, after)
+        line_end = buf.find(b"\n", after, hi)
+        end = hi if line_end < 0 else line_end
+        found.append((line_start, end, not buf[after:end].lstrip(b"-").strip()))
+        pos = buf.find(b"\n" + mark, after, hi)
     return found
 
 
-def _trim(body: bytes, start: int, end: int) -> Span:
-    """``body[start:end]`` without trailing line ends, as offsets (no copy)."""
-    while end > start and body[end - 1] in b"\r\n":
+def _trim(buf: bytes, start: int, end: int) -> Span:
+    """``buf[start:end]`` without trailing line ends, as offsets (no copy)."""
+    while end > start and buf[end - 1] in b"\r\n":
         end -= 1
     return start, end
 
 
-def _cut(body: bytes, delims: list[tuple[int, int, bool]]) -> list[Span]:
-    parts = [_trim(body, end + 1, nxt) for (_, end, _x), (nxt, _e, _y)
+def _cut(body: Slice, delims: list[tuple[int, int, bool]]) -> list[Span]:
+    buf = body.buf
+    parts = [_trim(buf, end + 1, nxt) for (_, end, _x), (nxt, _e, _y)
              in itertools.pairwise(delims)]
     if delims:
         last_start, last_end, _ = delims[-1]
-        closing = body[last_start:last_end].rstrip().endswith(b"--")
-        if not closing and body[last_end + 1 :].strip():
-            parts.append((last_end + 1, len(body)))
+        closing = buf[last_start:last_end].rstrip().endswith(b"--")
+        if not closing and _NON_WS.search(buf, last_end + 1, body.end):
+            parts.append((last_end + 1, body.end))
     return parts
 
 
-def split_by(body: bytes, boundary: bytes, cap: int) -> tuple[list[Span], bool]:
-    """Spans of the parts of ``body`` at ``boundary``'s delimiter lines (the exact
-    reading, then the prefix reading's), and whether the readings disagreed; at
-    most ``cap`` + 1 delimiters are looked for."""
+def split_by(body: Slice, boundary: bytes, cap: int) -> tuple[list[Span], bool]:
+    """Spans (offsets in ``body``'s buffer) of the parts of ``body`` at
+    ``boundary``'s delimiter lines (the exact reading, then the prefix reading's),
+    and whether the readings disagreed; at most ``cap`` + 1 delimiters are looked
+    for."""
     loose = _delimiters(body, b"--" + boundary, cap)
     exact = [d for d in loose if d[2]]
     parts = _cut(body, exact)
@@ -79,34 +85,36 @@ def split_by(body: bytes, boundary: bytes, cap: int) -> tuple[list[Span], bool]:
     if len(loose) != len(exact):
         odd = True
         parts += _cut(body, loose)
-    closes = [d for d in exact if body[d[0] : d[1]].rstrip().endswith(b"--")]
+    closes = [d for d in exact if body.buf[d[0] : d[1]].rstrip().endswith(b"--")]
     if closes and closes[0] != exact[-1]:
         odd = True  # parts after a close delimiter: real to some readers
     return parts, odd
 
 
-def guessed_delimiters(body: bytes, known: list[bytes]
+def guessed_delimiters(body: Slice, known: list[bytes]
                        ) -> dict[bytes, list[tuple[int, int, bool]]]:
     """The delimiter lines of every boundary a reader could infer from ``--token``
     lines in the body, by token: one pass, however many tokens (every one is
     tried; its parts are charged like any others)."""
     found: dict[bytes, list[tuple[int, int, bool]]] = {}
-    if b"--" not in body:
+    if body.buf.find(b"--", body.start, body.end) < 0:
         return found
-    for m in _GUESS.finditer(body):
-        found.setdefault(m.group(1).rstrip(), []).append((m.start(), m.end(), True))
+    lo = body.start  # the regex runs on a view: "^" matches at the body's start
+    for m in _GUESS.finditer(body.view()):
+        found.setdefault(m.group(1).rstrip(), []).append((lo + m.start(), lo + m.end(), True))
     for token in known:
         found.pop(token, None)
     return found
 
 
-def split(headers: Headers, body: bytes, declared_multipart: bool,
-          charge: Callable[[], None], cap: int) -> tuple[list[bytes], bool]:
+def split(headers: Headers, body: Slice, declared_multipart: bool,
+          charge: Callable[[], None], cap: int) -> tuple[list[Slice], bool]:
     """(parts, odd) for an entity's body, the union over every boundary it
     declares, or guesses when it declares a multipart that yields none. A part
     two readings cut alike is one part; ``charge`` is called for each new part as
     it is found, so a part limit stops the split, not the walk after it (and no
-    more than ``cap`` + 1 delimiter lines are looked for: the parts left)."""
+    more than ``cap`` + 1 delimiter lines are looked for: the parts left). Parts
+    are slices of the body's buffer, not copies."""
     declared = boundaries(headers)
     spans: dict[Span, None] = {}
     odd = len(declared) > 1
@@ -127,31 +135,42 @@ def split(headers: Headers, body: bytes, declared_multipart: bool,
             if found:
                 odd = True
                 add(found)
-    return [body[a:b] for a, b in spans], odd
+    return [Slice(body.buf, a, b) for a, b in spans], odd
 
 
-def leaf_readings(headers: Headers, body: bytes) -> tuple[list[bytes], bool]:
+def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     """A leaf body decoded by every transfer encoding it declares (or that its
-    bytes suggest), and whether there was more than one reading."""
+    bytes suggest), and whether there was more than one reading. base64 and
+    quoted-printable are decoded from a view of the body (no copy of the encoded
+    text); the body is copied only where it is a reading itself."""
     ctes = transfer_encodings(headers)
+    view = body.view()
+    canon = {cte: decoders.canonical(cte, view) for cte in ctes}
     out: list[bytes] = []
+    copied: list[bytes] = []  # the body's bytes, copied once if a reading needs them
+
+    def whole() -> bytes:
+        if not copied:
+            copied.append(body.tobytes())
+        return copied[0]
+
     for cte in ctes or [""]:
         if cte == "base64":
-            out += decoders.base64_readings(body)
+            out += decoders.base64_readings(view, canon[cte])
         elif cte == "quoted-printable":
-            out += decoders.qp_readings(body)
+            out += decoders.qp_readings(view)
         elif cte == "uuencode":
-            blocks = [data for _name, data in decoders.uudecode_blocks(body)]
-            out += blocks or [body]
+            blocks = [data for _name, data in decoders.uudecode_blocks(whole())]
+            out += blocks or [whole()]
         elif cte == "yenc":
             # The raw body too: its yEnc blocks are walked (and an incomplete one
             # reported) like any yEnc in a text.
-            out += [data for _name, data, _complete in decoders.yenc_blocks(body)] + [body]
+            out += [data for _name, data, _complete in decoders.yenc_blocks(whole())] + [
+                whole()]
         else:
-            out.append(body)
-    if "base64" not in ctes and decoders.looks_base64(body):
-        out += decoders.base64_readings(body)
+            out.append(whole())
+    if "base64" not in ctes and decoders.looks_base64(view):
+        out += decoders.base64_readings(view)
     readings = decoders.unique(out)
-    odd = len(readings) > 1 or len(ctes) > 1 or not all(
-        decoders.canonical(cte, body) for cte in ctes)
+    odd = len(readings) > 1 or len(ctes) > 1 or not all(canon.values())
     return readings, odd

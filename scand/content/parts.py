@@ -11,6 +11,39 @@ from scand.events import Reason, Unchecked
 CHUNK = 1 << 20
 
 
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """``buf[start:end]`` as offsets: a body or a part of one buffer, not a copy.
+
+    Headers, multipart splitting and transfer decoding work on these, so a
+    message's body, its parts and their bodies cost nothing until a part is
+    decoded (the decoder reads :meth:`view`, a memoryview)."""
+
+    buf: bytes
+    start: int
+    end: int
+
+    @classmethod
+    def of(cls, data: bytes) -> Slice:
+        return cls(data, 0, len(data))
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[self.start : self.end]
+
+    def tobytes(self) -> bytes:
+        """The bytes (a copy, unless this is the whole buffer)."""
+        if self.start == 0 and self.end == len(self.buf):
+            return self.buf
+        return self.buf[self.start : self.end]
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (a copy of at most ``n``)."""
+        return self.buf[self.start : min(self.end, self.start + n)]
+
+
 class LimitHit(Exception):
     """A walk limit was reached; carries the verdict for it."""
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from scand.config import ContentConfig
 from scand.content import archives, decoders, headers, mime
-from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part
+from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part, Slice
 from scand.events import Reason, Unchecked
 
 # Encoded bytes decoded to sniff a part's type in a names-only walk; for disk
@@ -134,8 +134,8 @@ class _Walker:
         self.partials: dict[str, _Fragments] = {}
         self.entities: set[tuple[int, int]] = set()  # raw MIME entities already parsed
 
-    def _first(self, seen: set[tuple[int, int]], data: bytes) -> bool:
-        key = (len(data), hash(data))
+    def _first(self, seen: set[tuple[int, int]], data: bytes | memoryview) -> bool:
+        key = (len(data), hash(data))  # a read-only memoryview hashes as its bytes
         if key in seen:
             return False
         seen.add(key)
@@ -174,7 +174,7 @@ class _Walker:
             yield from self.entity(reading.headers, reading.body, depth, where,
                                    alt or reading.headers.odd, tail=i > 0)
 
-    def entity(self, h: headers.Headers, body: bytes, depth: int, where: str,
+    def entity(self, h: headers.Headers, body: Slice, depth: int, where: str,
                alt: bool, tail: bool = False) -> Iterator[Item]:
         """``tail``: a reading whose header block ends early (its body is the rest of
         a message the first reading read whole)."""
@@ -191,9 +191,9 @@ class _Walker:
         parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
                                 self.budget.parts_left())
         for raw in parts:
-            if (alt or odd) and not self._first(self.entities, raw):
+            if (alt or odd) and not self._first(self.entities, raw.view()):
                 continue  # the same raw part from another reading: parsed already
-            for i, reading in enumerate(headers.readings(raw)):
+            for i, reading in enumerate(headers.readings(raw.buf, raw.start, raw.end)):
                 yield from self.entity(reading.headers, reading.body, depth, where,
                                        alt or odd or reading.headers.odd, tail=i > 0)
         for extra in types[1:]:  # every declared type meets the policy (the names are
@@ -221,7 +221,7 @@ class _Walker:
             return
         yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts), tail)
 
-    def partial(self, h: headers.Headers, body: bytes, where: str) -> None:
+    def partial(self, h: headers.Headers, body: Slice, where: str) -> None:
         """Keep a message/partial fragment for reassembly at the end of the walk."""
         found: dict[str, list[str]] = {}
         for value in h.all("content-type"):
@@ -236,7 +236,8 @@ class _Walker:
         frags = self.partials.setdefault(ident, _Fragments(where))
         frags.total = total or frags.total
         if 0 < number <= MAX_FRAGMENTS:
-            frags.bodies.setdefault(number, body)
+            if number not in frags.bodies:
+                frags.bodies[number] = body.tobytes()
         else:
             frags.bad = True
 
@@ -253,7 +254,7 @@ class _Walker:
             self.budget.grow(len(whole))
             yield from self.message(whole, depth + 1, f"partial:{ident[:40]}", True)
 
-    def leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...], ctype: str,
+    def leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...], ctype: str,
              depth: int, label: str, alt: bool, tail: bool = False) -> Iterator[Item]:
         # Names-only walk: decode just enough to tell whether this part can hold
         # further names (a container, or encoded blocks in text).
@@ -269,27 +270,28 @@ class _Walker:
             yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd,
                                    not tail)
 
-    def _names_only_leaf(self, h: headers.Headers, body: bytes, names: tuple[str, ...],
+    def _names_only_leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...],
                          ctype: str) -> bool:
         """True when a names-only walk may stop at this leaf: its decoded start is no
         container, no HTML, no executable stub, and it can hold no encoded blocks."""
         ctes = headers.transfer_encodings(h)
-        if not all(decoders.canonical(cte, body) for cte in ctes):
+        if not all(decoders.canonical(cte, body.view()) for cte in ctes):
             return False  # malformed anywhere: the engine may read it otherwise
         # Disk images hide their directory at 32 KiB: read that far only for them.
         image = any(n.lower().rstrip(". ").endswith(IMAGE_SUFFIXES) for n in names)
-        want = SNIFF_IMAGE if image or not body[:SNIFF_ENCODED].strip(b"A\r\n") else (
+        want = SNIFF_IMAGE if image or not body.head(SNIFF_ENCODED).strip(b"A\r\n") else (
             SNIFF_ENCODED)
-        cut = body.rfind(b"\n", 0, want) if len(body) > want else -1
+        start = body.head(want)
+        cut = start.rfind(b"\n") if len(body) > want else -1
         # Whole lines only: a base64 quad cut in two would fail the fast decoder.
-        readings, odd = mime.leaf_readings(h, body[:cut] if cut > 0 else body[:want])
+        readings, odd = mime.leaf_readings(h, Slice(start, 0, cut if cut > 0 else len(start)))
         head = readings[0]
         if odd or archives.sniff(head) is not None or head.startswith(b"MZ"):
             return False
         if "base64" in ctes or "quoted-printable" in ctes:
             # Blocks inside encoded text are seen only decoded: read such text whole.
             return not _is_text(head, ctype)
-        return not _has_blocks(body) and not is_html(head, (), "")
+        return not _has_blocks(body.tobytes()) and not is_html(head, (), "")
 
     def text_blocks(self, data: bytes, depth: int, where: str, alt: bool,
                     html: bool) -> Iterator[Item]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import io
 import json
 import os
 import pickle
@@ -47,24 +48,21 @@ def memory() -> tuple[int, int]:
     return int(size) * _PAGE, int(resident) * _PAGE
 
 
-def _read_exact(fd: int, n: int) -> bytearray | None:
-    """``n`` bytes from ``fd`` into one buffer (no chunks joined), or None at EOF."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    pos = 0
-    while pos < n:
-        got = os.readv(fd, [view[pos:]])
-        if not got:
-            return None
-        pos += got
-    view.release()
-    return buf
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """``n`` bytes from ``fd``, or None at EOF.
+
+    A buffered reader with a one-byte buffer reads a request of ``n`` bytes
+    straight into the bytes object it returns (short pipe reads included), so a
+    job's data is read into its final buffer: no bytearray copied into bytes, and
+    nothing read ahead of the frame (the next read may be another reader's)."""
+    data = io.BufferedReader(io.FileIO(fd, "rb", closefd=False), buffer_size=1).read(n)
+    return data if len(data) == n else None
 
 
 def read_message(fd: int) -> object | None:
     """The next framed message from ``fd``, or None at end of input. A job's data
     follows its frame raw (:func:`scand.worker.wire.job_frames`): it is read into
-    one buffer, and the scanner gets it as bytes (the buffer is gone by then)."""
+    one bytes object, which the scanner gets as it is (no copy)."""
     head = _read_exact(fd, HEADER.size)
     if head is None:
         return None
@@ -74,11 +72,9 @@ def read_message(fd: int) -> object | None:
         raise FrameError("truncated frame")
     message: object = pickle.loads(body)
     if isinstance(message, Job) and message.size:
-        raw = _read_exact(fd, message.size)
-        if raw is None:
+        data = _read_exact(fd, message.size)
+        if data is None:
             raise FrameError("truncated job data")
-        data = bytes(raw)
-        del raw
         message = dataclasses.replace(message, data=data, size=0)
     return message
 

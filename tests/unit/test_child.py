@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 from scand.config import Config
 from scand.events import Infected
@@ -54,6 +55,32 @@ def test_a_job_is_framed_without_its_data_and_read_into_one_buffer() -> None:
         os.close(r)
         os.close(w)
     assert isinstance(job, Job) and job.id == 9 and job.size == 0 and job.data == data
+
+
+def test_a_jobs_data_is_read_straight_into_bytes_and_nothing_ahead() -> None:
+    """The worker reads a job's data into the bytes object the scanner gets (peak:
+    the data once, not a buffer and its copy), and reads nothing past its frame:
+    the next job on the pipe is read whole after it."""
+    data = os.urandom(8 << 20)
+    first, raw = job_frames(Job(1, data=data))
+    second, raw2 = job_frames(Job(2, data=b"next job"))
+    r, w = os.pipe()
+    tracemalloc.start()
+    writer = threading.Thread(target=lambda: (os.write(w, first), _write_all(w, raw),
+                                              os.write(w, second), _write_all(w, raw2)))
+    writer.start()
+    try:
+        job = read_message(r)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        nxt = read_message(r)
+    finally:
+        writer.join()
+        os.close(r)
+        os.close(w)
+    assert isinstance(job, Job) and type(job.data) is bytes and job.data == data
+    assert peak < 1.1 * len(data)
+    assert nxt == Job(2, data=b"next job")
 
 
 def _write_all(fd: int, data: bytes) -> None:
