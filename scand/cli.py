@@ -174,6 +174,7 @@ async def serve(config: Config, loader: Callable[[], Config],
     """Bind every front, fork the worker zygote, drop root, then start clamd, pool and fronts."""
     log = structlog.get_logger("scand")
     who = privileges.resolve(config.server.user, config.server.group)
+    check_rereadable(config, who)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             nofile, max_conns = fd_budget(config)
@@ -270,6 +271,26 @@ async def serve(config: Config, loader: Callable[[], Config],
         remover.close()
         await spawner.aclose()
     log.info("stopped", requests=service.stats.requests)
+
+
+def check_rereadable(config: Config, who: privileges.Identity | None) -> None:
+    """Secret files are read again at every reload, after root was dropped: one only
+    root can read would make every later reload (SIGHUP, RELOAD, self-check after a
+    signature update) fail. Refuse it at start, naming the key."""
+    if who is None:
+        return
+    for key, path in (("cache.secret_file", config.cache.secret_file),
+                      ("cache.redis_password_file", config.cache.redis_password_file)):
+        if not path:
+            continue
+        try:
+            owner = os.stat(path).st_uid
+        except OSError:
+            continue  # the config load already said why it cannot be read
+        if owner != who.uid:
+            raise privileges.PrivilegeError(
+                f"{key}: {path} is owned by uid {owner}, but scand runs as {who.name} "
+                f"after start and reads it again at each reload; chown {who.name} {path}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

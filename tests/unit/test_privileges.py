@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,20 @@ def test_the_users_supplementary_groups_are_kept() -> None:
 def test_roots_groups_are_dropped() -> None:
     got = in_child([])
     assert got["groups"] == [got["want_gid"]]
+
+
+def test_a_secret_only_root_can_read_is_refused_at_start(tmp_path: Path) -> None:
+    """Read again at each reload as server.user: a root-only file would fail them all."""
+    from scand import config as configmod
+    from scand.cli import check_rereadable
+    from scand.privileges import Identity, PrivilegeError
+
+    secret = tmp_path / "cache.secret"
+    secret.write_text("0123456789abcdef0123\n")
+    secret.chmod(0o600)
+    cfg = configmod.from_mapping({"cache": {"secret_file": str(secret)}})
+    me = os.stat(secret).st_uid
+    check_rereadable(cfg, None)  # not dropping: nothing to check
+    check_rereadable(cfg, Identity(me, 0, "owner"))
+    with pytest.raises(PrivilegeError, match=r"cache\.secret_file: .* chown scand"):
+        check_rereadable(cfg, Identity(me + 4242, 0, "scand"))
