@@ -21,7 +21,7 @@ import trio
 from scand import logs
 from scand.events import CLEAN, Infected, Reason, Unchecked
 from scand.pool.process import WorkerGone, WorkerProcess
-from scand.worker.wire import Decoder, Done, Job, Outcome, pack
+from scand.worker.wire import Decoder, Done, Job, Outcome, job_frames, pack
 
 
 class PipeProcess:
@@ -45,7 +45,8 @@ async def test_a_job_over_the_pipe_buffer_arrives_whole() -> None:
     proc = PipeProcess()
     worker = WorkerProcess(proc, 0, 10)  # type: ignore[arg-type]
     job = Job(7, data=os.urandom(3 * 65536 + 123))  # more than a pipe holds (64 KiB)
-    want = pack(job)
+    frame, data = job_frames(job)  # the frame, then the raw STREAM bytes
+    want = frame + data
     got = bytearray()
 
     async def drain() -> None:
@@ -54,9 +55,10 @@ async def test_a_job_over_the_pipe_buffer_arrives_whole() -> None:
             await trio.lowlevel.wait_readable(proc.job_r)
             got.extend(os.read(proc.job_r, 1 << 20))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drain)
-        await worker.send(job)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await worker.send(job)
     assert bytes(got) == want
     decoder = Decoder()
     decoder.feed(got)
