@@ -32,6 +32,10 @@ def check_available() -> None:
 def bind(listen: str, allow: tuple[str, ...]) -> Bound:
     """Bind ``metrics.listen`` (before privileges are dropped)."""
     check_available()
+    # Everything server() needs is imported now, as root: after the drop the daemon's
+    # user may not be able to read the installation (a clone in a 0700 directory).
+    import scand.fronts.accept
+    import scand.metrics.collector  # noqa: F401
     from scand.metrics.http import bind as bind_http
 
     return bind_http(listen, allow)
