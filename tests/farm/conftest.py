@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.procs import RedisServer
 
-class Redis:
-    """One redis-server on ``<dir>/redis.sock`` (no TCP, no persistence)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.sock = str(directory / "redis.sock")
-        self.url = f"unix://{self.sock}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", self.sock, "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.command(b"PING") == b"+PONG\r\n":
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError((self.dir / "redis.log").read_text())
-
-    def command(self, *words: bytes) -> bytes:
-        """One RESP command, the raw reply (enough for PING, DBSIZE, FLUSHALL)."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(self.sock)
-            s.sendall(b"*%d\r\n" % len(words)
-                      + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
-            return s.recv(65536)
+class Redis(RedisServer):
+    """bench.procs.RedisServer, plus what the tests ask of it."""
 
     def dbsize(self) -> int:
         return int(self.command(b"DBSIZE")[1:].strip())
