@@ -66,6 +66,9 @@ class Part:
     # encoding, a zip entry only the local headers list, ...): an engine that
     # decodes by itself may not have seen it, so the scanner hands it over too.
     alt: bool = False
+    # The walker read these bytes as an RFC 5322 message (and walked its parts):
+    # an engine handed the walker's parts need not parse it as mail again.
+    message: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,12 +99,17 @@ def looks_like_message(data: bytes) -> bool:
 
 
 def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True,
-         engine_max: int | None = None) -> Iterator[Item]:
+         engine_max: int | None = None, member_data: bool | None = None) -> Iterator[Item]:
     """All parts of ``data`` (whose own name is ``name``); see the module docstring.
 
     ``engine_max``: in a names-only walk, the size above which the engine beside
-    it would scan only a prefix of an archive member (reported as too-large)."""
-    walker = _Walker(Budget(limits, engine_max), keep_data)
+    it would scan only a prefix of an archive member (reported as too-large).
+    ``member_data`` (default: ``keep_data``): False reads archives for their
+    names only (members that are containers, or reached by a non-standard
+    reading, still come with their bytes): for an engine that opens archives
+    itself but takes the walker's decoded MIME parts."""
+    walker = _Walker(Budget(limits, engine_max), keep_data,
+                     keep_data if member_data is None else member_data)
     try:
         yield from walker.bytes_(data, (name,) if name else (), "", 0, name or "input",
                                  False, False)
@@ -126,9 +131,10 @@ class _Fragments:
 
 
 class _Walker:
-    def __init__(self, budget: Budget, keep_data: bool) -> None:
+    def __init__(self, budget: Budget, keep_data: bool, member_data: bool) -> None:
         self.budget = budget
         self.keep = keep_data
+        self.members = member_data
         self.seen: set[tuple[int, int]] = set()  # decoded parts already walked
         # message/partial fragments by id: number -> body, plus "total" and "where".
         self.partials: dict[str, _Fragments] = {}
@@ -154,15 +160,17 @@ class _Walker:
                 yield Part(b"", names, mime_type, depth, where, in_archive, alt)
             return
         keep = self.keep or depth == 0 or alt
-        yield Part(data if keep else b"", names, mime_type, depth, where, in_archive, alt)
         # A zip behind a stub (self-extractor, polyglot) is looked for in binary parts
         # and in parts named like archives: a text named .txt opens in an editor.
         behind = b"\x00" in data[:TEXT_SNIFF] or any(
             n.lower().rstrip(". ").endswith(ZIP_SUFFIXES) for n in names)
         kind = archives.sniff(data, behind)
+        is_message = kind is None and sniff_message and looks_like_message(data)
+        yield Part(data if keep else b"", names, mime_type, depth, where, in_archive, alt,
+                   is_message)
         if kind is not None:
             yield from self.archive(kind, data, names, depth, where, alt)
-        elif sniff_message and looks_like_message(data):
+        elif is_message:
             yield from self.message(data, depth, where, alt)
         else:
             yield from self.text_blocks(data, depth, where, alt,
@@ -327,7 +335,7 @@ class _Walker:
     def archive(self, kind: str, data: bytes, names: tuple[str, ...], depth: int,
                 where: str, alt: bool) -> Iterator[Item]:
         opener = archives.OPENERS[kind]
-        for member in opener(data, names, self.budget, not self.keep, where):
+        for member in opener(data, names, self.budget, not self.members, where):
             if isinstance(member, (Encrypted, Unchecked)):
                 yield member
                 continue
