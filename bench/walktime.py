@@ -28,9 +28,9 @@ HERE = Path(__file__).resolve().parent.parent
 def measure(corpus: Path, messages: int, passes: int, walk_only: bool = False
             ) -> dict[str, object]:
     """In this process (the tree on ``sys.path``): the best of ``passes`` passes."""
-    from scand.content import walk
     from scand import config as configmod
     from scand.config import Config
+    from scand.content import walk
     from scand.engines.base import load_engine
     from scand.protocol import format_verdict
     from scand.worker.scanner import Scanner

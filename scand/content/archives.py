@@ -1,10 +1,18 @@
-"""Archive and compression openers for the walker: zip, tar, gzip, bzip2, xz.
+"""Container formats for the walker: one table, and the zip and tar openers.
 
-Everything is decompressed incrementally, ``CHUNK`` bytes at a time, checking
-the walk's budget (total decoded bytes) and the expansion ratio after each
-step, so a bomb is stopped after about a megabyte of output, not after it
-has filled the memory cap. An opener yields :class:`Member` items, or an
+:data:`FORMATS` holds every container the walker recognises, in the order they
+are tried: how to tell one by its bytes, its opener, and the names it goes by.
+:func:`sniff`, :data:`OPENERS` and the suffix lists the walker uses are derived
+from it, so a new format is one entry plus its cases. Formats recognised but
+not decoded here (7z, rar, cab, ...) open to ``-1:unreadable``, never 0.
+
+Openers read incrementally, ``CHUNK`` bytes at a time, checking the walk's
+budget (total decoded bytes) and the expansion ratio after each step, so a
+bomb is stopped after about a megabyte of output, not after it has filled the
+memory cap. An opener yields :class:`Member` items, or an
 :class:`Encrypted`/``Unchecked`` finding, and never raises for bad input.
+Compressed streams are :mod:`scand.content.streams`; ISO 9660, TNEF and
+BinHex :mod:`scand.content.formats`.
 """
 
 from __future__ import annotations
@@ -12,74 +20,27 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
-import os
-import re
 import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
 
-from scand.content import decoders, formats, zipscan
+from scand.content import formats, streams, textblocks, zipscan
 from scand.content.parts import CHUNK, Budget, Encrypted, LimitHit, Member
+from scand.content.streams import Opened, Opener
 from scand.events import Reason, Unchecked
 
-# In a names-only walk, members with these suffixes are still opened: they may
-# hold further names.
-CONTAINER_SUFFIXES = (".zip", ".jar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz", ".tar",
-                      ".eml", ".msg", ".mbox", ".iso", ".img", ".exe", ".dat", ".hqx")
 # Bytes read from a member to sniff whether it is itself a container (an ISO 9660
 # volume descriptor starts at 32 KiB).
 SNIFF = 34 * 1024
 # Zip methods ClamAV 1.4 decodes (stored, deflate, deflate64, implode); members in
 # others (bzip2, lzma, ...) are decoded here and handed to it as parts.
 ENGINE_ZIP_METHODS = (0, 1, 6, 8, 9)
-
-Opened = Iterator[Member | Encrypted | Unchecked]
-Opener = Callable[[bytes, tuple[str, ...], Budget, bool, str], Opened]
-
-
-# Archive formats recognised but not decoded here: the built-in engine cannot see
-# inside them, so they are answered -1:unreadable, never 0 (clamd decodes them).
-UNDECODED = {
-    b"7z\xbc\xaf\x27\x1c": "7z",
-    b"Rar!\x1a\x07": "rar",
-    b"MSCF\x00\x00\x00\x00": "cab",
-    b"\x60\xea": "arj",  # with a plausible header size, see sniff()
-    b"070701": "cpio",
-    b"070702": "cpio",
-    b"070707": "cpio",
-    b"SZDD\x88\xf0\x27\x33": "szdd",
-}
-
-
-def sniff(data: bytes, behind: bool = True) -> str | None:
-    """The container kind of ``data`` by its magic bytes, or None. ``behind``: also
-    look for a zip behind a stub (an end record near the end; a search of the
-    last 64 KiB, so the walker asks only for binary parts and archive names)."""
-    for magic, kind in UNDECODED.items():
-        if data.startswith(magic):
-            if kind == "arj" and not 30 <= int.from_bytes(data[2:4], "little") <= 2600:
-                continue  # two bytes alone would match one binary file in 65,536
-            return kind
-    if zipscan.has_zip(data, behind):
-        return "zip"
-    if formats.is_tnef(data):
-        return "tnef"
-    if decoders.has_binhex(data[:4096], bare=True):
-        return "binhex"
-    if data.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if data.startswith(b"BZh") and data[3:4].isdigit():
-        return "bzip2"
-    if data.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if len(data) >= 512 and (data[257:262] == b"ustar" or _tar_checksum_ok(data)):
-        return "tar"
-    if formats.is_iso(data):
-        return "iso"
-    return None
+# Names the walker reads as messages: opened in a names-only walk like containers.
+MESSAGE_SUFFIXES = (".eml", ".msg", ".mbox")
 
 
 def _tar_checksum_ok(data: bytes) -> bool:
@@ -257,100 +218,25 @@ def _tar_names(data: bytes, info: tarfile.TarInfo) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _stream_name(names: tuple[str, ...], suffixes: tuple[str, ...]) -> str:
-    for name in names:
-        base = os.path.basename(name)
-        for suffix in suffixes:
-            if base.lower().endswith(suffix) and len(base) > len(suffix):
-                return base[: -len(suffix)] + (".tar" if suffix.startswith(".t") else "")
-    return names[0] + ".out" if names else "stream"
+# -- the table ---------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A container format. ``detect(data, behind)``: ``data`` is one (``behind``:
+    the walker also asks for one behind a stub); ``open``: its opener;
+    ``suffixes``: names it goes by (a names-only walk still opens members so
+    named: they may hold further names); ``stub_suffixes``: names whose opener
+    finds it wherever it is (a zip behind a self-extractor's stub), so it is
+    looked for behind a stub in parts so named; ``deep_suffixes``: names of
+    images whose magic lies deep (an ISO 9660 descriptor at 32 KiB), read that
+    far in a names-only walk."""
 
-def _gzip_name(data: bytes) -> str | None:
-    """The original name stored in a gzip header (FNAME), if any."""
-    if len(data) < 10 or not data[3] & 0x08:
-        return None
-    pos = 10
-    if data[3] & 0x04:  # FEXTRA
-        pos += 2 + int.from_bytes(data[10:12], "little")
-    end = data.find(b"\x00", pos)  # however long: a cut name loses its suffix
-    return data[pos:end].decode("latin-1") if end > pos else None
-
-
-class Truncated(Exception):
-    """A compressed stream ended early; ``partial`` is what it held."""
-
-    def __init__(self, partial: bytes) -> None:
-        super().__init__("stream ends early")
-        self.partial = partial
-
-
-# Compressed input is fed to a decompressor this much at a time: what it leaves
-# over at the end of a stream (copied by the stdlib) is never more than this, so
-# thousands of concatenated streams cost their length, not its square.
-WINDOW = 64 * 1024
-_NOT_ZERO = re.compile(rb"[^\x00]")
-
-
-def _decompress(data: bytes, budget: Budget, where: str, make: Callable[[], object]
-                ) -> tuple[bytes, int]:
-    """Run a zlib/bz2/lzma decompressor CHUNK by CHUNK, multi-member aware: the
-    bytes of every stream, and how many streams there were.
-
-    Raises :class:`Truncated` when the input ends inside a stream."""
-    out = bytearray()
-    view = memoryview(data)
-    pos = 0  # input handed to decompressors so far
-    streams = 0
-    while pos < len(data):
-        streams += 1
-        if streams > 1:
-            budget.part()  # each further stream is one more member
-        engine: Any = make()
-        feed: bytes | memoryview = b""
-        while True:
-            tail = getattr(engine, "unconsumed_tail", b"")  # zlib: input it did not take
-            if tail:
-                feed = tail
-            elif getattr(engine, "needs_input", True):  # bz2/lzma buffer their input
-                feed = view[pos : pos + WINDOW]
-                pos += len(feed)
-            else:
-                feed = b""
-            chunk = engine.decompress(feed, CHUNK)
-            out += chunk
-            budget.grow(len(chunk))
-            budget.ratio(len(out), pos, where)
-            if engine.eof:
-                pos -= len(engine.unused_data)  # the next stream starts there
-                break
-            if not chunk and not feed and pos >= len(data):
-                raise Truncated(bytes(out))
-        skip = _NOT_ZERO.search(data, pos)  # padding between members
-        pos = len(data) if skip is None else skip.start()
-    return bytes(out), streams
-
-
-def _compressed(kind: str, make: Callable[[], object], suffixes: tuple[str, ...]) -> Opener:
-    def opener(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
-               where: str) -> Opened:
-        label = f"{where}>{kind}"
-        name = (_gzip_name(data) if kind == "gzip" else None) or _stream_name(names, suffixes)
-        try:
-            body, streams = _decompress(data, budget, label, make)
-        except Truncated as cut:
-            # Scan what arrived (it may hold a virus), but never call the whole clean.
-            yield Member(name, cut.partial)
-            yield Unchecked(Reason.UNREADABLE, f"truncated {kind} at {where}")
-            return
-        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
-            yield Unchecked(Reason.UNREADABLE, f"corrupt {kind} at {where}: {exc}")
-            return
-        # Engines that decode by themselves may read the first stream only (ClamAV's
-        # bzip2 does): the streams after it are the walker's reading.
-        yield Member(name, body, alt=streams > 1)
-
-    return opener
+    kind: str
+    detect: Callable[[bytes, bool], bool]
+    open: Opener
+    suffixes: tuple[str, ...] = ()
+    stub_suffixes: tuple[str, ...] = ()
+    deep_suffixes: tuple[str, ...] = ()
 
 
 def _undecoded(kind: str) -> Opener:
@@ -361,15 +247,63 @@ def _undecoded(kind: str) -> Opener:
     return opener
 
 
-OPENERS: dict[str, Opener] = {
-    **{kind: _undecoded(kind) for kind in UNDECODED.values()},
-    "zip": open_zip,
-    "iso": formats.open_iso,
-    "tnef": formats.open_tnef,
-    "binhex": formats.open_binhex,
-    "tar": open_tar,
-    "gzip": _compressed("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
-                        (".tgz", ".gz", ".z")),
-    "bzip2": _compressed("bzip2", bz2.BZ2Decompressor, (".tbz", ".bz2")),
-    "xz": _compressed("xz", lzma.LZMADecompressor, (".txz", ".xz")),
-}
+def _magic(kind: str, *magic: bytes, suffixes: tuple[str, ...] = ()) -> Format:
+    """A format recognised by its leading bytes but not decoded here: the built-in
+    engine cannot see inside, so it is answered -1:unreadable (clamd decodes it)."""
+    return Format(kind, lambda data, _behind: data.startswith(magic), _undecoded(kind),
+                  suffixes)
+
+
+def _is_arj(data: bytes, behind: bool) -> bool:
+    # Two bytes alone would match one binary file in 65,536: a plausible header size.
+    return data.startswith(b"\x60\xea") and 30 <= int.from_bytes(data[2:4], "little") <= 2600
+
+
+def _is_tar(data: bytes, behind: bool) -> bool:
+    return len(data) >= 512 and (data[257:262] == b"ustar" or _tar_checksum_ok(data))
+
+
+FORMATS: tuple[Format, ...] = (
+    _magic("7z", b"7z\xbc\xaf\x27\x1c"),
+    _magic("rar", b"Rar!\x1a\x07"),
+    _magic("cab", b"MSCF\x00\x00\x00\x00"),
+    Format("arj", _is_arj, _undecoded("arj")),
+    _magic("cpio", b"070701", b"070702", b"070707"),
+    _magic("szdd", b"SZDD\x88\xf0\x27\x33"),
+    # A zip is read wherever its end record is (a search of the last 64 KiB):
+    # behind a stub only in binary parts and parts named like zips.
+    Format("zip", zipscan.has_zip, open_zip, (".zip", ".jar", ".exe"), stub_suffixes=(
+        ".zip", ".jar", ".exe", ".docx", ".xlsx", ".pptx", ".docm", ".xlsm", ".odt", ".ods",
+        ".apk", ".epub", ".war", ".ear", ".xpi", ".crx", ".nupkg", ".whl", ".cbz", ".kmz",
+        ".3mf", ".vsix", ".appx", ".msix")),
+    Format("tnef", lambda data, _behind: formats.is_tnef(data), formats.open_tnef, (".dat",)),
+    Format("binhex", lambda data, _behind: textblocks.has_binhex(data[:4096], bare=True),
+           formats.open_binhex, (".hqx",)),
+    Format("gzip", lambda data, _behind: data.startswith(b"\x1f\x8b"),
+           streams.compressed("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+                              (".tgz", ".gz", ".z")), (".gz", ".tgz")),
+    Format("bzip2", lambda data, _behind: data.startswith(b"BZh") and data[3:4].isdigit(),
+           streams.compressed("bzip2", bz2.BZ2Decompressor, (".tbz", ".bz2")),
+           (".bz2", ".tbz")),
+    Format("xz", lambda data, _behind: data.startswith(b"\xfd7zXZ\x00"),
+           streams.compressed("xz", lzma.LZMADecompressor, (".txz", ".xz")), (".xz", ".txz")),
+    Format("tar", _is_tar, open_tar, (".tar",)),
+    Format("iso", lambda data, _behind: formats.is_iso(data), formats.open_iso,
+           (".iso", ".img"), deep_suffixes=(".iso", ".img", ".udf", ".bin", ".vhd", ".vhdx",
+                                            ".dmg", ".toast")),
+)
+OPENERS: dict[str, Opener] = {f.kind: f.open for f in FORMATS}
+CONTAINER_SUFFIXES = tuple(s for f in FORMATS for s in f.suffixes) + MESSAGE_SUFFIXES
+STUB_SUFFIXES = tuple(s for f in FORMATS for s in f.stub_suffixes)
+IMAGE_SUFFIXES = tuple(s for f in FORMATS for s in f.deep_suffixes)
+
+
+def sniff(data: bytes, behind: bool = True) -> str | None:
+    """The container kind of ``data`` (the first of :data:`FORMATS` it is), or
+    None. ``behind``: also look for a zip behind a stub (an end record near the
+    end; a search of the last 64 KiB, so the walker asks only for binary parts and
+    parts named like zips)."""
+    for f in FORMATS:
+        if f.detect(data, behind):
+            return f.kind
+    return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from scand.content import decoders
+from scand.content import textblocks
 from scand.content.parts import CHUNK, Budget, LimitHit, Member
 from scand.events import Reason, Unchecked
 
@@ -182,7 +182,7 @@ def _mapi_names(body: bytes) -> list[str]:
 
 def open_binhex(data: bytes, names: tuple[str, ...], budget: Budget, names_only: bool,
                 where: str) -> Opened:
-    for found in decoders.binhex_blocks(data, bare=True, limit=budget.room()):
+    for found in textblocks.binhex_blocks(data, bare=True, limit=budget.room()):
         if found is None:
             yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
             continue

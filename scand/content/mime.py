@@ -11,7 +11,8 @@ cuts bodies and decodes them, again in every way a client might:
   reading; when no declared boundary yields a part, boundaries are guessed
   from the body's ``--token`` lines.
 * a leaf is decoded by every Content-Transfer-Encoding it declares, and as
-  base64 when it declares none but looks like it.
+  base64 when it declares none but looks like it. The encodings are one
+  table (:data:`ENCODINGS`): a new one is an entry plus its cases.
 
 Splitting is ``bytes.find`` over the body (C speed); bodies are decoded with
 binascii, never fed through the stdlib's feedparser line by line.
@@ -22,10 +23,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from scand.content import decoders
-from scand.content.headers import Headers, boundaries, transfer_encodings
+from scand.content import textblocks, transfer
+from scand.content.headers import Headers
+from scand.content.params import COMMENT, boundaries
 from scand.content.parts import Slice
+from scand.content.transfer import Buffer
 
 # A guessed delimiter line: "--token" (maybe "--token--"), nothing else.
 _GUESS = re.compile(rb"(?m)^--([!-~][ -~]*?)(--)?[ \t]*\r?$")
@@ -138,6 +142,70 @@ def split(headers: Headers, body: Slice, declared_multipart: bool,
     return [Slice(body.buf, a, b) for a, b in spans], odd
 
 
+# -- transfer encodings ---------------------------------------------------------------
+
+Whole = Callable[[], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """A Content-Transfer-Encoding. ``names``: substrings of a header value that
+    name it (``x-uue`` is uuencode); ``read(view, whole, canonical)``: every
+    reading of a body in it, from a view of the body or its bytes (``whole()``,
+    copied once); ``canonical(view)``: decoders agree on the body (otherwise its
+    readings are alternative ones, handed to an engine that decodes by itself)."""
+
+    name: str
+    names: tuple[str, ...]
+    read: Callable[[Buffer, Whole, bool], list[bytes]]
+    canonical: Callable[[Buffer], bool] = lambda _view: True
+
+
+def _as_is(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
+    return [whole()]
+
+
+def _uuencode(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
+    blocks = [data for _name, data in textblocks.uudecode_blocks(whole())]
+    return blocks or [whole()]
+
+
+def _yenc(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
+    # The raw body too: its yEnc blocks are walked (and an incomplete one
+    # reported) like any yEnc in a text.
+    return [data for _name, data, _complete in textblocks.yenc_blocks(whole())] + [whole()]
+
+
+AS_IS = Encoding("", (), _as_is)  # 7bit, 8bit, binary, and any name not below
+ENCODINGS: dict[str, Encoding] = {e.name: e for e in (
+    Encoding("base64", ("base64",), lambda view, _whole, canonical:
+             transfer.base64_readings(view, canonical), transfer.canonical_base64),
+    Encoding("quoted-printable", ("quoted-printable",), lambda view, _whole, canonical:
+             transfer.qp_readings(view, canonical), transfer.canonical_qp),
+    Encoding("uuencode", ("uuencode", "uue"), _uuencode),
+    Encoding("yenc", ("yenc",), _yenc),
+    Encoding("binhex", ("binhex",), _as_is),  # the body is sniffed as a BinHex container
+)}
+
+
+def transfer_encodings(h: Headers) -> list[str]:
+    """Every Content-Transfer-Encoding, normalised (comments and case removed, a
+    value naming an encoding of :data:`ENCODINGS` read as that one)."""
+    out: dict[str, None] = {}
+    for v in h.all("content-transfer-encoding"):
+        token = COMMENT.sub("", v).strip().lower().split(";")[0].split()
+        cte = token[0].strip('"') if token else ""
+        cte = next((e.name for e in ENCODINGS.values() if any(n in cte for n in e.names)), cte)
+        if cte:
+            out[cte] = None
+    return list(out)
+
+
+def canonical(cte: str, view: Buffer) -> bool:
+    """True when decoders agree on ``view`` as ``cte`` text."""
+    return ENCODINGS.get(cte, AS_IS).canonical(view)
+
+
 def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     """A leaf body decoded by every transfer encoding it declares (or that its
     bytes suggest), and whether there was more than one reading. base64 and
@@ -145,7 +213,7 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     text); the body is copied only where it is a reading itself."""
     ctes = transfer_encodings(headers)
     view = body.view()
-    canon = {cte: decoders.canonical(cte, view) for cte in ctes}
+    canon = {cte: canonical(cte, view) for cte in ctes}
     out: list[bytes] = []
     copied: list[bytes] = []  # the body's bytes, copied once if a reading needs them
 
@@ -155,22 +223,9 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
         return copied[0]
 
     for cte in ctes or [""]:
-        if cte == "base64":
-            out += decoders.base64_readings(view, canon[cte])
-        elif cte == "quoted-printable":
-            out += decoders.qp_readings(view)
-        elif cte == "uuencode":
-            blocks = [data for _name, data in decoders.uudecode_blocks(whole())]
-            out += blocks or [whole()]
-        elif cte == "yenc":
-            # The raw body too: its yEnc blocks are walked (and an incomplete one
-            # reported) like any yEnc in a text.
-            out += [data for _name, data, _complete in decoders.yenc_blocks(whole())] + [
-                whole()]
-        else:
-            out.append(whole())
-    if "base64" not in ctes and decoders.looks_base64(view):
-        out += decoders.base64_readings(view)
-    readings = decoders.unique(out)
+        out += ENCODINGS.get(cte, AS_IS).read(view, whole, canon.get(cte, True))
+    if "base64" not in ctes and transfer.looks_base64(view):
+        out += transfer.base64_readings(view)
+    readings = transfer.unique(out)
     odd = len(readings) > 1 or len(ctes) > 1 or not all(canon.values())
     return readings, odd

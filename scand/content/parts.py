@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scand.config import ContentConfig
 from scand.events import Reason, Unchecked
@@ -69,6 +69,47 @@ class Part:
     # The walker read these bytes as an RFC 5322 message (and walked its parts):
     # an engine handed the walker's parts need not parse it as mail again.
     message: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where a walk is: how the bytes found here were reached and what they are
+    known as. Passed down the walk and derived, never changed."""
+
+    depth: int
+    where: str  # the trail so far (Part.where)
+    names: tuple[str, ...] = ()
+    mime: str = ""
+    in_archive: bool = False
+    alt: bool = False  # reached only by a non-standard reading (Part.alt)
+    # False: the body of a header block cut short (its message was read in full
+    # already), never a message of its own.
+    sniff_message: bool = True
+
+    @classmethod
+    def root(cls, name: str) -> Context:
+        """The input itself, named ``name`` (or not)."""
+        return cls(0, name or "input", (name,) if name else ())
+
+    def label(self, what: str) -> str:
+        """The trail one step further: ``input>zip:a.zip``."""
+        return f"{self.where}>{what}"
+
+    def child(self, where: str, names: tuple[str, ...] = (), mime: str = "", *,
+              in_archive: bool = False, alt: bool | None = None,
+              sniff_message: bool = True) -> Context:
+        """A part one level down, at trail ``where``; ``alt`` defaults to this one's."""
+        return Context(self.depth + 1, where, names, mime, in_archive,
+                       self.alt if alt is None else alt, sniff_message)
+
+    def reading(self, odd: bool) -> Context:
+        """This place in a reading that is non-standard if ``odd``."""
+        return replace(self, alt=True) if odd and not self.alt else self
+
+    def part(self, data: bytes, message: bool = False) -> Part:
+        """A part found here (``message``: read as an RFC 5322 message)."""
+        return Part(data, self.names, self.mime, self.depth, self.where, self.in_archive,
+                    self.alt, message)
 
 
 @dataclass(frozen=True, slots=True)

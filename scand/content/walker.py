@@ -37,16 +37,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from scand.config import ContentConfig
-from scand.content import archives, decoders, headers, mime
-from scand.content.parts import Budget, Encrypted, Item, LimitHit, Part, Slice
+from scand.content import archives, headers, mime, params, textblocks
+from scand.content.parts import Budget, Context, Encrypted, Item, LimitHit, Slice
 from scand.events import Reason, Unchecked
 
 # Encoded bytes decoded to sniff a part's type in a names-only walk; for disk
-# images (by name, or a leading run of zero bytes) enough for an ISO 9660 volume
-# descriptor at 32 KiB.
+# images (by name, see archives.IMAGE_SUFFIXES, or a leading run of zero bytes)
+# enough for an ISO 9660 volume descriptor at 32 KiB.
 SNIFF_ENCODED = 1024
 SNIFF_IMAGE = 48 * 1024
-IMAGE_SUFFIXES = (".iso", ".img", ".udf", ".bin", ".vhd", ".vhdx", ".dmg", ".toast")
 # Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
 _KNOWN_HEADERS = re.compile(
@@ -62,21 +61,20 @@ NAMES_FREE = 16
 MAX_FRAGMENTS = 100
 # Leading bytes looked at to tell text (no NUL) from binary.
 TEXT_SNIFF = 1024
-# Names whose opener reads a zip wherever its end record is (archive tools, Office,
-# Java, Android, e-books, self-extractors).
-ZIP_SUFFIXES = (".zip", ".jar", ".exe", ".docx", ".xlsx", ".pptx", ".docm", ".xlsm",
-                ".odt", ".ods", ".apk", ".epub", ".war", ".ear", ".xpi", ".crx", ".nupkg",
-                ".whl", ".cbz", ".kmz", ".3mf", ".vsix", ".appx", ".msix")
 # Parts a browser renders: data: URIs (HTML smuggling) are looked for in these.
 HTML_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/html")
 HTML_SUFFIXES = (".htm", ".html", ".xhtml", ".shtml", ".svg", ".mht", ".mhtml", ".hta")
 _HTML_SNIFF = re.compile(rb"(?i)<(?:!doctype html|html|svg|body|script|a\s|iframe)")
 
 
+def _named(names: tuple[str, ...], suffixes: tuple[str, ...]) -> bool:
+    return any(n.lower().rstrip(". ").endswith(suffixes) for n in names)
+
+
 def is_html(data: bytes, names: tuple[str, ...], mime_type: str) -> bool:
     """A part a browser would render: by declared type, by name, or by its start."""
     return (mime_type in HTML_TYPES
-            or any(n.lower().rstrip(". ").endswith(HTML_SUFFIXES) for n in names)
+            or _named(names, HTML_SUFFIXES)
             or _HTML_SNIFF.search(data, 0, 1024) is not None)
 
 
@@ -111,9 +109,8 @@ def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = Tru
     walker = _Walker(Budget(limits, engine_max), keep_data,
                      keep_data if member_data is None else member_data)
     try:
-        yield from walker.bytes_(data, (name,) if name else (), "", 0, name or "input",
-                                 False, False)
-        yield from walker.reassemble(0)
+        yield from walker.bytes_(data, Context.root(name))
+        yield from walker.reassemble()
     except LimitHit as hit:
         yield hit.verdict
     except RecursionError:
@@ -147,93 +144,89 @@ class _Walker:
         seen.add(key)
         return True
 
-    def bytes_(self, data: bytes, names: tuple[str, ...], mime_type: str, depth: int,
-               where: str, in_archive: bool, alt: bool, sniff_message: bool = True
-               ) -> Iterator[Item]:
-        """A part given as bytes: yield it, then whatever it contains. Not
-        ``sniff_message``: the body of a header block cut short (its message was
-        read in full already), never a message of its own."""
-        self.budget.depth(depth, where)
+    def bytes_(self, data: bytes, ctx: Context) -> Iterator[Item]:
+        """A part given as bytes: yield it, then whatever it contains."""
+        self.budget.depth(ctx.depth, ctx.where)
         self.budget.part()
-        if depth and not self._first(self.seen, data):
-            if names or mime_type:  # same bytes, another name: the name still counts
-                yield Part(b"", names, mime_type, depth, where, in_archive, alt)
+        if ctx.depth and not self._first(self.seen, data):
+            if ctx.names or ctx.mime:  # same bytes, another name: the name still counts
+                yield ctx.part(b"")
             return
-        keep = self.keep or depth == 0 or alt
+        keep = self.keep or ctx.depth == 0 or ctx.alt
         # A zip behind a stub (self-extractor, polyglot) is looked for in binary parts
         # and in parts named like archives: a text named .txt opens in an editor.
-        behind = b"\x00" in data[:TEXT_SNIFF] or any(
-            n.lower().rstrip(". ").endswith(ZIP_SUFFIXES) for n in names)
+        behind = b"\x00" in data[:TEXT_SNIFF] or _named(ctx.names, archives.STUB_SUFFIXES)
         kind = archives.sniff(data, behind)
-        is_message = kind is None and sniff_message and looks_like_message(data)
-        yield Part(data if keep else b"", names, mime_type, depth, where, in_archive, alt,
-                   is_message)
+        is_message = kind is None and ctx.sniff_message and looks_like_message(data)
+        yield ctx.part(data if keep else b"", is_message)
         if kind is not None:
-            yield from self.archive(kind, data, names, depth, where, alt)
+            yield from self.archive(kind, data, ctx)
         elif is_message:
-            yield from self.message(data, depth, where, alt)
+            yield from self.message(data, ctx)
         else:
-            yield from self.text_blocks(data, depth, where, alt,
-                                        is_html(data, names, mime_type))
+            yield from self.text_blocks(data, ctx, is_html(data, ctx.names, ctx.mime))
 
-    def message(self, data: bytes, depth: int, where: str, alt: bool) -> Iterator[Item]:
+    def message(self, data: bytes, ctx: Context) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
         for i, reading in enumerate(headers.readings(data)):
-            yield from self.entity(reading.headers, reading.body, depth, where,
-                                   alt or reading.headers.odd, tail=i > 0)
+            yield from self.entity(reading.headers, reading.body,
+                                   ctx.reading(reading.headers.odd), tail=i > 0)
 
-    def entity(self, h: headers.Headers, body: Slice, depth: int, where: str,
-               alt: bool, tail: bool = False) -> Iterator[Item]:
-        """``tail``: a reading whose header block ends early (its body is the rest of
+    def entity(self, h: headers.Headers, body: Slice, ctx: Context, tail: bool = False
+               ) -> Iterator[Item]:
+        """One MIME entity: a multipart's children, a nested message, and/or a leaf.
+        ``tail``: a reading whose header block ends early (its body is the rest of
         a message the first reading read whole)."""
-        """One MIME entity: a multipart's children, a nested message, and/or a leaf."""
-        types = headers.content_types(h)
+        types = params.content_types(h)
         for _extra in types[1:]:  # each is a part of its own (below): charged first
             self.budget.part()
         ctype = types[0] if types else ""
-        names = tuple(headers.names(h))
+        names = tuple(params.names(h))
         for _name in names[NAMES_FREE:]:  # each name is a policy check: a bomb is charged
             self.budget.part()
-        label = f"{where}>{names[0] if names else ctype or 'body'}"
+        label = ctx.label(names[0] if names else ctype or "body")
         multipart = any(t.startswith("multipart/") for t in types)
         parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
                                 self.budget.parts_left())
         for raw in parts:
-            if (alt or odd) and not self._first(self.entities, raw.view()):
+            if (ctx.alt or odd) and not self._first(self.entities, raw.view()):
                 continue  # the same raw part from another reading: parsed already
             for i, reading in enumerate(headers.readings(raw.buf, raw.start, raw.end)):
-                yield from self.entity(reading.headers, reading.body, depth, where,
-                                       alt or odd or reading.headers.odd, tail=i > 0)
+                yield from self.entity(reading.headers, reading.body,
+                                       ctx.reading(odd or reading.headers.odd), tail=i > 0)
         for extra in types[1:]:  # every declared type meets the policy (the names are
             # checked with the first; the shown name may exempt a type)
-            yield Part(b"", names[:1], extra, depth + 1, label, False, True)
+            yield ctx.child(label, names[:1], extra, alt=True).part(b"")
         if multipart:
             if not parts:
-                yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {where}")
+                yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {ctx.where}")
             elif names:
-                yield Part(b"", names, ctype, depth + 1, label, False, alt)
-            if not parts or alt or odd:
-                yield from self.leaf(h, body, names, ctype, depth, label, True)
+                yield ctx.child(label, names, ctype).part(b"")
+            if not parts or ctx.alt or odd:
+                yield from self.leaf(h, body, ctx.child(label, names, ctype, alt=True))
             return
         if "message/partial" in types:
-            yield Part(b"", names, "message/partial", depth + 1, label, False, alt)
-            self.partial(h, body, where)
+            yield ctx.child(label, names, "message/partial").part(b"")
+            self.partial(h, body, ctx.where)
             return
         if any(t in MESSAGE_TYPES for t in types):
-            self.budget.depth(depth + 1, label)
+            self.budget.depth(ctx.depth + 1, label)
             readings, odd = mime.leaf_readings(h, body)
+            inner = ctx.child(label, names, ctype)
             for decoded in readings:
                 if names:
-                    yield Part(b"", names, ctype, depth + 1, label, False, alt)
-                yield from self.message(decoded, depth + 1, label, alt or odd)
+                    yield inner.part(b"")
+                yield from self.message(decoded, inner.reading(odd))
             return
-        yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts), tail)
+        yield from self.leaf(h, body, ctx.child(label, names, ctype,
+                                                alt=ctx.alt or bool(parts),
+                                                sniff_message=not tail))
 
     def partial(self, h: headers.Headers, body: Slice, where: str) -> None:
         """Keep a message/partial fragment for reassembly at the end of the walk."""
         found: dict[str, list[str]] = {}
         for value in h.all("content-type"):
-            for key, values in headers.params(value).items():
+            for key, values in params.params(value).items():
                 found.setdefault(key, []).extend(values)
         ident = (found.get("id") or [""])[0]
         try:
@@ -249,7 +242,7 @@ class _Walker:
         else:
             frags.bad = True
 
-    def reassemble(self, depth: int) -> Iterator[Item]:
+    def reassemble(self) -> Iterator[Item]:
         """RFC 2046 5.2.2: fragments with one id, all numbers 1..total present, are
         one message; it is walked like any other. An incomplete set is unchecked."""
         for ident, frags in self.partials.items():
@@ -260,33 +253,34 @@ class _Walker:
                 continue
             whole = b"".join(frags.bodies[n] for n in wanted)
             self.budget.grow(len(whole))
-            yield from self.message(whole, depth + 1, f"partial:{ident[:40]}", True)
+            yield from self.message(whole, Context(1, f"partial:{ident[:40]}", alt=True))
 
-    def leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...], ctype: str,
-             depth: int, label: str, alt: bool, tail: bool = False) -> Iterator[Item]:
+    def leaf(self, h: headers.Headers, body: Slice, ctx: Context) -> Iterator[Item]:
+        """A leaf entity's body (``ctx``: the part it decodes to), in every reading."""
         # Names-only walk: decode just enough to tell whether this part can hold
         # further names (a container, or encoded blocks in text).
-        if (not self.keep and not alt and not is_html(b"", names, ctype)
-                and self._names_only_leaf(h, body, names, ctype)):
+        if (not self.keep and not ctx.alt and not is_html(b"", ctx.names, ctx.mime)
+                and self._names_only_leaf(h, body, ctx.names, ctx.mime)):
             self.budget.part()
-            if names or ctype:
-                yield Part(b"", names, ctype, depth + 1, label, False)
+            if ctx.names or ctx.mime:
+                yield ctx.part(b"")
             return
         readings, odd = mime.leaf_readings(h, body)
+        inner = ctx.reading(odd)
         for decoded in readings:
             self.budget.grow(len(decoded))
-            yield from self.bytes_(decoded, names, ctype, depth + 1, label, False, alt or odd,
-                                   not tail)
+            yield from self.bytes_(decoded, inner)
 
     def _names_only_leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...],
                          ctype: str) -> bool:
         """True when a names-only walk may stop at this leaf: its decoded start is no
         container, no HTML, no executable stub, and it can hold no encoded blocks."""
-        ctes = headers.transfer_encodings(h)
-        if not all(decoders.canonical(cte, body.view()) for cte in ctes):
+        ctes = mime.transfer_encodings(h)
+        view = body.view()
+        if not all(mime.canonical(cte, view) for cte in ctes):
             return False  # malformed anywhere: the engine may read it otherwise
         # Disk images hide their directory at 32 KiB: read that far only for them.
-        image = any(n.lower().rstrip(". ").endswith(IMAGE_SUFFIXES) for n in names)
+        image = _named(names, archives.IMAGE_SUFFIXES)
         want = SNIFF_IMAGE if image or not body.head(SNIFF_ENCODED).strip(b"A\r\n") else (
             SNIFF_ENCODED)
         start = body.head(want)
@@ -299,61 +293,41 @@ class _Walker:
         if "base64" in ctes or "quoted-printable" in ctes:
             # Blocks inside encoded text are seen only decoded: read such text whole.
             return not _is_text(head, ctype)
-        return not _has_blocks(body.tobytes()) and not is_html(head, (), "")
+        return not textblocks.has_blocks(body.tobytes()) and not is_html(head, (), "")
 
-    def text_blocks(self, data: bytes, depth: int, where: str, alt: bool,
-                    html: bool) -> Iterator[Item]:
-        """Encoded files inside a text: uuencode, yEnc, BinHex; data: URIs in HTML."""
+    def text_blocks(self, data: bytes, ctx: Context, html: bool) -> Iterator[Item]:
+        """Files encoded inside a text (textblocks.TEXT_BLOCKS: uuencode, yEnc,
+        BinHex; data: URIs in HTML), each walked as a part of its own."""
         if b"\x00" in data[:TEXT_SNIFF]:
             return  # binary: mail clients look for these blocks in text only
-        if decoders.has_uuencode(data):
-            for uname, decoded in decoders.uudecode_blocks(data):
-                self.budget.grow(len(decoded))
-                yield from self.bytes_(decoded, (uname,), "", depth + 1,
-                                       f"{where}>uu:{uname}", False, True)
-        if decoders.has_yenc(data):
-            for yname, decoded, complete in decoders.yenc_blocks(data):
-                self.budget.grow(len(decoded))
-                yield from self.bytes_(decoded, (yname,) if yname else (), "", depth + 1,
-                                       f"{where}>yenc:{yname}", False, True)
-                if not complete:  # what arrived was scanned; the rest was not
-                    yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
-        for found in decoders.binhex_blocks(data, limit=self.budget.room()):
-            if found is None:
-                yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
-            else:
-                for fork in found[1]:
-                    self.budget.grow(len(fork))
-                    yield from self.bytes_(fork, (found[0],), "", depth + 1,
-                                           f"{where}>binhex:{found[0]}", False, True)
-        if html and decoders.has_data_uri(data):
-            for dname, dtype, decoded in decoders.data_uris(data):
-                self.budget.grow(len(decoded))
-                yield from self.bytes_(decoded, (dname,) if dname else (), dtype, depth + 1,
-                                       f"{where}>data:{dtype}", False, True)
+        for kind in textblocks.TEXT_BLOCKS:
+            if (kind.html_only and not html) or not kind.present(data):
+                continue
+            for found in kind.read(data, self.budget, ctx.where):
+                if isinstance(found, Unchecked):
+                    yield found
+                    continue
+                self.budget.grow(len(found.data))
+                yield from self.bytes_(found.data, ctx.child(
+                    ctx.label(found.label), found.names, found.mime, alt=True))
 
-    def archive(self, kind: str, data: bytes, names: tuple[str, ...], depth: int,
-                where: str, alt: bool) -> Iterator[Item]:
+    def archive(self, kind: str, data: bytes, ctx: Context) -> Iterator[Item]:
+        """The members of a container (archives.FORMATS), each walked as a part."""
         opener = archives.OPENERS[kind]
-        for member in opener(data, names, self.budget, not self.members, where):
+        for member in opener(data, ctx.names, self.budget, not self.members, ctx.where):
             if isinstance(member, (Encrypted, Unchecked)):
                 yield member
                 continue
-            label = f"{where}>{kind}:{member.name}"
+            label = ctx.label(f"{kind}:{member.name}")
             member_names = member.names or (member.name,)
             if member.data is None:  # names-only walk: not a container, not read
                 self.budget.part()
-                yield Part(b"", member_names, "", depth + 1, label, True)
+                yield ctx.child(label, member_names, in_archive=True, alt=False).part(b"")
                 continue
-            yield from self.bytes_(member.data, member_names, "", depth + 1, label, True,
-                                   alt or member.alt)
+            yield from self.bytes_(member.data, ctx.child(
+                label, member_names, in_archive=True, alt=ctx.alt or member.alt))
 
 
 def _is_text(head: bytes, ctype: str) -> bool:
     """A text a reader may find encoded files in (uuencode, yEnc, BinHex)."""
     return ctype.startswith("text/") or (not ctype and b"\x00" not in head[:TEXT_SNIFF])
-
-
-def _has_blocks(body: bytes) -> bool:
-    return (decoders.has_uuencode(body) or decoders.has_yenc(body)
-            or decoders.has_binhex(body))

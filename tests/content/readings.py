@@ -56,6 +56,12 @@ def uu_stray(data: bytes) -> bytes:
     return b"begin 644 data.bin\n" + b"".join(lines) + b"`\nend\n"
 
 
+def qp_stray(data: bytes) -> bytes:
+    """``data`` (printable, no ``=``: quoted-printable as it is) with a stray ``=``
+    before each ``-``: the strict reading keeps ``=-``, the lenient one drops it."""
+    return data.replace(b"-", b"=-") + b"\n"
+
+
 def _zip(data: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", method) as zf:
@@ -92,6 +98,7 @@ def readings() -> dict[str, bytes]:
         "qp": mixed(ATT + "quoted-printable", qp(e)),
         "qp-soft-break-spaces": mixed(ATT + "quoted-printable",
                                       qp(e).replace(b"=\n", b"=  \n")),
+        "qp-stray-equals": mixed(ATT + "quoted-printable", qp_stray(e)),
         "uuencode-cte": mixed(ATT + "x-uuencode", uu(e, "data.bin")),
         # blocks in text
         "uuencode-text": mixed(TXT, b"see below\n" + uu(e, "data.bin")),

@@ -1,17 +1,16 @@
-"""Byte decoders for the walker, each lenient the way some mail client is lenient.
+"""Files encoded inside a text, for the walker: one table of block kinds.
 
-Where decoders disagree, the walker takes every result (the union):
+:data:`TEXT_BLOCKS` holds each kind a mail client (or a browser) finds inside a
+text part and decodes as a file of its own: uuencode, yEnc (``=ybegin``),
+BinHex 4.0 and ``data:`` URIs (HTML smuggling, looked for in parts a browser
+renders only). Each entry says how to tell cheaply that a text may hold one
+and how to read every block in it; the walker walks each block as a part. A
+new kind is one entry plus its cases.
 
-* base64: the stdlib stops at the first complete pad (``YWI=ZGVm`` -> ``ab``),
-  while other clients skip the ``=`` and go on; both readings are returned.
-* quoted-printable: a soft line break followed by spaces (``=  \\n``) is a
-  soft break to RFC 2045 (trailing whitespace is transport padding), not to
-  the stdlib.
-* uuencode, yEnc (``=ybegin``) and BinHex 4.0 blocks are found anywhere in a
-  text, not only at offset 0, and give their own names.
-* ``data:`` URIs (HTML smuggling) are decoded wherever they appear.
-
-Nothing here raises for bad input; undecodable pieces are skipped.
+Blocks are found anywhere in a text, not only at offset 0, and give their own
+names. Nothing here raises for bad input (a BinHex run-length bomb is a
+:class:`~scand.content.parts.LimitHit`); undecodable pieces are skipped or
+reported.
 """
 
 from __future__ import annotations
@@ -20,31 +19,13 @@ import binascii
 import html
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from scand.content.parts import LimitHit
-from scand.events import Reason
+from scand.content.parts import Budget, LimitHit
+from scand.content.transfer import B64_JUNK, SUB_WINDOW, b64, b64_lines
+from scand.events import Reason, Unchecked
 
-# Characters outside the base64 alphabet (and "="): removed with bytes.translate,
-# at C speed and without a piece per match.
-_B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-_B64_JUNK = bytes(c for c in range(256) if c not in _B64_KEEP)
-_NOT_PAD = re.compile(rb"[^=]+")
-_PAD = re.compile(rb"=")
-_NOT_PAD_WS = re.compile(rb"[^= \t\r\n]")
-_NON_WS = re.compile(rb"[^ \t\r\n\x0b\x0c]")
-# A transfer-encoded body: bytes, or a memoryview of the message's buffer (a MIME
-# leaf is decoded from the message without copying its encoded text first).
-Buffer = bytes | memoryview
-# canonical() checks the alphabet this much of a body at a time (bytes.translate
-# wants bytes: one window is copied, not the body).
-CHECK_WINDOW = 64 * 1024
-# Regex substitutions over a body are made this much at a time (cut after a line
-# end): re.sub keeps a piece per match until it joins them.
-SUB_WINDOW = 64 * 1024
-_B64_LINE = re.compile(rb"^[A-Za-z0-9+/]{16,}={0,2}\r?$", re.M)
-_LINE = re.compile(rb"[^\r\n]+")
-_QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
 _UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{1,4} ([^\r\n]+?)\r?$")
 _UU_END = re.compile(rb"(?m)^end\r?$")
 _Y_BEGIN = re.compile(rb"(?m)^=ybegin (.*?)\r?$")
@@ -59,122 +40,6 @@ _DATA_URI = re.compile(
 _DOWNLOAD = re.compile(rb"""download\s*=\s*["']?([^"'>\s]+)""", re.I)
 # A data: URI shorter than this holds no executable worth a scan.
 MIN_DATA_URI = 16
-
-
-def base64_readings(body: Buffer, canonical_text: bool = False) -> list[bytes]:
-    """The stdlib's reading, plus the ``=``-skipping readings when pads come early.
-    A canonical body is decoded straight from ``body`` (a view: no copy of it);
-    ``canonical_text``: the caller knows it is (:func:`canonical`: no pad before
-    the end), so it is not searched for one again."""
-    try:
-        first = binascii.a2b_base64(body)
-    except (binascii.Error, ValueError):
-        first = _b64(bytes(body).translate(None, _B64_JUNK))  # bad padding at the end
-    out = [first]
-    pad = None if canonical_text else _PAD.search(body)
-    if pad is None or not _NOT_PAD_WS.search(body, pad.start()):  # no pad before the end
-        if not first and _NON_WS.search(body):
-            out.append(_b64_lines(body))
-        return [o for o in out if o] or [b""]
-    compact = bytes(body).translate(None, _B64_JUNK)
-    # Pads in mid-stream: decode each padded segment on its own, and all of it joined.
-    each = bytearray()
-    for m in _NOT_PAD.finditer(compact):
-        each += _b64(m.group())
-    out.append(bytes(each))
-    del each
-    out.append(_b64(compact.replace(b"=", b"")))
-    del compact
-    out.append(_b64_lines(body))
-    return unique(out)
-
-
-def _b64(text: bytes) -> bytes:
-    text = text[: len(text) - len(text) % 4] if len(text) % 4 == 1 else text
-    try:
-        return binascii.a2b_base64(text + b"=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def _b64_lines(body: Buffer) -> bytes:
-    out = bytearray()
-    for m in _LINE.finditer(body):
-        out += _b64(m.group().translate(None, _B64_JUNK))
-    return bytes(out)
-
-
-# Base64 as every decoder reads it alike: the alphabet and white space, padding
-# only at the end; and quoted-printable whose every "=" starts an escape or a
-# soft line break. Anything else is read leniently, in ways an engine's own
-# decoder may not share: those readings are handed to it (Part.alt).
-_B64_ALPHABET_WS = _B64_KEEP[:-1] + b" \t\r\n\x0b\x0c"
-_QP_ODD = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n)")
-
-
-def canonical(cte: str, body: Buffer) -> bool:
-    """True when ``body`` is ``cte`` text that decoders agree on (see above)."""
-    if cte == "base64":  # bytes.translate: no regex over every attachment
-        core, pads = _b64_core(body)
-        return pads <= 2 and not any(
-            bytes(body[i : min(i + CHECK_WINDOW, core)]).translate(None, _B64_ALPHABET_WS)
-            for i in range(0, core, CHECK_WINDOW))
-    if cte == "quoted-printable":
-        return _QP_ODD.search(body) is None
-    return True
-
-
-def _b64_core(body: Buffer) -> tuple[int, int]:
-    """(length of ``body.rstrip(b"= \\t\\r\\n")``, the ``=`` after it), read from the
-    end a little at a time (no copy of the body)."""
-    end = len(body)
-    pads = 0
-    while end > 0:
-        chunk = bytes(body[max(0, end - 256) : end])
-        kept = chunk.rstrip(b"= \t\r\n")
-        pads += chunk.count(b"=", len(kept))
-        if kept:
-            return end - len(chunk) + len(kept), pads
-        end -= len(chunk)
-    return 0, pads
-
-
-def sub_by_lines(pattern: re.Pattern[bytes], repl: bytes, data: bytes) -> bytes:
-    """``pattern.sub(repl, data)`` for a pattern that never spans a line end, made
-    window by window: memory for the pieces of one window, not of the whole."""
-    out = bytearray()
-    pos = 0
-    while pos < len(data):
-        cut = data.find(b"\n", pos + SUB_WINDOW)
-        end = len(data) if cut < 0 else cut + 1
-        out += pattern.sub(repl, data[pos:end])
-        pos = end
-    return bytes(out)
-
-
-def looks_base64(body: Buffer) -> bool:
-    """Undeclared base64: the first lines are all base64 alphabet."""
-    head = bytes(body[:4096]).strip()
-    if len(head) < 64:
-        return False
-    lines = head.splitlines()[:8]
-    return all(_B64_LINE.match(line) for line in lines if line.strip())
-
-
-def qp_readings(body: Buffer) -> list[bytes]:
-    out = [binascii.a2b_qp(body)]
-    if _QP_SOFT.search(body):
-        out.append(binascii.a2b_qp(sub_by_lines(_QP_SOFT, b"=\\1", bytes(body))))
-    return unique(out)
-
-
-def unique(items: list[bytes]) -> list[bytes]:
-    """``items`` without repeats, in order (readings that decode alike are one)."""
-    seen: list[bytes] = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
 
 
 # -- uuencode -------------------------------------------------------------------
@@ -238,7 +103,7 @@ def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
         name = begin.group(1).decode("utf-8", "replace").strip()
         body = data[begin.end() : stop]
         if begin.group(0).startswith(b"begin-base64"):
-            yield name, _b64_lines(body.split(b"\n====", 1)[0])
+            yield name, b64_lines(body.split(b"\n====", 1)[0])
             continue
         out = bytearray()
         for line in body.splitlines():
@@ -340,7 +205,7 @@ def binhex_file(data: bytes, bare: bool = False, limit: int | None = None
 def _binhex_text(text: bytes, limit: int | None) -> tuple[str, list[bytes]] | None:
     # BinHex packs 6-bit groups as base64 does, in another alphabet: translated,
     # the bytes are decoded at C speed (characters outside it are skipped).
-    raw = _b64(text.translate(_HQX_TO_B64, _HQX_DELETE))
+    raw = b64(text.translate(_HQX_TO_B64, _HQX_DELETE))
     out = _unrle90(raw, limit)
     if not out:
         return None
@@ -417,8 +282,76 @@ def data_uris(data: bytes) -> Iterator[tuple[str, str, bytes]]:
         if len(payload) < MIN_DATA_URI:
             continue
         raw = urllib.parse.unquote_to_bytes(payload)
-        decoded = _b64(raw.translate(None, _B64_JUNK)) if m.group(3) else raw
+        decoded = b64(raw.translate(None, B64_JUNK)) if m.group(3) else raw
         window = data[max(0, m.start() - 512) : m.end() + 512]
         dl = _DOWNLOAD.search(window)
         name = dl.group(1).decode("utf-8", "replace") if dl else ""
         yield name, m.group(1).decode("latin-1").lower(), decoded
+
+
+
+# -- the table ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One file found in a text: ``label`` goes on the trail (``uu:a.exe``)."""
+
+    label: str
+    data: bytes
+    names: tuple[str, ...] = ()
+    mime: str = ""
+
+
+Found = Iterator[Block | Unchecked]
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    """A kind of file encoded inside a text. ``present``: a cheap test that a text
+    may hold one; ``read(text, budget, where)``: every block, or an ``Unchecked``
+    for one that cannot be read whole; ``html_only``: looked for only in parts a
+    browser renders."""
+
+    kind: str
+    present: Callable[[bytes], bool]
+    read: Callable[[bytes, Budget, str], Found]
+    html_only: bool = False
+
+
+def _read_uu(data: bytes, budget: Budget, where: str) -> Found:
+    for name, decoded in uudecode_blocks(data):
+        yield Block(f"uu:{name}", decoded, (name,))
+
+
+def _read_yenc(data: bytes, budget: Budget, where: str) -> Found:
+    for name, decoded, complete in yenc_blocks(data):
+        yield Block(f"yenc:{name}", decoded, (name,) if name else ())
+        if not complete:  # what arrived was scanned; the rest was not
+            yield Unchecked(Reason.UNREADABLE, f"incomplete yEnc block at {where}")
+
+
+def _read_binhex(data: bytes, budget: Budget, where: str) -> Found:
+    for found in binhex_blocks(data, limit=budget.room()):
+        if found is None:
+            yield Unchecked(Reason.UNREADABLE, f"binhex at {where}: not decoded")
+            continue
+        for fork in found[1]:
+            yield Block(f"binhex:{found[0]}", fork, (found[0],))
+
+
+def _read_data_uris(data: bytes, budget: Budget, where: str) -> Found:
+    for name, mime, decoded in data_uris(data):
+        yield Block(f"data:{mime}", decoded, (name,) if name else (), mime)
+
+
+TEXT_BLOCKS: tuple[TextBlock, ...] = (
+    TextBlock("uuencode", has_uuencode, _read_uu),
+    TextBlock("yenc", has_yenc, _read_yenc),
+    TextBlock("binhex", has_binhex, _read_binhex),
+    TextBlock("data-uri", has_data_uri, _read_data_uris, html_only=True),
+)
+
+
+def has_blocks(data: bytes) -> bool:
+    """A text holds a block of a kind looked for in every text (not only HTML)."""
+    return any(kind.present(data) for kind in TEXT_BLOCKS if not kind.html_only)
