@@ -229,7 +229,8 @@ class Format:
     finds it wherever it is (a zip behind a self-extractor's stub), so it is
     looked for behind a stub in parts so named; ``deep_suffixes``: names of
     images whose magic lies deep (an ISO 9660 descriptor at 32 KiB), read that
-    far in a names-only walk."""
+    far in a names-only walk; ``decoded``: False for a format only recognised
+    (its opener answers -1:unreadable)."""
 
     kind: str
     detect: Callable[[bytes, bool], bool]
@@ -237,6 +238,7 @@ class Format:
     suffixes: tuple[str, ...] = ()
     stub_suffixes: tuple[str, ...] = ()
     deep_suffixes: tuple[str, ...] = ()
+    decoded: bool = True
 
 
 def _undecoded(kind: str) -> Opener:
@@ -251,7 +253,7 @@ def _magic(kind: str, *magic: bytes, suffixes: tuple[str, ...] = ()) -> Format:
     """A format recognised by its leading bytes but not decoded here: the built-in
     engine cannot see inside, so it is answered -1:unreadable (clamd decodes it)."""
     return Format(kind, lambda data, _behind: data.startswith(magic), _undecoded(kind),
-                  suffixes)
+                  suffixes, decoded=False)
 
 
 def _is_arj(data: bytes, behind: bool) -> bool:
@@ -267,7 +269,7 @@ FORMATS: tuple[Format, ...] = (
     _magic("7z", b"7z\xbc\xaf\x27\x1c"),
     _magic("rar", b"Rar!\x1a\x07"),
     _magic("cab", b"MSCF\x00\x00\x00\x00"),
-    Format("arj", _is_arj, _undecoded("arj")),
+    Format("arj", _is_arj, _undecoded("arj"), decoded=False),
     _magic("cpio", b"070701", b"070702", b"070707"),
     _magic("szdd", b"SZDD\x88\xf0\x27\x33"),
     # A zip is read wherever its end record is (a search of the last 64 KiB):

@@ -191,14 +191,16 @@ ENCODINGS: dict[str, Encoding] = {e.name: e for e in (
 def transfer_encodings(h: Headers) -> list[str]:
     """Every Content-Transfer-Encoding, normalised (comments and case removed, a
     value naming an encoding of :data:`ENCODINGS` read as that one)."""
-    out: dict[str, None] = {}
-    for v in h.all("content-transfer-encoding"):
-        token = COMMENT.sub("", v).strip().lower().split(";")[0].split()
-        cte = token[0].strip('"') if token else ""
-        cte = next((e.name for e in ENCODINGS.values() if any(n in cte for n in e.names)), cte)
-        if cte:
-            out[cte] = None
+    out = dict.fromkeys(encoding_name(v) for v in h.all("content-transfer-encoding"))
+    out.pop("", None)
     return list(out)
+
+
+def encoding_name(value: str) -> str:
+    """One Content-Transfer-Encoding value, normalised (see transfer_encodings)."""
+    token = COMMENT.sub("", value).strip().lower().split(";")[0].split()
+    cte = token[0].strip('"') if token else ""
+    return next((e.name for e in ENCODINGS.values() if any(n in cte for n in e.names)), cte)
 
 
 def canonical(cte: str, view: Buffer) -> bool:

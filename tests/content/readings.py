@@ -100,6 +100,8 @@ def readings() -> dict[str, bytes]:
                                       qp(e).replace(b"=\n", b"=  \n")),
         "qp-stray-equals": mixed(ATT + "quoted-printable", qp_stray(e)),
         "uuencode-cte": mixed(ATT + "x-uuencode", uu(e, "data.bin")),
+        "yenc-cte": mixed(ATT + "x-yencode", yenc(e, "data.bin")),
+        "binhex-cte": mixed(ATT + "x-binhex", binhex("data.bin", e)),
         # blocks in text
         "uuencode-text": mixed(TXT, b"see below\n" + uu(e, "data.bin")),
         "uuencode-stray-chars": mixed(TXT, uu_stray(e)),

@@ -6,6 +6,7 @@ not read is read by the walk beside it and handed to the engine as a part."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from scand.config import Config
+from scand.content import archives, mime, textblocks, walk
 from tests.conftest import Daemon, launch
 from tests.content.evasion_cases import EICAR
 from tests.content.readings import readings
@@ -65,3 +68,18 @@ def replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
 def test_every_engine_finds_eicar_behind_every_reading(replies: dict[str, str],
                                                        reading: str) -> None:
     assert replies[reading].startswith("1:Eicar-Test-Signature"), replies[reading]
+
+
+def test_every_format_encoding_and_text_block_has_a_reading() -> None:
+    """A new entry in a table of the walker (archives.FORMATS, mime.ENCODINGS,
+    textblocks.TEXT_BLOCKS) needs its reading here, so every engine is asked."""
+    ctes = {mime.encoding_name(m.group(1).decode())
+            for msg in READINGS.values()
+            for m in re.finditer(rb"(?im)^Content-Transfer-Encoding: *(\S+)", msg)}
+    assert set(mime.ENCODINGS) <= ctes
+    assert all(any(kind.present(msg) for msg in READINGS.values())
+               for kind in textblocks.TEXT_BLOCKS)
+    kinds = {archives.sniff(part.data)
+             for msg in READINGS.values() for part in walk(msg, "", Config().content)
+             if hasattr(part, "data")}
+    assert {f.kind for f in archives.FORMATS if f.decoded} <= kinds
