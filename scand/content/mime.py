@@ -150,38 +150,45 @@ Whole = Callable[[], bytes]
 @dataclass(frozen=True, slots=True)
 class Encoding:
     """A Content-Transfer-Encoding. ``names``: substrings of a header value that
-    name it (``x-uue`` is uuencode); ``read(view, whole, canonical)``: every
-    reading of a body in it, from a view of the body or its bytes (``whole()``,
-    copied once); ``canonical(view)``: decoders agree on the body (otherwise its
-    readings are alternative ones, handed to an engine that decodes by itself)."""
+    name it (``x-uue`` is uuencode); ``read(body, whole)``: every reading of a
+    body in it (decoded from a view of the body, or from its bytes: ``whole()``,
+    copied once) and whether decoders agree on the body (otherwise its readings
+    are alternative ones, handed to an engine that decodes by itself);
+    ``canonical(view)``: that alone, for a body that is not decoded."""
 
     name: str
     names: tuple[str, ...]
-    read: Callable[[Buffer, Whole, bool], list[bytes]]
+    read: Callable[[Slice, Whole], tuple[list[bytes], bool]]
     canonical: Callable[[Buffer], bool] = lambda _view: True
 
 
-def _as_is(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
-    return [whole()]
+def _as_is(body: Slice, whole: Whole) -> tuple[list[bytes], bool]:
+    return [whole()], True
 
 
-def _uuencode(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
+def _qp(body: Slice, whole: Whole) -> tuple[list[bytes], bool]:
+    view = body.view()
+    canon = transfer.canonical_qp(view)
+    return transfer.qp_readings(view, canon), canon
+
+
+def _uuencode(body: Slice, whole: Whole) -> tuple[list[bytes], bool]:
     blocks = [data for _name, data in textblocks.uudecode_blocks(whole())]
-    return blocks or [whole()]
+    return blocks or [whole()], True
 
 
-def _yenc(view: Buffer, whole: Whole, canonical: bool) -> list[bytes]:
+def _yenc(body: Slice, whole: Whole) -> tuple[list[bytes], bool]:
     # The raw body too: its yEnc blocks are walked (and an incomplete one
     # reported) like any yEnc in a text.
-    return [data for _name, data, _complete in textblocks.yenc_blocks(whole())] + [whole()]
+    blocks = [data for _name, data, _complete in textblocks.yenc_blocks(whole())]
+    return [*blocks, whole()], True
 
 
 AS_IS = Encoding("", (), _as_is)  # 7bit, 8bit, binary, and any name not below
 ENCODINGS: dict[str, Encoding] = {e.name: e for e in (
-    Encoding("base64", ("base64",), lambda view, _whole, canonical:
-             transfer.base64_readings(view, canonical), transfer.canonical_base64),
-    Encoding("quoted-printable", ("quoted-printable",), lambda view, _whole, canonical:
-             transfer.qp_readings(view, canonical), transfer.canonical_qp),
+    Encoding("base64", ("base64",), lambda body, _whole: transfer.base64_body(body),
+             transfer.canonical_base64),
+    Encoding("quoted-printable", ("quoted-printable",), _qp, transfer.canonical_qp),
     Encoding("uuencode", ("uuencode", "uue"), _uuencode),
     Encoding("yenc", ("yenc",), _yenc),
     Encoding("binhex", ("binhex",), _as_is),  # the body is sniffed as a BinHex container
@@ -214,8 +221,7 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
     quoted-printable are decoded from a view of the body (no copy of the encoded
     text); the body is copied only where it is a reading itself."""
     ctes = transfer_encodings(headers)
-    view = body.view()
-    canon = {cte: canonical(cte, view) for cte in ctes}
+    canon = True
     out: list[bytes] = []
     copied: list[bytes] = []  # the body's bytes, copied once if a reading needs them
 
@@ -225,9 +231,11 @@ def leaf_readings(headers: Headers, body: Slice) -> tuple[list[bytes], bool]:
         return copied[0]
 
     for cte in ctes or [""]:
-        out += ENCODINGS.get(cte, AS_IS).read(view, whole, canon.get(cte, True))
-    if "base64" not in ctes and transfer.looks_base64(view):
-        out += transfer.base64_readings(view)
+        decoded, agreed = ENCODINGS.get(cte, AS_IS).read(body, whole)
+        out += decoded
+        canon = canon and agreed
+    if "base64" not in ctes and transfer.looks_base64(body.view()):
+        out += transfer.base64_readings(body.view())
     readings = transfer.unique(out)
-    odd = len(readings) > 1 or len(ctes) > 1 or not all(canon.values())
+    odd = len(readings) > 1 or len(ctes) > 1 or not canon
     return readings, odd

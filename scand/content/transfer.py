@@ -22,6 +22,8 @@ from __future__ import annotations
 import binascii
 import re
 
+from scand.content.parts import Slice
+
 # Characters outside the base64 alphabet (and "="): removed with bytes.translate,
 # at C speed and without a piece per match.
 _B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
@@ -44,15 +46,47 @@ _LINE = re.compile(rb"[^\r\n]+")
 _QP_SOFT = re.compile(rb"=[ \t]+(\r?\n)")
 
 
-def base64_readings(body: Buffer, canonical_text: bool = False) -> list[bytes]:
+def base64_body(body: Slice) -> tuple[list[bytes], bool]:
+    """(readings, canonical) of a base64 body (:func:`base64_readings`,
+    :func:`canonical_base64`), decoded from a view of it. Whether it is canonical
+    is told from the stdlib's reading where it can be (see
+    :func:`_length_agrees`): the alphabet check reads the body only otherwise."""
+    view = body.view()
+    try:
+        first: bytes | None = binascii.a2b_base64(view)
+    except (binascii.Error, ValueError):
+        first = None
+    canon = (first is not None and _length_agrees(body, len(first))) or canonical_base64(view)
+    return base64_readings(view, canon, first), canon
+
+
+def _length_agrees(body: Slice, decoded: int) -> bool:
+    """True when the stdlib decoded every byte of ``body`` but its line ends (and
+    the final padding) as base64: then it is canonical. The stdlib skips anything
+    outside the alphabet and stops at a pad in mid-stream; either way it decodes
+    fewer bytes than the characters promise (one stray character, which the
+    rounding could hide, leaves a count of 1 modulo 4: never valid). Two
+    ``bytes.count`` over the buffer, no copy and no byte-by-byte table."""
+    core, pads = _b64_core(body.view())
+    if pads > 2:
+        return False
+    end = body.start + core
+    chars = core - body.buf.count(b"\n", body.start, end) - body.buf.count(b"\r", body.start, end)
+    return chars % 4 != 1 and decoded == chars * 3 // 4
+
+
+def base64_readings(body: Buffer, canonical_text: bool = False,
+                    first: bytes | None = None) -> list[bytes]:
     """The stdlib's reading, plus the ``=``-skipping readings when pads come early.
     A canonical body is decoded straight from ``body`` (a view: no copy of it);
     ``canonical_text``: the caller knows it is (:func:`canonical`: no pad before
-    the end), so it is not searched for one again."""
-    try:
-        first = binascii.a2b_base64(body)
-    except (binascii.Error, ValueError):
-        first = b64(bytes(body).translate(None, B64_JUNK))  # bad padding at the end
+    the end), so it is not searched for one again; ``first``: the caller decoded
+    it with the stdlib already."""
+    if first is None:
+        try:
+            first = binascii.a2b_base64(body)
+        except (binascii.Error, ValueError):
+            first = b64(bytes(body).translate(None, B64_JUNK))  # bad padding at the end
     out = [first]
     pad = None if canonical_text else _PAD.search(body)
     if pad is None or not _NOT_PAD_WS.search(body, pad.start()):  # no pad before the end

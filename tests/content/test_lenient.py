@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 
 from scand.config import Config
 from scand.content import transfer
 from scand.content.params import decode_words
+from scand.content.parts import Slice
 from tests.content.evasion_cases import EICAR, mixed
 from tests.content.readings import qp_stray, uu_stray
 from tests.content.test_limits import FOUND, NO_POLICY, reply
@@ -65,3 +67,24 @@ def test_a_name_only_the_lenient_quoted_printable_reading_shows_is_banned() -> N
                     block)
     assert reply(message, Config()).startswith(b"1:Banned")
     assert reply(mixed("Content-Type: text/plain", block), Config()) == b"0\n"  # strict: text
+
+
+def test_base64_canonical_from_the_decoded_length_agrees_with_the_alphabet_check() -> None:
+    """transfer.base64_body tells a canonical body from the stdlib's decoded length
+    (no byte-by-byte check): it must say what the alphabet check says, on bodies
+    with every kind of flaw at every place."""
+    rng = random.Random(23)
+    flaws = [b"=", b"==", b"!", b" ", b"\t", b"\x0c", b"*", b"\r", b"\n", b"\r\n", b"A", b"AB",
+             b"=A", b"\xff", b"-", b"_"]
+    for size in range(0, 40):
+        raw = base64.encodebytes(rng.randbytes(size))
+        variants = [raw, raw.replace(b"\n", b"\r\n"), raw.rstrip(b"\n"), raw + b"\n\n"]
+        for _ in range(30):
+            pos = rng.randrange(len(raw) + 1)
+            variants.append(raw[:pos] + rng.choice(flaws) + raw[pos:])
+        for body in variants:
+            readings, canon = transfer.base64_body(Slice.of(body))
+            assert canon == transfer.canonical_base64(body), body
+            assert readings == transfer.base64_readings(body, canon), body
+            framed = b"xx" + body + b"yy"  # a slice of a larger buffer
+            assert transfer.base64_body(Slice(framed, 2, 2 + len(body)))[1] == canon, body
