@@ -61,17 +61,30 @@ def base64_body(body: Slice) -> tuple[list[bytes], bool]:
 
 
 def _length_agrees(body: Slice, decoded: int) -> bool:
-    """True when the stdlib decoded every byte of ``body`` but its line ends (and
-    the final padding) as base64: then it is canonical. The stdlib skips anything
-    outside the alphabet and stops at a pad in mid-stream; either way it decodes
-    fewer bytes than the characters promise (one stray character, which the
-    rounding could hide, leaves a count of 1 modulo 4: never valid). Two
-    ``bytes.count`` over the buffer, no copy and no byte-by-byte table."""
+    """True when ``body`` is canonical by its shape: lines of one length, each
+    ended alike (the positions of the line ends are read as two strided slices,
+    a byte per line), and the stdlib decoded every other byte of it as base64.
+    The stdlib skips anything outside the alphabet and stops at a pad in
+    mid-stream; either way it decodes fewer bytes than the characters promise
+    (one stray character, which the rounding could hide, leaves a count of 1
+    modulo 4: never valid). False means only: ask :func:`canonical_base64`."""
     core, pads = _b64_core(body.view())
     if pads > 2:
         return False
-    end = body.start + core
-    chars = core - body.buf.count(b"\n", body.start, end) - body.buf.count(b"\r", body.start, end)
+    buf, start, end = body.buf, body.start, body.start + core
+    newline = buf.find(b"\n", start, end)
+    skipped = 0  # line-end bytes: checked at their places, the rest must decode
+    if newline >= 0:
+        ending = b"\r\n" if newline > start and buf[newline - 1] == 0x0D else b"\n"
+        width = newline - start - len(ending) + 1  # characters in a line
+        if width < 4:
+            return False
+        for i, byte in enumerate(ending):
+            ends = buf[start + width + i : end : width + len(ending)]
+            if ends.count(byte) != len(ends):
+                return False
+            skipped += len(ends)
+    chars = core - skipped
     return chars % 4 != 1 and decoded == chars * 3 // 4
 
 

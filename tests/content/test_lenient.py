@@ -76,12 +76,20 @@ def test_base64_canonical_from_the_decoded_length_agrees_with_the_alphabet_check
     rng = random.Random(23)
     flaws = [b"=", b"==", b"!", b" ", b"\t", b"\x0c", b"*", b"\r", b"\n", b"\r\n", b"A", b"AB",
              b"=A", b"\xff", b"-", b"_"]
-    for size in range(0, 40):
+    for size in [*range(0, 40), 56, 57, 58, 100, 171, 200, 301]:
         raw = base64.encodebytes(rng.randbytes(size))
-        variants = [raw, raw.replace(b"\n", b"\r\n"), raw.rstrip(b"\n"), raw + b"\n\n"]
-        for _ in range(30):
-            pos = rng.randrange(len(raw) + 1)
-            variants.append(raw[:pos] + rng.choice(flaws) + raw[pos:])
+        crlf = raw.replace(b"\n", b"\r\n")
+        short = base64.b64encode(rng.randbytes(size))
+        short = b"\n".join(short[i:i + 64] for i in range(0, len(short), 64)) + b"\n"
+        variants = [raw, crlf, raw.rstrip(b"\n"), raw + b"\n\n", short, b"\n" + raw]
+        for text in (raw, crlf, short, raw.rstrip(b"\n")):  # the shape is enough
+            assert transfer._length_agrees(Slice.of(text), len(binascii.a2b_base64(text)))
+        for text in (raw, crlf, short):
+            for _ in range(40):
+                pos = rng.randrange(len(text) + 1)
+                variants.append(text[:pos] + rng.choice(flaws) + text[pos:])
+                cut = rng.randrange(len(text) + 1)  # a line end moved, dropped, doubled
+                variants.append(text[:cut] + text[cut + 1:])
         for body in variants:
             readings, canon = transfer.base64_body(Slice.of(body))
             assert canon == transfer.canonical_base64(body), body
