@@ -56,7 +56,6 @@ _KNOWN_NAMES = (rb"(?:from|to|subject|date|received|return-path|message-id|mime-
 # MULTILINE mode would try every byte of a long text without line ends).
 _KNOWN_FIRST = re.compile(rb"(?i)" + _KNOWN_NAMES)
 _KNOWN_LATER = re.compile(rb"(?i)\n" + _KNOWN_NAMES)
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
 # Names of one part checked before each further name counts as a part (a header
 # with thousands of names costs a policy check per name).
@@ -96,8 +95,8 @@ def looks_like_message(data: bytes) -> bool:
     blank = head.find(b"\n\n")
     if blank >= 0:
         return False
-    end = _BLANK_LINE.search(data)
-    return _known_header(data, len(data) if end is None else end.start())
+    end = headers.blank_line(data, 0, len(data))
+    return _known_header(data, len(data) if end is None else end[0])
 
 
 def _known_header(data: bytes, end: int) -> bool:
