@@ -207,6 +207,8 @@ def qp_readings(body: Buffer, canonical_text: bool = False) -> list[bytes]:
     if _QP_SOFT.search(text):
         text = sub_by_lines(_QP_SOFT, b"=\\1", text)
         out.append(binascii.a2b_qp(text))
+        if _QP_ODD.search(text) is None:
+            return unique(out)  # only soft breaks were malformed
     out.append(binascii.a2b_qp(sub_by_lines(_QP_ODD, b"", text)))
     return unique(out)
 
