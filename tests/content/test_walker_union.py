@@ -142,3 +142,26 @@ def test_a_truncated_stored_zip_member_is_never_clean() -> None:
         pass
     else:
         raise AssertionError("a cut stored member was read as whole")
+
+
+def test_the_walk_context_is_derived_never_changed() -> None:
+    import dataclasses
+
+    import pytest
+
+    from scand.content.parts import Context
+
+    root = Context.root("msg.eml")
+    assert (root.depth, root.where, root.names, root.alt) == (0, "msg.eml", ("msg.eml",), False)
+    assert Context.root("").where == "input" and Context.root("").names == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        root.alt = True  # type: ignore[misc]
+    odd = root.reading(True)
+    assert odd.alt and not root.alt and root.reading(False) is root
+    child = odd.child(odd.label("zip:a.exe"), ("a.exe",), in_archive=True)
+    assert (child.depth, child.where, child.alt, child.in_archive) == (
+        1, "msg.eml>zip:a.exe", True, True)  # alt is inherited unless given
+    assert not odd.child("x", alt=False).alt and not child.child("y").in_archive
+    part = child.part(b"MZ", message=False)
+    assert (part.names, part.depth, part.where, part.in_archive, part.alt) == (
+        ("a.exe",), 1, "msg.eml>zip:a.exe", True, True)
