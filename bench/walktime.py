@@ -6,7 +6,8 @@
 Each tree runs in a child interpreter (``PYTHONPATH`` = the tree): one Scanner on the
 built-in engine with the corpus' signatures and the verdict cache off, as a worker runs
 it; the first ``--messages`` messages of the corpus are read into memory, then
-``Scanner.scan_stream`` scans each of them (``--walk-only``: ``walk()`` alone),
+``Scanner.scan_stream`` scans each of them (``--walk-only``: ``walk()`` alone;
+``--names-only``: the names-only walk that runs beside clamav and clamd),
 ``--passes`` times. The child prints the
 best pass (seconds of process CPU for all the messages). The trees take turns,
 ``--rounds`` times, and the best of each is compared: one run, the same machine load.
@@ -25,8 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def measure(corpus: Path, messages: int, passes: int, walk_only: bool = False
-            ) -> dict[str, object]:
+def measure(corpus: Path, messages: int, passes: int, walk_only: bool = False,
+            names_only: bool = False) -> dict[str, object]:
     """In this process (the tree on ``sys.path``): the best of ``passes`` passes."""
     from scand import config as configmod
     from scand.config import Config
@@ -48,8 +49,9 @@ def measure(corpus: Path, messages: int, passes: int, walk_only: bool = False
         verdicts = []
         start = time.process_time()
         for data in datas:
-            if walk_only:
-                verdicts.append(str(sum(1 for _ in walk(data, "", cfg.content))))
+            if walk_only or names_only:
+                items = walk(data, "", cfg.content, keep_data=not names_only)
+                verdicts.append(str(sum(1 for _ in items)))
                 continue
             verdicts.append(format_verdict(scanner.scan_stream(data).verdict).decode())
         best = min(best, time.process_time() - start)
@@ -67,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--walk-only", action="store_true",
                     help="time walk() alone (items counted, not scanned)")
+    ap.add_argument("--names-only", action="store_true",
+                    help="time the names-only walk (beside clamav/clamd) alone")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child
     args = ap.parse_args(argv)
     corpus = Path(args.corpus).resolve()
     if args.one:
-        print(json.dumps(measure(corpus, args.messages, args.passes, args.walk_only)))
+        print(json.dumps(measure(corpus, args.messages, args.passes, args.walk_only,
+                                 args.names_only)))
         return 0
     trees = {"old": Path(args.old).resolve(), "new": HERE}
     best: dict[str, float] = {}
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", "--old", "-", "--corpus", str(corpus),
                  "--messages", str(args.messages), "--passes", str(args.passes),
-                 *(["--walk-only"] if args.walk_only else [])],
+                 *(["--walk-only"] if args.walk_only else []),
+                 *(["--names-only"] if args.names_only else [])],
                 cwd=tree, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
                 capture_output=True, text=True, check=False)
             if out.returncode:

@@ -20,6 +20,7 @@ binascii, never fed through the stdlib's feedparser line by line.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable
@@ -203,6 +204,7 @@ def transfer_encodings(h: Headers) -> list[str]:
     return list(out)
 
 
+@functools.lru_cache(maxsize=256)
 def encoding_name(value: str) -> str:
     """One Content-Transfer-Encoding value, normalised (see transfer_encodings)."""
     token = COMMENT.sub("", value).strip().lower().split(";")[0].split()
