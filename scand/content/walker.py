@@ -285,9 +285,6 @@ class _Walker:
         """True when a names-only walk may stop at this leaf: its decoded start is no
         container, no HTML, no executable stub, and it can hold no encoded blocks."""
         ctes = mime.transfer_encodings(h)
-        view = body.view()
-        if not all(mime.canonical(cte, view) for cte in ctes):
-            return False  # malformed anywhere: the engine may read it otherwise
         # Disk images hide their directory at 32 KiB: read that far only for them.
         image = _named(names, archives.IMAGE_SUFFIXES)
         want = SNIFF_IMAGE if image or not body.head(SNIFF_ENCODED).strip(b"A\r\n") else (
@@ -301,8 +298,14 @@ class _Walker:
             return False
         if "base64" in ctes or "quoted-printable" in ctes:
             # Blocks inside encoded text are seen only decoded: read such text whole.
-            return not _is_text(head, ctype)
-        return not textblocks.has_blocks(body.tobytes()) and not is_html(head, (), "")
+            if _is_text(head, ctype):
+                return False
+        elif textblocks.has_blocks(body.tobytes()) or is_html(head, (), ""):
+            return False
+        # Last (it reads the whole body): malformed anywhere, the engine may read
+        # it otherwise.
+        view = body.view()
+        return all(mime.canonical(cte, view) for cte in ctes)
 
     def text_blocks(self, data: bytes, ctx: Context, html: bool) -> Iterator[Item]:
         """Files encoded inside a text (textblocks.TEXT_BLOCKS: uuencode, yEnc,
