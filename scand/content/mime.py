@@ -185,8 +185,12 @@ def _yenc(body: Slice, whole: Whole) -> tuple[list[bytes], bool]:
     return [*blocks, whole()], True
 
 
-AS_IS = Encoding("", (), _as_is)  # 7bit, 8bit, binary, and any name not below
+AS_IS = Encoding("", (), _as_is)  # any name not below
 ENCODINGS: dict[str, Encoding] = {e.name: e for e in (
+    # The identities: named exactly (no substrings), the body as it is.
+    Encoding("7bit", (), _as_is),
+    Encoding("8bit", (), _as_is),
+    Encoding("binary", (), _as_is),
     Encoding("base64", ("base64",), lambda body, _whole: transfer.base64_body(body),
              transfer.canonical_base64),
     Encoding("quoted-printable", ("quoted-printable",), _qp, transfer.canonical_qp),

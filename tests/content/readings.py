@@ -95,6 +95,7 @@ def readings() -> dict[str, bytes]:
         "base64-junk": mixed(ATT + "base64", _junk(e)),
         "base64-undeclared": mixed("Content-Type: application/octet-stream; name=data.bin",
                                    b64(e * 3)),
+        **{f"cte-{cte}": mixed(ATT + cte, e + b"\n") for cte in ("7bit", "8bit", "binary")},
         "qp": mixed(ATT + "quoted-printable", qp(e)),
         "qp-soft-break-spaces": mixed(ATT + "quoted-printable",
                                       qp(e).replace(b"=\n", b"=  \n")),
