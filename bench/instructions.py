@@ -4,10 +4,10 @@
 
 On a shared 2-CPU host CPU time per message moves with the load (cache misses,
 context switches); instruction counts do not. Each measurement runs twice under
-``valgrind --tool=callgrind``, once with no message and once with the first
-``--messages`` corpus messages; the difference of the two totals, divided by
-the messages, is what the messages cost, start-up and signature loading taken
-out. Per side:
+``valgrind --tool=callgrind``, once with ``--warmup`` messages and once with
+those and the first ``--messages`` corpus messages; the difference of the two
+totals, divided by the messages, is what the messages cost, start-up, signature
+loading and first-use work (lazy imports) taken out. Per side:
 
 * ``clamd-direct``: clamd (scand's clamd.conf, temp files on /dev/shm), one
   persistent client sending ``zSCAN <path>`` in an ``IDSESSION``;
@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sides", default="clamav,clamd-direct")
     ap.add_argument("--messages", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20,
+                    help="messages sent in both runs first: lazy imports and first-use "
+                         "caches are left out of the per-message figure")
+    ap.add_argument("--daemon-only", action="store_true",
+                    help="clamav: the daemon alone (skip the worker's slow in-process run)")
     args = ap.parse_args(argv)
     corpus_dir = OUT / "corpus-s1-n1000"
     corpus.load_or_generate(corpus_dir, 1000, 1)
@@ -130,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for side in args.sides.split(","):
         per: dict[str, float] = {}
-        for what in [side, "worker"] if side == "clamav" else [side]:
-            idle = run(what, sigdir, [], base / f"{what}-0")
-            busy = run(what, sigdir, paths, base / f"{what}-{len(paths)}")
+        for what in [side, "worker"] if side == "clamav" and not args.daemon_only else [side]:
+            warm = paths[: args.warmup]
+            idle = run(what, sigdir, warm, base / f"{what}-0")
+            busy = run(what, sigdir, warm + paths, base / f"{what}-{len(paths)}")
             per.update({k: round((busy.get(k, 0) - idle.get(k, 0)) / len(paths) / 1e6, 3)
                         for k in busy})
         row = {"side": side, "messages": len(paths), "mega_ir_per_msg": per,

@@ -10,7 +10,9 @@ Controls, combined from the best servers (DESIGN.md §2):
   was hit;
 * a warm replacement: the new worker is started and has loaded its engine
   before the old one leaves, and only one soft retirement runs at a time;
-* a wall-clock deadline per scan: past it the worker is killed and replaced;
+* a wall-clock deadline per scan: past it the worker is killed and replaced
+  (one watch task for the pool, not a cancel scope per scan: see
+  :meth:`Pool._deadline_watch`);
 * a dead worker costs exactly its own request (``-1:worker-crashed``);
 * a cancelled scan (client gone) gets ``cancel_grace`` to finish, then its
   worker is killed and replaced.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import math
 from typing import Any
 
 import structlog
@@ -70,6 +73,11 @@ class Pool:
         self._drop_pending = False  # a reload happened: free old sets when their workers leave
         self._usage_cache: dict[int, tuple[float, memory.Usage]] = {}
         self.spawned = 0
+        # Scans in progress and their deadlines (the deadline watch's view), when the
+        # watch wakes next, and the event that wakes it sooner.
+        self._running: dict[WorkerProcess, float] = {}
+        self._watch_until = -math.inf  # not planned yet: its first pass sees every scan
+        self._watch_wake = trio.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -78,6 +86,7 @@ class Pool:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._deadline_watch)
                 async with trio.open_nursery() as starters:
                     for _ in range(self.config.worker_count):
                         starters.start_soon(self._add_new_worker)
@@ -145,31 +154,61 @@ class Pool:
 
     async def _run_on(self, worker: WorkerProcess, job: Job) -> Outcome:
         worker.busy = True
+        deadline = trio.current_time() + self.config.pool.scan_timeout
+        self._running[worker] = deadline
+        if deadline < self._watch_until:
+            self._watch_wake.set()  # sooner than the watch planned (a reload shortened it)
         sent = False
         try:
-            # A bare scope (move_on_after's checks are the config's, done at load).
-            with trio.CancelScope(
-                    deadline=trio.current_time() + self.config.pool.scan_timeout) as deadline:
-                await worker.send(job)
-                sent = True
-                done = await worker.receive_done()
-            if deadline.cancelled_caught:
+            await worker.send(job)
+            sent = True
+            done = await worker.receive_done()
+        except WorkerGone:
+            self._running.pop(worker, None)
+            if worker.overdue:  # the deadline watch woke it
                 self._background(self._discard, worker, "timeout")
                 limit = self.config.pool.scan_timeout
                 timeout = Unchecked(Reason.TIMEOUT, f"scan over {limit:g}s")
                 return Outcome(timeout, worker=worker.pid)
-        except WorkerGone:
             self._background(self._discard, worker, "crash")
             return Outcome(Unchecked(Reason.WORKER_CRASHED), worker=worker.pid)
         except trio.Cancelled:
             # The client is gone. Let the worker finish within the grace, or kill it.
+            self._running.pop(worker, None)
             self._background(self._salvage, worker, sent)
             raise
+        # (Overdue in the very pass its answer came: the answer stands, as it did when
+        # a cancel scope's deadline passed without a checkpoint after the read.)
+        self._running.pop(worker, None)
+        worker.overdue = False
         self._after_job(worker, done)
         outcome = done.outcome
         # The worker names itself (its pid is the same here); a copy only if not.
         return outcome if outcome.worker == worker.pid else dataclasses.replace(
             outcome, worker=worker.pid)
+
+    async def _deadline_watch(self) -> None:
+        """End scans past ``scan_timeout``: one task for the pool instead of a cancel
+        scope per scan (entering and leaving one cost the daemon some 10 µs a scan;
+        issue 27). A scan's deadline is its start plus the same timeout, so deadlines
+        come in start order and the watch sleeps until the earliest one; a scan started
+        later never needs it sooner, unless a reload shortened the timeout (then the
+        scan wakes it). An overdue worker is woken out of its pipe wait
+        (:meth:`WorkerProcess.interrupt`) and answers ``-1:timeout``, as before."""
+        while True:
+            now = trio.current_time()
+            due = math.inf
+            for worker, deadline in list(self._running.items()):
+                if deadline <= now:
+                    del self._running[worker]
+                    worker.overdue = True
+                    worker.interrupt()
+                else:
+                    due = min(due, deadline)
+            self._watch_until = due
+            self._watch_wake = trio.Event()
+            with trio.move_on_at(due):
+                await self._watch_wake.wait()
 
     async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
         if sent:

@@ -88,6 +88,7 @@ class WorkerProcess:
     rss: int = 0
     jobs: int = 0
     busy: bool = False  # running a job now (orthogonal to the lifecycle state)
+    overdue: bool = False  # its scan passed its deadline (set by the pool's deadline watch)
     state: WorkerState = WorkerState.STARTING
     recycle_reason: str = ""  # why it is retiring or replaced
     decoder: Decoder = field(default_factory=Decoder)
@@ -199,6 +200,20 @@ class WorkerProcess:
         if not isinstance(message, Done):
             raise WorkerGone(f"worker {self.pid}: protocol error ({type(message).__name__})")
         return message
+
+    def interrupt(self) -> None:
+        """Wake a task waiting on this worker's pipes with ClosedResourceError (a
+        WorkerGone for the scan): the pool's deadline watch ends an overdue scan so.
+        A pipe is only notified (trio's ``notify_closing``), not closed: the kill that
+        follows closes it. Another stream (the tests' memory streams) is closed."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if isinstance(stream, trio.lowlevel.FdStream):
+                if stream.fileno() >= 0:
+                    trio.lowlevel.notify_closing(stream.fileno())
+            elif stream is not None:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
 
     async def kill(self) -> None:
         """SIGTERM, then SIGKILL, then reap. Shielded: always finishes."""
