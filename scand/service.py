@@ -77,6 +77,9 @@ class Service:
         self._reload_config = reload_config or (lambda: self.config)
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        # The scan line's logger, resolved on the first scan (as structlog's
+        # cache_logger_on_first_use would): not through the lazy proxy per request.
+        self._info: Callable[..., Any] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery that background reloads run in."""
@@ -154,7 +157,10 @@ class Service:
             fields["detail"] = verdict.detail
         elif isinstance(verdict, Infected):
             fields["virus"] = verdict.name
-        log.info("scan_finished", **fields)
+        info = self._info
+        if info is None:
+            info = self._info = log.bind().info
+        info("scan_finished", **fields)
 
     # -- control lines -------------------------------------------------------------
 

@@ -78,11 +78,14 @@ class ClientConnection:
         self._timeout_mid = False  # the armed deadline was a request's, not idleness
         # On a plain socket the main task reads by itself and a hang-up during a scan
         # is seen by the daemon's one hangup.HangupWatch, which cancels ``_gone``: no
-        # reader task, so no wake-up of a second task per request. Other transports
+        # reader task, so no wake-up of a second task per request. The socket joins
+        # the watch at its first scan and leaves it when the connection ends. Other transports
         # (TLS, the tests' memory streams) keep the reader task.
         self._sock = transport.sock if isinstance(transport, SocketTransport) else None
         self._direct = self._sock is not None
         self._gone = trio.CancelScope()
+        self._hangup: hangup.Watched | None = None  # in the watch from the first scan on
+        self._hangup_fd = -1
         self._reading = False  # direct: the main task waits in a read
         self.draining = False
 
@@ -113,6 +116,8 @@ class ClientConnection:
         finally:
             self._clock.disarm()
             timers.current().discard(self._clock)
+            if self._hangup_fd >= 0:  # before the socket is closed (serve_guarded)
+                hangup.current().discard(self._hangup_fd)
 
     async def _serve(self) -> None:
         with self._timer:
@@ -201,16 +206,19 @@ class ClientConnection:
             self._request_started = None
             if self.remote:
                 event = network_filter(event)
-            watched = -1
+            watched = None
             if self._sock is not None and isinstance(event, ScanPath | ScanStream):
-                fd = self._sock.fileno()
-                if hangup.current().add(fd, self._gone):
-                    watched = fd
+                watched = self._hangup
+                if watched is None and self._hangup_fd < 0:  # the first scan: join the watch
+                    self._hangup_fd = self._sock.fileno()
+                    watched = self._hangup = hangup.current().add(self._hangup_fd, self._gone)
+                if watched is not None:
+                    watched.start()
             try:
                 reply = await self.handler.handle(event)
             finally:
-                if watched >= 0:
-                    hangup.current().discard(watched)
+                if watched is not None:
+                    watched.stop()
                 if isinstance(event, ScanStream):
                     self.held.give(len(event.data))
             await self.transport.send_all(reply)
