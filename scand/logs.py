@@ -72,6 +72,14 @@ class JsonRenderer:
         return self._slow(event_dict)
 
 
+def format_exc_info(logger: Any, method: str, event_dict: Any) -> Any:
+    """structlog's ``format_exc_info``, called only for a line that carries
+    ``exc_info`` (what it does to any other line: nothing, after two calls)."""
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method, event_dict)
+    return event_dict
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog to stderr: JSON lines for machines, colours for a terminal."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -83,7 +91,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             IsoStamper(),
-            structlog.processors.format_exc_info,
+            format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -24,7 +24,6 @@ from scand.events import (
     Infected,
     Reason,
     ScanPath,
-    ScanStream,
     Unchecked,
     verdict_label,
 )
@@ -116,9 +115,6 @@ class Service:
             log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="stopping")
             self.stats.record(Unchecked(Reason.SHUTTING_DOWN), 0.0, 0)
             return format_verdict(Unchecked(Reason.SHUTTING_DOWN))
-        return await self._scan(event)
-
-    async def _scan(self, event: ScanPath | ScanStream) -> bytes:
         if isinstance(event, ScanPath):
             result = await self.scan(event.path, path=event.path)
         else:

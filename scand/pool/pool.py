@@ -27,6 +27,7 @@ import collections
 import dataclasses
 import itertools
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -125,10 +126,17 @@ class Pool:
 
     # -- the request path -------------------------------------------------------
 
-    async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Outcome:
-        """Scan a path or a stream on some worker. Overload and failures become Unchecked."""
+    def scan(self, *, path: str | None = None, data: bytes | None = None
+             ) -> Coroutine[Any, Any, Outcome]:
+        """Scan a path or a stream on some worker (await it). Overload and failures
+        become Unchecked. A free worker's scan is the coroutine of the run itself: no
+        coroutine frame around it for every await to pass through."""
         if self._idle:  # the common case: no queue, no deadline to arm
-            return await self._run_on(self._take_idle(), Job(next(self._ids), path, data))
+            return self._run_on(None, path, data)
+        return self._queued(path, data)
+
+    async def _queued(self, path: str | None, data: bytes | None) -> Outcome:
+        """No worker free: wait in the queue (bounded in size and time), then run."""
         pool = self.config.pool
         if self._waiting >= pool.queue_size:
             return Outcome(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
@@ -142,7 +150,7 @@ class Pool:
             worker = self._take_idle()
         finally:
             self._waiting -= 1
-        return await self._run_on(worker, Job(next(self._ids), path, data))
+        return await self._run_on(worker, path, data)
 
     def _take_idle(self) -> WorkerProcess:
         """A free worker, preferring ones not waiting for their replacement."""
@@ -152,7 +160,14 @@ class Pool:
                 return worker
         return self._idle.popleft()
 
-    async def _run_on(self, worker: WorkerProcess, job: Job) -> Outcome:
+    async def _run_on(self, worker: WorkerProcess | None, path: str | None,
+                      data: bytes | None) -> Outcome:
+        """The scan on ``worker`` (None: a free one, taken as the scan starts)."""
+        if worker is None:
+            if not self._idle:  # taken since scan() saw one
+                return await self._queued(path, data)
+            worker = self._take_idle()
+        job = Job(next(self._ids), path, data)
         worker.busy = True
         deadline = trio.current_time() + self.config.pool.scan_timeout
         self._running[worker] = deadline
@@ -236,11 +251,12 @@ class Pool:
         elif grown > pool.hard_rss_mb:
             hard = "rss"
         soft = ""
-        if worker.age >= pool.min_lifetime:
-            if grown > pool.recycle_rss_mb:
-                soft = "rss"
-            elif worker.jobs >= worker.max_jobs:
-                soft = "jobs"
+        if grown > pool.recycle_rss_mb:
+            soft = "rss"
+        elif worker.jobs >= worker.max_jobs:
+            soft = "jobs"
+        if soft and worker.age < pool.min_lifetime:  # (its age read only when it counts)
+            soft = ""
         if hard:
             # Past a hard limit the worker leaves service now, even before its
             # replacement is warm: it must not grow any further.
@@ -263,7 +279,8 @@ class Pool:
 
     def _make_idle(self, worker: WorkerProcess) -> None:
         self._idle.append(worker)
-        self._lot.unpark()
+        if self._lot:  # someone waits in the queue
+            self._lot.unpark()
 
     # -- replacement ---------------------------------------------------------------
 

@@ -283,6 +283,11 @@ class Decoder:
     def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Bytes fed and not yet taken as messages."""
+        return len(self._buf)
+
     def next(self) -> object | None:
         if self._job is not None:
             size = self._job.size
