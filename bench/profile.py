@@ -18,6 +18,12 @@ decoding, hashing, fmap, other; libclamav ships without a symbol table, so a
 static function counts under the exported one before it), the kernel (file
 system work: temp files; the rest), libc, and other libraries.
 
+``--pyspy`` samples the daemon's Python stacks with py-spy (non-blocking) and
+prints its top functions by own and inclusive samples. py-spy counts a process
+that was preempted (woken peers run first on 2 CPUs) as busy, so a write that
+wakes a worker weighs more here than in CPU time: read it for what runs, and
+CPU per message for what it costs.
+
 ``--cprofile`` runs, in this process, the worker's own Python path (one
 Scanner on the engine, the same config) over the same messages under cProfile
 and prints its top functions by own time: the Python side of a worker without
@@ -33,6 +39,7 @@ import os
 import pstats
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -210,9 +217,20 @@ def profile_side(side: str, db: str, sigdir: Path, paths: list[str], args: argpa
                  str(workdir / "perf.data"), "-p", ",".join(map(str, roles))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
+        spy = None
+        if args.pyspy and kind == "scand":
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking",
+                 "-r", "1000", "-f", "raw", "-o", str(workdir / "daemon.pyspy"),
+                 "-p", str(proc.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         before = snapshot(roles)
         errors, wall = drive(kind, proc.socket, paths, args.clients)
         after = snapshot(roles)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait(60)
@@ -232,7 +250,35 @@ def profile_side(side: str, db: str, sigdir: Path, paths: list[str], args: argpa
     }
     if args.perf:
         row["perf"] = perf_split(workdir / "perf.data", roles, n)
+    if args.pyspy and kind == "scand":
+        row["pyspy"] = pyspy_split(workdir / "daemon.pyspy", args.top)
     return row
+
+
+def pyspy_split(stacks: Path, top: int) -> dict[str, Any]:
+    """py-spy's folded stacks of the daemon -> the top functions by own samples and by
+    inclusive samples, in % of the daemon's busy samples (those in epoll_wait are left out:
+    the daemon waits there, idle)."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in stacks.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        if "get_events" in stack:
+            continue  # waiting in epoll_wait: idle (py-spy cannot tell)
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0].rstrip(")")
+                  for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            incl[frame] += n
+    pct = 100.0 / max(total, 1)
+    return {"samples": total,
+            "own": {f: round(n * pct, 1) for f, n in own.most_common(top)},
+            "inclusive": {f: round(n * pct, 1) for f, n in incl.most_common(top)}}
 
 
 def cprofile_worker(side: str, sigdir: Path, paths: list[str], top: int) -> str:
@@ -274,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toml", default="", help="more scand config (TOML; \\n for new lines), "
                     "e.g. '[clamd]\\ntransfer = \"stream\"'")
     ap.add_argument("--perf", action="store_true", help="split each role's CPU with perf")
+    ap.add_argument("--pyspy", action="store_true",
+                    help="sample the daemon's Python stacks with py-spy (its top functions)")
     ap.add_argument("--cprofile", action="store_true",
                     help="also profile the worker's Python path in-process")
     ap.add_argument("--top", type=int, default=25)

@@ -2,8 +2,8 @@
 
 Every request writes one line, so the JSON chain is kept cheap (issue 27): the
 timestamp reuses the formatted date and time within the same second, and the
-line is encoded by one JSON encoder made once (``json.dumps`` with a
-``default`` builds a new encoder per call). The output is what structlog's
+line is encoded by one C encoder made once (``json.dumps`` builds an encoder
+per call, and so does ``JSONEncoder.encode``). The output is what structlog's
 ``TimeStamper(fmt="iso", utc=True)`` and ``JSONRenderer`` write.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import json.encoder
 import logging
 import sys
 import time
@@ -49,13 +50,34 @@ def _fallback(obj: Any) -> Any:
 
 
 class JsonRenderer:
-    """structlog's JSONRenderer with one encoder for the process."""
+    """structlog's JSONRenderer with one encoder for the process: ``json``'s C
+    encoder (what ``JSONEncoder.encode`` makes afresh for every call), with the
+    same separators, ASCII escapes, ``default`` and circular check; the pure
+    ``JSONEncoder`` where the C one is missing, or for a dict it failed on."""
 
     def __init__(self) -> None:
-        self._encode = json.JSONEncoder(default=_fallback).encode
+        self._slow = json.JSONEncoder(default=_fallback).encode
+        self._markers: dict[int, Any] = {}
+        make = getattr(json.encoder, "c_make_encoder", None)  # CPython's _json
+        self._fast: Any = None if make is None else make(
+            self._markers, _fallback, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+            False, False, True)
 
     def __call__(self, logger: Any, method: str, event_dict: Any) -> str:
-        return self._encode(event_dict)
+        if self._fast is not None and type(event_dict) is dict:
+            try:
+                return "".join(self._fast(event_dict, 0))
+            except Exception:
+                self._markers.clear()  # (what a failure left behind)
+        return self._slow(event_dict)
+
+
+def format_exc_info(logger: Any, method: str, event_dict: Any) -> Any:
+    """structlog's ``format_exc_info``, called only for a line that carries
+    ``exc_info`` (what it does to any other line: nothing, after two calls)."""
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method, event_dict)
+    return event_dict
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -69,7 +91,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             IsoStamper(),
-            structlog.processors.format_exc_info,
+            format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

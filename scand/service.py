@@ -24,7 +24,6 @@ from scand.events import (
     Infected,
     Reason,
     ScanPath,
-    ScanStream,
     Unchecked,
     verdict_label,
 )
@@ -77,6 +76,9 @@ class Service:
         self._reload_config = reload_config or (lambda: self.config)
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        # The scan line's logger, resolved on the first scan (as structlog's
+        # cache_logger_on_first_use would): not through the lazy proxy per request.
+        self._info: Callable[..., Any] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery that background reloads run in."""
@@ -113,9 +115,6 @@ class Service:
             log.info("request_rejected", reason=str(Reason.SHUTTING_DOWN), detail="stopping")
             self.stats.record(Unchecked(Reason.SHUTTING_DOWN), 0.0, 0)
             return format_verdict(Unchecked(Reason.SHUTTING_DOWN))
-        return await self._scan(event)
-
-    async def _scan(self, event: ScanPath | ScanStream) -> bytes:
         if isinstance(event, ScanPath):
             result = await self.scan(event.path, path=event.path)
         else:
@@ -154,7 +153,10 @@ class Service:
             fields["detail"] = verdict.detail
         elif isinstance(verdict, Infected):
             fields["virus"] = verdict.name
-        log.info("scan_finished", **fields)
+        info = self._info
+        if info is None:
+            info = self._info = log.bind().info
+        info("scan_finished", **fields)
 
     # -- control lines -------------------------------------------------------------
 

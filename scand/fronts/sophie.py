@@ -18,13 +18,12 @@ needs: sessions, ``-1:busy``, ``-1:shutting-down`` and, after a fault,
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import trio
 
 from scand.events import NEED_DATA, BadRequest, Closed, Event, Reason, ScanPath, ScanStream
-from scand.fronts import hangup
+from scand.fronts import hangup, timers
 from scand.fronts.budget import Held
 from scand.fronts.listen import Bound
 from scand.fronts.network import network_filter
@@ -70,18 +69,23 @@ class ClientConnection:
         self._eof = False
         self._waiting = False  # the main task needs bytes to make progress
         self._request_started: float | None = None
-        # One cancel scope for the connection's life, armed only while the main task
-        # waits for bytes (idle or request deadline) and disarmed while it answers:
-        # moving a deadline costs far less than a new scope per request.
+        # One cancel scope for the connection's life, cancelled by the daemon's deadline
+        # watch (scand.fronts.timers) if the main task waits for bytes past its idle or
+        # request deadline; the deadline is a float on ``_clock``, armed only while it
+        # waits: far cheaper than a new scope, or a moved deadline, per request.
         self._timer = trio.CancelScope()
+        self._clock = timers.current().add(self._timer)
         self._timeout_mid = False  # the armed deadline was a request's, not idleness
         # On a plain socket the main task reads by itself and a hang-up during a scan
         # is seen by the daemon's one hangup.HangupWatch, which cancels ``_gone``: no
-        # reader task, so no wake-up of a second task per request. Other transports
+        # reader task, so no wake-up of a second task per request. The socket joins
+        # the watch at its first scan and leaves it when the connection ends. Other transports
         # (TLS, the tests' memory streams) keep the reader task.
         self._sock = transport.sock if isinstance(transport, SocketTransport) else None
         self._direct = self._sock is not None
         self._gone = trio.CancelScope()
+        self._hangup: hangup.Watched | None = None  # in the watch from the first scan on
+        self._hangup_fd = -1
         self._reading = False  # direct: the main task waits in a read
         self.draining = False
 
@@ -100,14 +104,20 @@ class ClientConnection:
 
     async def run(self) -> None:
         """Serve until done; closing the transport is the caller's (accept.serve_guarded)."""
-        if self._direct:
-            with self._gone:  # cancelled by the hangup watch: write nothing more
+        try:
+            if self._direct:
+                with self._gone:  # cancelled by the hangup watch: write nothing more
+                    await self._serve()
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader, nursery.cancel_scope)
                 await self._serve()
-            return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reader, nursery.cancel_scope)
-            await self._serve()
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._clock.disarm()
+            timers.current().discard(self._clock)
+            if self._hangup_fd >= 0:  # before the socket is closed (serve_guarded)
+                hangup.current().discard(self._hangup_fd)
 
     async def _serve(self) -> None:
         with self._timer:
@@ -149,14 +159,14 @@ class ClientConnection:
                 self._request_started = trio.current_time()
             deadline = self._request_started + self.handler.request_timeout
         self._timeout_mid = mid
-        self._timer.deadline = deadline
+        self._clock.arm(deadline)
         if self._direct:
             self._reading = True
             try:
                 data = await self.transport.receive_some(RECV_SIZE)
             finally:
                 self._reading = False
-                self._timer.deadline = math.inf
+                self._clock.disarm()
             if not self._take(data):
                 return False
         else:
@@ -165,7 +175,7 @@ class ClientConnection:
                 await self._wake.wait()
             finally:
                 self._waiting = False
-                self._timer.deadline = math.inf
+                self._clock.disarm()
             self._wake = trio.Event()
         if self._timer.cancel_called:
             # The deadline passed in the same scheduler pass as the wake-up: it
@@ -196,16 +206,19 @@ class ClientConnection:
             self._request_started = None
             if self.remote:
                 event = network_filter(event)
-            watched = -1
+            watched = None
             if self._sock is not None and isinstance(event, ScanPath | ScanStream):
-                fd = self._sock.fileno()
-                if hangup.current().add(fd, self._gone):
-                    watched = fd
+                watched = self._hangup
+                if watched is None and self._hangup_fd < 0:  # the first scan: join the watch
+                    self._hangup_fd = self._sock.fileno()
+                    watched = self._hangup = hangup.current().add(self._hangup_fd, self._gone)
+                if watched is not None:
+                    watched.start()
             try:
                 reply = await self.handler.handle(event)
             finally:
-                if watched >= 0:
-                    hangup.current().discard(watched)
+                if watched is not None:
+                    watched.stop()
                 if isinstance(event, ScanStream):
                     self.held.give(len(event.data))
             await self.transport.send_all(reply)

@@ -10,7 +10,9 @@ Controls, combined from the best servers (DESIGN.md §2):
   was hit;
 * a warm replacement: the new worker is started and has loaded its engine
   before the old one leaves, and only one soft retirement runs at a time;
-* a wall-clock deadline per scan: past it the worker is killed and replaced;
+* a wall-clock deadline per scan: past it the worker is killed and replaced
+  (one watch task for the pool, not a cancel scope per scan: see
+  :meth:`Pool._deadline_watch`);
 * a dead worker costs exactly its own request (``-1:worker-crashed``);
 * a cancelled scan (client gone) gets ``cancel_grace`` to finish, then its
   worker is killed and replaced.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import math
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -70,6 +74,11 @@ class Pool:
         self._drop_pending = False  # a reload happened: free old sets when their workers leave
         self._usage_cache: dict[int, tuple[float, memory.Usage]] = {}
         self.spawned = 0
+        # Scans in progress and their deadlines (the deadline watch's view), when the
+        # watch wakes next, and the event that wakes it sooner.
+        self._running: dict[WorkerProcess, float] = {}
+        self._watch_until = -math.inf  # not planned yet: its first pass sees every scan
+        self._watch_wake = trio.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -78,6 +87,7 @@ class Pool:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._deadline_watch)
                 async with trio.open_nursery() as starters:
                     for _ in range(self.config.worker_count):
                         starters.start_soon(self._add_new_worker)
@@ -116,10 +126,17 @@ class Pool:
 
     # -- the request path -------------------------------------------------------
 
-    async def scan(self, *, path: str | None = None, data: bytes | None = None) -> Outcome:
-        """Scan a path or a stream on some worker. Overload and failures become Unchecked."""
+    def scan(self, *, path: str | None = None, data: bytes | None = None
+             ) -> Coroutine[Any, Any, Outcome]:
+        """Scan a path or a stream on some worker (await it). Overload and failures
+        become Unchecked. A free worker's scan is the coroutine of the run itself: no
+        coroutine frame around it for every await to pass through."""
         if self._idle:  # the common case: no queue, no deadline to arm
-            return await self._run_on(self._take_idle(), Job(next(self._ids), path, data))
+            return self._run_on(None, path, data)
+        return self._queued(path, data)
+
+    async def _queued(self, path: str | None, data: bytes | None) -> Outcome:
+        """No worker free: wait in the queue (bounded in size and time), then run."""
         pool = self.config.pool
         if self._waiting >= pool.queue_size:
             return Outcome(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
@@ -133,7 +150,7 @@ class Pool:
             worker = self._take_idle()
         finally:
             self._waiting -= 1
-        return await self._run_on(worker, Job(next(self._ids), path, data))
+        return await self._run_on(worker, path, data)
 
     def _take_idle(self) -> WorkerProcess:
         """A free worker, preferring ones not waiting for their replacement."""
@@ -143,33 +160,70 @@ class Pool:
                 return worker
         return self._idle.popleft()
 
-    async def _run_on(self, worker: WorkerProcess, job: Job) -> Outcome:
+    async def _run_on(self, worker: WorkerProcess | None, path: str | None,
+                      data: bytes | None) -> Outcome:
+        """The scan on ``worker`` (None: a free one, taken as the scan starts)."""
+        if worker is None:
+            if not self._idle:  # taken since scan() saw one
+                return await self._queued(path, data)
+            worker = self._take_idle()
+        job = Job(next(self._ids), path, data)
         worker.busy = True
+        deadline = trio.current_time() + self.config.pool.scan_timeout
+        self._running[worker] = deadline
+        if deadline < self._watch_until:
+            self._watch_wake.set()  # sooner than the watch planned (a reload shortened it)
         sent = False
         try:
-            # A bare scope (move_on_after's checks are the config's, done at load).
-            with trio.CancelScope(
-                    deadline=trio.current_time() + self.config.pool.scan_timeout) as deadline:
-                await worker.send(job)
-                sent = True
-                done = await worker.receive_done()
-            if deadline.cancelled_caught:
+            await worker.send(job)
+            sent = True
+            done = await worker.receive_done()
+        except WorkerGone:
+            self._running.pop(worker, None)
+            if worker.overdue:  # the deadline watch woke it
                 self._background(self._discard, worker, "timeout")
                 limit = self.config.pool.scan_timeout
                 timeout = Unchecked(Reason.TIMEOUT, f"scan over {limit:g}s")
                 return Outcome(timeout, worker=worker.pid)
-        except WorkerGone:
             self._background(self._discard, worker, "crash")
             return Outcome(Unchecked(Reason.WORKER_CRASHED), worker=worker.pid)
         except trio.Cancelled:
             # The client is gone. Let the worker finish within the grace, or kill it.
+            self._running.pop(worker, None)
             self._background(self._salvage, worker, sent)
             raise
+        # (Overdue in the very pass its answer came: the answer stands, as it did when
+        # a cancel scope's deadline passed without a checkpoint after the read.)
+        self._running.pop(worker, None)
+        worker.overdue = False
         self._after_job(worker, done)
         outcome = done.outcome
         # The worker names itself (its pid is the same here); a copy only if not.
         return outcome if outcome.worker == worker.pid else dataclasses.replace(
             outcome, worker=worker.pid)
+
+    async def _deadline_watch(self) -> None:
+        """End scans past ``scan_timeout``: one task for the pool instead of a cancel
+        scope per scan (entering and leaving one cost the daemon some 10 µs a scan;
+        issue 27). A scan's deadline is its start plus the same timeout, so deadlines
+        come in start order and the watch sleeps until the earliest one; a scan started
+        later never needs it sooner, unless a reload shortened the timeout (then the
+        scan wakes it). An overdue worker is woken out of its pipe wait
+        (:meth:`WorkerProcess.interrupt`) and answers ``-1:timeout``, as before."""
+        while True:
+            now = trio.current_time()
+            due = math.inf
+            for worker, deadline in list(self._running.items()):
+                if deadline <= now:
+                    del self._running[worker]
+                    worker.overdue = True
+                    worker.interrupt()
+                else:
+                    due = min(due, deadline)
+            self._watch_until = due
+            self._watch_wake = trio.Event()
+            with trio.move_on_at(due):
+                await self._watch_wake.wait()
 
     async def _salvage(self, worker: WorkerProcess, sent: bool) -> None:
         if sent:
@@ -197,11 +251,12 @@ class Pool:
         elif grown > pool.hard_rss_mb:
             hard = "rss"
         soft = ""
-        if worker.age >= pool.min_lifetime:
-            if grown > pool.recycle_rss_mb:
-                soft = "rss"
-            elif worker.jobs >= worker.max_jobs:
-                soft = "jobs"
+        if grown > pool.recycle_rss_mb:
+            soft = "rss"
+        elif worker.jobs >= worker.max_jobs:
+            soft = "jobs"
+        if soft and worker.age < pool.min_lifetime:  # (its age read only when it counts)
+            soft = ""
         if hard:
             # Past a hard limit the worker leaves service now, even before its
             # replacement is warm: it must not grow any further.
@@ -224,7 +279,8 @@ class Pool:
 
     def _make_idle(self, worker: WorkerProcess) -> None:
         self._idle.append(worker)
-        self._lot.unpark()
+        if self._lot:  # someone waits in the queue
+            self._lot.unpark()
 
     # -- replacement ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import pickle
 import random
 import shutil
 import stat
+import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +89,7 @@ class WorkerProcess:
     rss: int = 0
     jobs: int = 0
     busy: bool = False  # running a job now (orthogonal to the lifecycle state)
+    overdue: bool = False  # its scan passed its deadline (set by the pool's deadline watch)
     state: WorkerState = WorkerState.STARTING
     recycle_reason: str = ""  # why it is retiring or replaced
     decoder: Decoder = field(default_factory=Decoder)
@@ -158,47 +160,60 @@ class WorkerProcess:
             raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
 
     async def receive(self) -> object:
-        """The next message; partial reads survive cancellation in ``decoder``."""
-        assert self.proc.stdout is not None
+        """The next message; partial reads survive cancellation in ``decoder``. On a
+        worker's pipe: one wait for readable and one ``os.read`` (``receive_some`` adds
+        a scheduler pass and a read that would block), in this frame."""
+        stream = self.proc.stdout
+        assert stream is not None
+        decoder = self.decoder
         while True:
+            if decoder.buffered:
+                try:
+                    message = decoder.next()
+                except (FrameError, pickle.UnpicklingError, EOFError, AttributeError,
+                        ImportError, IndexError, TypeError, ValueError, struct.error) as exc:
+                    # A corrupt frame from a worker (a stray write to its result pipe, a
+                    # crash mid-frame) costs that worker, never the daemon.
+                    raise WorkerGone(f"worker {self.pid}: bad frame ({exc!r})") from exc
+                if message is not None:
+                    return message
             try:
-                message = self.decoder.next()
-            except (FrameError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-                    IndexError, TypeError, ValueError) as exc:
-                # A corrupt frame from a worker (a stray write to its result pipe, a
-                # crash mid-frame) costs that worker, never the daemon.
-                raise WorkerGone(f"worker {self.pid}: bad frame ({exc!r})") from exc
-            if message is not None:
-                return message
-            try:
-                data = await self._read(self.proc.stdout)
+                if isinstance(stream, trio.lowlevel.FdStream):
+                    fd = stream.fileno()
+                    if fd < 0:
+                        raise trio.ClosedResourceError("pipe closed")
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data: bytes | bytearray = os.read(fd, READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                else:
+                    data = await stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise WorkerGone(f"worker {self.pid}: pipe closed") from exc
             if not data:
                 raise WorkerGone(f"worker {self.pid}: exited")
-            self.decoder.feed(data)
-
-    @staticmethod
-    async def _read(stream: trio.abc.ReceiveStream) -> bytes | bytearray:
-        """Some bytes: on a worker's pipe, one wait for readable and one ``os.read``
-        (``receive_some`` adds a scheduler pass and a read that would block)."""
-        if not isinstance(stream, trio.lowlevel.FdStream):
-            return await stream.receive_some(READ_SIZE)
-        while True:
-            fd = stream.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("pipe closed")
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                continue
+            decoder.feed(data)
 
     async def receive_done(self) -> Done:
         message = await self.receive()
         if not isinstance(message, Done):
             raise WorkerGone(f"worker {self.pid}: protocol error ({type(message).__name__})")
         return message
+
+    def interrupt(self) -> None:
+        """Wake a task waiting on this worker's pipes with ClosedResourceError (a
+        WorkerGone for the scan): the pool's deadline watch ends an overdue scan so.
+        A pipe is only notified (trio's ``notify_closing``), not closed: the kill that
+        follows closes it. Another stream (the tests' memory streams) is closed."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if isinstance(stream, trio.lowlevel.FdStream):
+                if stream.fileno() >= 0:
+                    trio.lowlevel.notify_closing(stream.fileno())
+            elif stream is not None:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
 
     async def kill(self) -> None:
         """SIGTERM, then SIGKILL, then reap. Shielded: always finishes."""

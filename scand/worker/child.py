@@ -2,7 +2,7 @@
 
 Forked by the zygote (:mod:`scand.worker.zygote`), which hands it its job and
 result pipes; ``python -m scand.worker.child`` runs one stand-alone on
-stdin/stdout (for debugging and tests). It speaks length-prefixed pickles
+stdin/stdout (for debugging and tests). It speaks length-prefixed frames
 (:mod:`scand.worker.wire`); everything else a library prints goes to stderr, so
 a stray ``print`` cannot corrupt a reply.
 
@@ -23,7 +23,6 @@ import dataclasses
 import io
 import json
 import os
-import pickle
 import resource
 import signal
 import sys
@@ -36,7 +35,7 @@ from scand.events import Reason, Unchecked
 from scand.worker import DAEMON_SIDE
 from scand.worker.memory import PrivateMeter, statm
 from scand.worker.scanner import Scanner
-from scand.worker.wire import HEADER, Done, FrameError, Job, Outcome, Ready, pack
+from scand.worker.wire import HEADER, Done, FrameError, Job, Outcome, Ready, decode, pack
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PR_SET_PDEATHSIG = 1
@@ -59,23 +58,33 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return data if len(data) == n else None
 
 
+def _read_small(fd: int, n: int) -> bytes | None:
+    """``n`` bytes from ``fd`` (a header or a frame: small), or None at EOF. One
+    ``os.read`` almost always: a frame is written whole, far below the pipe's buffer."""
+    data = os.read(fd, n)
+    if len(data) == n or not data:
+        return data or None
+    rest = _read_exact(fd, n - len(data))
+    return None if rest is None else data + rest
+
+
 def read_message(fd: int) -> object | None:
     """The next framed message from ``fd``, or None at end of input. A job's data
     follows its frame raw (:func:`scand.worker.wire.job_frames`): it is read into
     one bytes object, which the scanner gets as it is (no copy)."""
-    head = _read_exact(fd, HEADER.size)
+    head = _read_small(fd, HEADER.size)
     if head is None:
         return None
     (n,) = HEADER.unpack(head)
-    body = _read_exact(fd, n)
+    body = _read_small(fd, n) if n else b""
     if body is None:
         raise FrameError("truncated frame")
-    message: object = pickle.loads(body)
-    if isinstance(message, Job) and message.size:
+    message = decode(body)
+    if type(message) is Job and message.size:
         data = _read_exact(fd, message.size)
         if data is None:
             raise FrameError("truncated job data")
-        message = dataclasses.replace(message, data=data, size=0)
+        message = Job(message.id, message.path, data)
     return message
 
 

@@ -1,8 +1,13 @@
-"""Framing between the daemon and its workers: length-prefixed pickles.
+"""Framing between the daemon and its workers: length-prefixed frames.
 
-Both ends are scand's own code started from the same install, so pickle is
-safe here and carries the verdict dataclasses as they are. Stdlib only: the
-worker imports this.
+A request's two messages, :class:`Job` and :class:`Done`, are struct frames (a tag
+byte, fixed fields, then the one string a verdict or a path needs): unpickling a
+Done looked its three classes up through the import system on every request,
+and the daemon does this once per message (issue 27). Every other message (Ready,
+a Config, an Outcome whose fields a struct cannot hold) is a pickle: both ends are
+scand's own code started from the same install, so pickle is safe here. A pickle
+body starts with its PROTO opcode (0x80), never with a tag. Stdlib and
+:mod:`scand.events` only: the worker imports this.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import pickle
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+from scand.events import Clean, Infected, Reason, Unchecked
 
 HEADER = struct.Struct("!I")
 # A frame longer than this is a corrupt stream, not a message (streams are capped lower).
@@ -153,20 +160,112 @@ def loads(packet: bytes) -> object:
     return message
 
 
+# -- struct frames: Job (daemon -> worker) and Done (worker -> daemon) ------------------
+
+# The length header and a job's fields in one struct: b"J", id, raw data size, flags.
+_JOB = struct.Struct("!IcqqB")
+_JOB_PATH = 1  # the path follows (UTF-8, surrogates passed)
+_JOB_DATA = 2  # a STREAM: ``size`` raw bytes follow the frame (0: an empty STREAM)
+# b"D", id, bytes, files, worker, rss, cache hits, misses, bad tags, verdict kind; then
+# the kind's string: Infected's name, or Unchecked's reason (one byte) and detail.
+_DONE = struct.Struct("!cqqqqqqqqB")
+_CLEAN, _INFECTED, _UNCHECKED = 0, 1, 2
+_REASONS = tuple(Reason)
+_REASON_INDEX = {reason: i for i, reason in enumerate(_REASONS)}
+_TEXT = ("utf-8", "surrogatepass")  # any str there and back, lone surrogates included
+
+
+def _pack_done(done: Done) -> bytes | None:
+    """A Done as a struct frame body; None if a struct cannot hold it (pickled then)."""
+    out = done.outcome
+    verdict = out.verdict
+    kind = type(verdict)
+    if kind is Clean:
+        tail, code = b"", _CLEAN
+    elif kind is Infected and type(verdict.name) is str:
+        tail, code = verdict.name.encode(*_TEXT), _INFECTED
+    elif (kind is Unchecked and verdict.reason in _REASON_INDEX
+          and type(verdict.detail) is str):
+        tail = bytes((_REASON_INDEX[verdict.reason],)) + verdict.detail.encode(*_TEXT)
+        code = _UNCHECKED
+    else:
+        return None
+    cache = out.cache
+    try:
+        if len(cache) != 3:
+            return None
+        return _DONE.pack(b"D", done.id, out.bytes, out.files, out.worker, out.rss,
+                          *cache, code) + tail
+    except (struct.error, TypeError):
+        return None  # not ints, or out of range
+
+
+def _unpack_done(body: bytes) -> Done:
+    (_, id_, size, files, worker, rss, hits, misses, bad, code) = _DONE.unpack_from(body)
+    tail = body[_DONE.size:]
+    verdict: Any
+    if code == _CLEAN:
+        verdict = Clean()
+    elif code == _INFECTED:
+        verdict = Infected(tail.decode(*_TEXT))
+    elif code == _UNCHECKED:
+        verdict = Unchecked(_REASONS[tail[0]], tail[1:].decode(*_TEXT))
+    else:
+        raise FrameError(f"verdict kind {code}")
+    return Done(id_, Outcome(verdict, size, files, worker, rss, (hits, misses, bad)))
+
+
+def _unpack_job(body: bytes) -> Job:
+    (id_, size, flags) = struct.unpack_from("!qqB", body, 1)
+    path = body[18:].decode(*_TEXT) if flags & _JOB_PATH else None
+    return Job(id_, path, b"" if flags & _JOB_DATA else None, size)
+
+
+def encode(message: object) -> bytes:
+    """A message's frame body: a struct for Job (without its data) and Done, else a pickle."""
+    if type(message) is Done:
+        body = _pack_done(message)
+        if body is not None:
+            return body
+    elif type(message) is Job:
+        return job_frames(message)[0][HEADER.size:]
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(body: bytes) -> object:
+    """A frame body back into its message (a STREAM job's data is not in it: ``size``)."""
+    tag = body[:1]
+    if tag == b"D":
+        return _unpack_done(body)
+    if tag == b"J":
+        return _unpack_job(body)
+    message: object = pickle.loads(body)
+    return message
+
+
 def pack(message: object) -> bytes:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    """One framed message (a job with its raw data after the frame)."""
+    if type(message) is Job:
+        frame, data = job_frames(message)
+        return frame + data
+    body = encode(message)
     return HEADER.pack(len(body)) + body
 
 
 def job_frames(job: Job) -> tuple[bytes, bytes]:
     """A job as (frame, raw data), written one after the other: the data is
     neither pickled nor joined to its frame (both would copy a STREAM)."""
-    data = job.data or b""
-    # An empty STREAM keeps its b"" in the frame (size 0 sends no raw data): None
-    # there would make it a path job.
-    meta = pickle.dumps(Job(job.id, job.path, None if data else job.data, len(data)),
-                        protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(meta)) + meta, data
+    data = job.data
+    flags = 0 if data is None else _JOB_DATA
+    # An empty STREAM keeps its flag (size 0 sends no raw data): no flag would make
+    # it a path job.
+    path = b""
+    if job.path is not None:
+        flags |= _JOB_PATH
+        path = job.path.encode(*_TEXT)
+    size = len(data) if data else 0
+    frame = _JOB.pack(_JOB.size - HEADER.size + len(path), b"J", job.id, size, flags) + path
+    return frame, data or b""
 
 
 class FrameError(Exception):
@@ -183,6 +282,11 @@ class Decoder:
 
     def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes fed and not yet taken as messages."""
+        return len(self._buf)
 
     def next(self) -> object | None:
         if self._job is not None:
@@ -202,8 +306,8 @@ class Decoder:
             return None
         body = bytes(self._buf[HEADER.size : HEADER.size + n])
         del self._buf[: HEADER.size + n]
-        message: object = pickle.loads(body)
-        if isinstance(message, Job) and message.size:
+        message = decode(body)
+        if type(message) is Job and message.size:
             self._job = message
             return self.next()
         return message

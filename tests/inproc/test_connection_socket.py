@@ -46,7 +46,7 @@ async def test_pipelined_requests_are_answered_in_order(pair: Pair,
     pair.handler.delay = 1.0
     await pair.client.send_all(b"/a\nPING\nSTREAM 3\nabc/b\n")
     assert await pair.read_lines(4) == [b"0\n", b"PONG\n", b"1:Len3\n", b"0\n"]
-    assert hangup.current().watched == 0  # every scan's socket left the watch
+    assert hangup.current().watched == 0  # no scan of this socket is watched now
 
 
 async def test_a_client_that_leaves_cancels_its_scan(pair: Pair,
@@ -106,3 +106,20 @@ async def test_drain_closes_an_idle_connection_at_once(pair: Pair,
     await pair.done.wait()
     assert trio.current_time() - t0 < 0.1
     assert await pair.client.receive_some(10) == b""
+
+
+async def test_a_client_gone_before_its_scan_starts_cancels_it(
+        pair: Pair, autojump_clock: object) -> None:
+    # The socket is in the hangup watch from its first scan to its close: a peer that
+    # hangs up between requests is remembered, and the next scan it sent is cancelled.
+    pair.handler.delay = 1.0
+    await pair.client.send_all(b"/first\n")
+    assert await pair.read_lines(1) == [b"0\n"]
+    assert hangup.current().connections == 1 and hangup.current().watched == 0
+    pair.handler.delay = 100.0
+    await pair.client.send_all(b"/second\n")
+    pair.client.socket.close()  # sent, then gone: POLLHUP
+    await pair.done.wait()
+    assert pair.handler.cancelled == 1
+    assert trio.current_time() < 10.0
+    assert hangup.current().connections == 0  # left the watch before its close

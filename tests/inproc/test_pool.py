@@ -308,3 +308,42 @@ async def test_workers_walk_the_lifecycle(make_pool: PoolFactory, autojump_clock
     await trio.sleep(5)
     assert old.state.value == "dead" and pool.workers[0].state.value == "serving"
     assert [w["lifecycle"] for w in pool.stats()["workers"]] == ["serving"]
+
+
+async def test_a_shorter_timeout_after_a_reload_is_kept(make_pool: PoolFactory,
+                                                       autojump_clock: object) -> None:
+    # One deadline watch for the pool sleeps until the earliest deadline; a scan
+    # whose deadline comes sooner than the watch planned (a reload shortened the
+    # timeout) must wake it, not wait for the old plan.
+    pool, _ = await make_pool(workers=2, scan_timeout=50.0)
+    async with trio.open_nursery() as inner:
+        inner.start_soon(lambda: pool.scan(data=b"sleep 40"))  # the watch plans t0 + 50
+        await trio.sleep(1)
+        await pool.reload(configmod.override(pool.config, "pool", scan_timeout=5.0))
+        t0 = trio.current_time()
+        result = await pool.scan(data=b"sleep 100")
+        assert result.verdict == Unchecked(Reason.TIMEOUT, "scan over 5s")
+        assert trio.current_time() - t0 == pytest.approx(5.0)
+
+
+async def test_overlapping_scans_each_time_out_at_their_own_deadline(
+        make_pool: PoolFactory, autojump_clock: object) -> None:
+    pool, _ = await make_pool(workers=3, scan_timeout=10.0)
+    ends: dict[str, float] = {}
+    t0 = trio.current_time()
+
+    async def scan(name: str, data: bytes) -> None:
+        result = await pool.scan(data=data)
+        ends[name] = trio.current_time() - t0
+        assert result.verdict == (CLEAN if name == "quick" else
+                                  Unchecked(Reason.TIMEOUT, "scan over 10s"))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(scan, "first", b"sleep 100")
+        await trio.sleep(3)
+        inner.start_soon(scan, "second", b"sleep 100")
+        await trio.sleep(1)
+        inner.start_soon(scan, "quick", b"sleep 2")
+    assert ends == pytest.approx({"first": 10.0, "second": 13.0, "quick": 6.0})
+    await trio.sleep(1)  # (the discards run in the background)
+    assert pool.recycles["timeout"] == 2

@@ -129,3 +129,14 @@ def test_json_line_is_structlog_json_renderer() -> None:
 def test_wire_messages_round_trip(message: object) -> None:
     back = pickle.loads(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
     assert back == message and type(back) is type(message)
+
+
+def test_exc_info_is_formatted_as_structlog_does() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        caught = exc
+    for event in ({"event": "x", "exc_info": caught}, {"event": "x", "exc_info": False},
+                  {"event": "x"}):
+        assert (logs.format_exc_info(None, "error", dict(event))
+                == structlog.processors.format_exc_info(None, "error", dict(event)))
