@@ -222,9 +222,11 @@ class _Walker:
         if any(t in MESSAGE_TYPES for t in types):
             self.budget.depth(depth + 1, label)
             readings, odd = mime.leaf_readings(h, body)
+            hand = self.keep and not self.members  # its bytes to an engine (_scan_walked)
             for decoded in readings:
-                if names:
-                    yield Part(b"", names, ctype, depth + 1, label, False, alt)
+                if names or hand:
+                    yield Part(decoded if hand else b"", names, ctype, depth + 1, label, False,
+                               alt, hand)
                 yield from self.message(decoded, depth + 1, label, alt or odd)
             return
         yield from self.leaf(h, body, names, ctype, depth, label, alt or bool(parts), tail)
