@@ -114,14 +114,15 @@ class Scanner:
     def _scan_walked(self, data: bytes, name: str) -> Verdict:
         """For an engine that takes the walker's parts: one walk; each part with bytes
         outside an archive (or reached only by a non-standard reading) to the engine,
-        then every part's names to the policy; folded as :meth:`_scan_content` does.
+        then every part's names to the policy; a signature first, then a policy hit,
+        then unchecked (as beside an engine that scans the whole file).
 
         Archive members come without bytes (the engine opens the archive part
         itself) except containers and non-standard readings; a member the
         engine would scan only in part is reported by the walk (``engine_max``)."""
         items = walk(data, name, self.config.content, keep_data=True, member_data=False,
                      engine_max=self.engine.member_limit)
-        return self._fold_parts(data, items, _handed, self._scan_handed)
+        return self._fold_parts(data, items, _handed, self._scan_handed, policy_last=True)
 
     def _scan_handed(self, part: Part) -> Verdict:
         """Bytes the walker read as a message bypass the verdict cache: the engine
@@ -135,13 +136,16 @@ class Scanner:
         return self.engine.scan_walked(data, where, False)
 
     def _fold_parts(self, data: bytes, items: Iterator[Item], wanted: Callable[[Part], bool],
-                    scan: Callable[[Part], Verdict]) -> Verdict:
+                    scan: Callable[[Part], Verdict], policy_last: bool = False) -> Verdict:
         """Each walked part the engine ``wanted`` is scanned (the raw object last while
-        the cache is on), then checked by the policy if clean; findings fold in."""
+        the cache is on), then checked by the policy if clean; findings fold in.
+        ``policy_last``: a policy hit waits for every scan, so a signature wins it
+        (the engine scans archives whole, after their members' names were checked)."""
         known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
         if known is not None:
             return known
         fold = Fold()
+        held: list[Verdict] = []
         deferred: list[Part] = []
         for item in itertools.chain(items, deferred):
             if isinstance(item, Part):
@@ -154,10 +158,18 @@ class Scanner:
                         self.cache.learn(data, item, verdict)
                 if isinstance(verdict, Clean):
                     verdict = self._check(item, data) or CLEAN
+                    if policy_last and isinstance(verdict, Infected):
+                        held.append(verdict)
+                        continue
             else:
                 verdict = self._finding(item)
+                if policy_last and isinstance(verdict, Infected):
+                    held.append(verdict)
+                    continue
             if fold.add(verdict):
-                break
+                return fold.verdict
+        for verdict in held:
+            fold.add(verdict)
         return fold.verdict
 
     def _policy_only(self, data: bytes, name: str) -> tuple[Verdict, list[Part]]:

@@ -249,3 +249,25 @@ def test_parts_handed_and_message_parts_bypass_the_cache(sigdir: Path,
         assert sorted(p for _w, p in rec.calls) == [True, True]
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("mode", ["scand", "libclamav"])
+def test_a_signature_wins_over_a_policy_hit(sigdir: Path, mode: str) -> None:
+    """A banned name and a virus in one message: the virus is named, with either
+    parser, though the walk checks the member's name before libclamav opens the zip."""
+    config = from_mapping({"engine": {"name": "clamav", "signatures": str(sigdir)},
+                           "clamav": {"mail_parser": mode}})
+    engine = load_engine(config)
+    try:
+        scanner = Scanner(engine, config)
+        both = _message(("application/zip; name=a.zip", _zip("setup.exe", EICAR)))
+        assert scanner.scan_stream(both).verdict == Infected("EicarAt0.UNOFFICIAL")
+        # A bare zip: scanned last (the verdict cache defers the raw object).
+        assert scanner.cache.enabled
+        bare = _zip("setup.exe", EICAR)
+        assert scanner.scan_stream(bare).verdict == Infected("EicarAt0.UNOFFICIAL")
+        banned = _message(("application/zip; name=a.zip", _zip("setup.exe", b"MZ clean")))
+        verdict = scanner.scan_stream(banned).verdict
+        assert isinstance(verdict, Infected) and verdict.name.startswith("Banned."), verdict
+    finally:
+        engine.close()

@@ -6,7 +6,10 @@ as a Sophie ``STREAM`` request, batched on one connection per daemon:
 * the built-in engine: the reply must fall in the case's expected classes;
 * the clamd engine (a managed clamd with an EICAR-only test signature set, next
   to scand's names-only policy walk): never ``0`` where the built-in engine
-  expects a finding, exactly ``0`` for the look-alikes.
+  expects a finding, exactly ``0`` for the look-alikes;
+* the clamav engine (libclamav in the workers, same signatures), with each
+  ``clamav.mail_parser``: the walker's parts handed to libclamav (``scand``) and
+  libclamav's own mail parser beside the names-only walk (``libclamav``): as clamd.
 
 No reply may ever be ``-1:internal``. The corpus itself is checked too: sizes
 per family, no raw EICAR anywhere, and the recorded clamscan results
@@ -152,6 +155,20 @@ def clamd_replies(workdir: Path) -> dict[str, str]:
         daemon.stop()
 
 
+@pytest.fixture(scope="module", params=["scand", "libclamav"])
+def clamav_replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
+    sigs = workdir / "sigs-clamav"
+    sigs.mkdir(exist_ok=True)
+    (sigs / "test.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
+    n = 2 if request.param == "scand" else 3
+    daemon = launch(workdir, n, "--engine", "clamav", "--signatures", str(sigs), workers=2,
+                    config=f'[clamav]\nmail_parser = "{request.param}"\n', ready_timeout=90)
+    try:
+        return _ask_all(daemon)
+    finally:
+        daemon.stop()
+
+
 def _case(case_id: str) -> Case:
     return next(c for c in CASES if c.id == case_id)
 
@@ -168,6 +185,15 @@ def test_builtin(builtin_replies: dict[str, str], case_id: str) -> None:
 def test_clamd(clamd_replies: dict[str, str], case_id: str) -> None:
     case = _case(case_id)
     got = clamd_replies[case_id]
+    assert not got.startswith("-1:internal"), got
+    assert matches(got, case.expected_clamd()), (
+        f"{case.description}: expected {sorted(case.expected_clamd())}")
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_clamav(clamav_replies: dict[str, str], case_id: str) -> None:
+    case = _case(case_id)
+    got = clamav_replies[case_id]
     assert not got.startswith("-1:internal"), got
     assert matches(got, case.expected_clamd()), (
         f"{case.description}: expected {sorted(case.expected_clamd())}")
