@@ -22,8 +22,8 @@ Who parses the mail (``clamav.mail_parser``, :func:`mail_parser`):
   scanned with every parser but CL_SCAN_PARSE_MAIL (their raw bytes still meet
   every signature, the mail-target ones too), every other part with every
   parser (archives, documents, TNEF...). libclamav's MIME parser, its temp
-  files and the walk's second pass are gone: measured 3.60 ms a message
-  against 4.46 (tiny set).
+  files and the walk's second pass are gone (bench/README.md, "libclamav takes
+  the walker's parts": CPU per message at or below clamd's).
 * ``libclamav``: the whole file, every parser on; the Scanner's names-only walk
   runs beside it, as for clamd. libclamav's phishing checks (``.pdb``/``.wdb``/
   ``.gdb`` lists) run only inside its mail parser (mbox.c ``checkURLs`` on the
