@@ -95,6 +95,7 @@ def test_all_testfiles_by_path_and_stream(
     engine = stats["engine"]
     assert isinstance(engine, dict)
     assert engine["name"].startswith("clamav/1.4.") and engine["signatures"] == "sigs=2"
+    assert engine["detail"].endswith(", mail parser: scand"), engine  # no phishing list
     pool = stats["pool"]
     assert isinstance(pool, dict)
     for w in pool["workers"]:
