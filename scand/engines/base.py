@@ -134,6 +134,14 @@ class Engine(abc.ABC):
         walked its parts, so the engine need not parse them as mail again."""
         return self.scan_bytes(data, name)
 
+    def walked_form(self, data: bytes, mime: str, alt: bool) -> bytes | None:
+        """For a decoded part of a message (``takes_walked``, outside archives; its
+        media type, and whether only a non-standard reading reached it): other bytes
+        to scan in its place, which meet every check its own bytes meet and more
+        (libclamav: a text part inside a minimal message, for its phishing check).
+        None: the part itself."""
+        return None
+
     def scan_file(self, target: Target) -> Verdict:
         """Scan one opened file. By default: read it (bounded) and scan the bytes.
 

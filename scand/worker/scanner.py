@@ -27,7 +27,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scand.cache import open_cache
 from scand.config import Config
@@ -127,9 +127,15 @@ class Scanner:
     def _scan_handed(self, part: Part) -> Verdict:
         """Bytes the walker read as a message bypass the verdict cache: the engine
         scans them without its mail parser, so their verdict is not the one a
-        whole-file scan of the same bytes stores."""
+        whole-file scan of the same bytes stores. A part of a message the engine
+        scans in another form (``walked_form``: libclamav's phishing check on a
+        text part) is cached under that form's bytes, never its own."""
         if part.message:
             return self.engine.scan_walked(part.data, part.where, True)
+        if part.depth and not part.in_archive:
+            form = self.engine.walked_form(part.data, part.mime, part.alt)
+            if form is not None:
+                return self.cache.scan_part(self._scan_whole, replace(part, data=form))
         return self.cache.scan_part(self._scan_whole, part)
 
     def _scan_whole(self, data: bytes, where: str) -> Verdict:

@@ -16,21 +16,21 @@ The exceeds-max alerts and the encrypted-archive heuristic are on and become
 
 Who parses the mail (``clamav.mail_parser``, :func:`mail_parser`):
 
-* ``scand``: the engine ``takes_walked``. The Scanner walks once and hands it
-  every part the walk decoded (:meth:`ClamavEngine.scan_walked`); bytes the
-  walker read as a message (the message itself, a message/rfc822 part) are
-  scanned with every parser but CL_SCAN_PARSE_MAIL (their raw bytes still meet
-  every signature, the mail-target ones too), every other part with every
-  parser (archives, documents, TNEF...). libclamav's MIME parser, its temp
-  files and the walk's second pass are gone (bench/README.md, "libclamav takes
-  the walker's parts": CPU per message at or below clamd's).
+* ``scand`` (and ``auto``, the default): the engine ``takes_walked``. The
+  Scanner walks once and hands it every part the walk decoded
+  (:meth:`ClamavEngine.scan_walked`); bytes the walker read as a message (the
+  message itself, a message/rfc822 part) are scanned with every parser but
+  CL_SCAN_PARSE_MAIL (their raw bytes still meet every signature, the
+  mail-target ones too), every other part with every parser (archives,
+  documents, TNEF...). libclamav's MIME parser, its temp files and the walk's
+  second pass are gone (bench/README.md, "libclamav takes the walker's
+  parts"). libclamav's phishing checks (``.pdb``/``.wdb``/``.gdb`` lists) run
+  only inside its mail parser, so when the signature directory can hold them
+  (such a file, or a ``.cvd``/``.cld``/``.cud`` container) each text part of a
+  message is handed inside a minimal message with the mail parser on
+  (:meth:`ClamavEngine.walked_form`, :mod:`scand.engines.clamav.urlcheck`).
 * ``libclamav``: the whole file, every parser on; the Scanner's names-only walk
-  runs beside it, as for clamd. libclamav's phishing checks (``.pdb``/``.wdb``/
-  ``.gdb`` lists) run only inside its mail parser (mbox.c ``checkURLs`` on the
-  text parts), so this is the path for a database that carries them.
-* ``auto`` (default): ``libclamav`` when the signature directory holds a
-  phishing list or a ``.cvd``/``.cld``/``.cud`` container (which can carry
-  them), else ``scand``.
+  runs beside it, as for clamd.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from scand import safedir
 from scand.engines.base import Engine, EngineError, EngineInfo, Target
 from scand.engines.clamav import libclamav as cl
-from scand.engines.clamav import tmpdir
+from scand.engines.clamav import tmpdir, urlcheck
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
 
@@ -79,9 +79,7 @@ EICAR_NDB = ("Eicar-Test-Signature:0:*:" + (
 def mail_parser(config: Config) -> str:
     """``clamav.mail_parser`` resolved: "scand" or "libclamav" (see the module)."""
     chosen = config.clamav.mail_parser
-    if chosen != "auto":
-        return chosen
-    return "libclamav" if may_hold_phishing(config.engine.signatures) else "scand"
+    return "scand" if chosen == "auto" else chosen
 
 
 def may_hold_phishing(signatures: str) -> bool:
@@ -154,6 +152,9 @@ class ClamavEngine(Engine):
             heuristic=self.options.heuristic)
         self.mail_parser = mail_parser(config)
         self.takes_walked = self.mail_parser == "scand"
+        # Text parts go in a message with the mail parser on, for libclamav's phishing
+        # check (scand.engines.clamav.urlcheck), when the signatures can hold its lists.
+        self.url_check = self.takes_walked and may_hold_phishing(config.engine.signatures)
         self.owner = True  # False in a forked worker: the zygote owns the engine
         self.tmp = ""
         self.base = ""  # the zygote's temp directory (tmpdir.make_base)
@@ -273,6 +274,15 @@ class ClamavEngine(Engine):
         return self._scan_map(data, name, self.message_options if parsed_message
                               else self.options)
 
+    def walked_form(self, data: bytes, mime: str, alt: bool) -> bytes | None:
+        """A text part of a message, when phishing lists may be loaded: the part as
+        the base64 body of a one-part message, which libclamav reads with its mail
+        parser (the phishing check), decodes back to the part's bytes and scans
+        with every signature. None: the part itself."""
+        if self.url_check and urlcheck.checked(data, mime, alt):
+            return urlcheck.wrap(data, mime)
+        return None
+
     def _scan_map(self, data: bytes, name: str, options: cl.ScanOptions) -> Verdict:
         buf = ctypes.c_char_p(data)  # points into ``data``: no copy; kept alive below
         fmap = self.lib.cl_fmap_open_memory(ctypes.cast(buf, ctypes.c_void_p), len(data))
@@ -304,7 +314,8 @@ class ClamavEngine(Engine):
 
     def info(self) -> EngineInfo:
         return EngineInfo(f"{self.name}/{self.version}", f"sigs={self.signatures}",
-                          detail=f"libclamav {self.version}, mail parser: {self.mail_parser}")
+                          detail=f"libclamav {self.version}, mail parser: {self.mail_parser}"
+                          + (", phishing check: text parts" if self.url_check else ""))
 
 
 def _malloc_trim() -> None:
