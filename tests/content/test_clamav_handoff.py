@@ -6,15 +6,17 @@ mail parser (CL_SCAN_PARSE_MAIL off), every other part with every parser. These
 tests run the real libclamav (Debian's libclamav12) in this process, with
 signatures they write themselves, and check what that hand-off must not lose:
 signatures that target mail, TNEF (which libclamav reads only with its mail
-parser on), the phishing checks (which run only inside its mail parser, so
-``auto`` keeps libclamav's parser for a database that can carry them), and the
-verdict cache rules.
+parser on), the phishing checks (which run only inside its mail parser: with
+phishing lists loaded each text part goes to libclamav inside a minimal
+message, scand.engines.clamav.urlcheck), and the verdict cache rules.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import quopri
 import struct
 import zipfile
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ import pytest
 from scand.config import Config, ConfigError, from_mapping
 from scand.engines.base import load_engine
 from scand.engines.clamav import engine as clamav_engine
+from scand.engines.clamav import urlcheck
 from scand.engines.clamav.engine import ClamavEngine
 from scand.events import CLEAN, Infected
 from scand.worker.scanner import Scanner
@@ -60,11 +63,15 @@ def _config(sigs: Path, mode: str, **sections: dict[str, object]) -> Config:
                          "cache": {"backend": "none"}, **sections})
 
 
-@pytest.fixture(scope="module", params=["scand", "libclamav"])
-def scanner(request: pytest.FixtureRequest, sigdir: Path) -> Iterator[Scanner]:
-    config = _config(sigdir, request.param)
+@pytest.fixture(scope="module", params=["scand", "libclamav", "scand-phish"])
+def scanner(request: pytest.FixtureRequest, sigdir: Path, phishdir: Path) -> Iterator[Scanner]:
+    """Each parser; ``scand-phish``: the walker's parts with a phishing list loaded
+    (text parts handed in a message, with libclamav's mail parser on)."""
+    mode, _, phish = request.param.partition("-")
+    config = _config(phishdir if phish else sigdir, mode)
     engine = load_engine(config)
-    assert isinstance(engine, ClamavEngine) and engine.mail_parser == request.param
+    assert isinstance(engine, ClamavEngine) and engine.mail_parser == mode
+    assert engine.url_check == bool(phish)
     yield Scanner(engine, config)
     engine.close()
 
@@ -148,51 +155,193 @@ def test_mail_signature_in_an_encoded_attached_message(scanner: Scanner) -> None
 
 def test_phishing_runs_only_inside_libclamavs_mail_parser(phishdir: Path) -> None:
     """The .pdb check happens in mbox.c (checkURLs) only: the same HTML is clean
-    alone and clean to a message scan without the mail parser; so ``auto``
-    chooses libclamav's parser for a directory with phishing lists."""
-    msg = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: your account\r\n"
-           b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n" + HTML + b"\r\n")
-    auto = _config(phishdir, "auto")
-    engine = load_engine(auto)
+    alone and clean to a message scan without the mail parser; handed in a
+    message whose first header libclamav takes for mail, it is found."""
+    engine = load_engine(_config(phishdir, "auto"))
     try:
         assert isinstance(engine, ClamavEngine)
-        assert engine.mail_parser == "libclamav" and not engine.takes_walked
-        assert "mail parser: libclamav" in engine.info().detail
+        assert engine.mail_parser == "scand" and engine.takes_walked and engine.url_check
+        assert engine.info().detail.endswith("mail parser: scand, phishing check: text parts")
         assert engine.scan_walked(HTML, "h", False) == CLEAN
-        assert engine.scan_walked(msg, "m", True) == CLEAN
-        phish = Scanner(engine, auto).scan_stream(msg).verdict
-        assert phish == Infected("Heuristics.Phishing.Email.SpoofedDomain")
+        assert engine.scan_walked(PHISH, "m", True) == CLEAN
+        assert engine.scan_walked(PHISH, "m", False) == SPOOFED
+        form = engine.walked_form(HTML, "text/html", False)
+        assert form is not None and form.startswith(b"MIME-Version: 1.0\r\n")
+        assert engine.scan_walked(form, "h", False) == SPOOFED
+        # Content-Type alone is not read as mail: the check would never run.
+        assert engine.scan_walked(form.split(b"\r\n", 1)[1], "h", False) == CLEAN
     finally:
         engine.close()
-    scand_engine = load_engine(_config(phishdir, "scand"))
+
+
+def _part(ctype: bytes, cte: bytes, body: bytes, extra: bytes = b"") -> bytes:
+    encoded = {b"base64": base64.encodebytes, b"quoted-printable": quopri.encodestring}.get(
+        cte, lambda b: b)(body)
+    return (b"Content-Type: " + ctype + b"\r\n"
+            + (b"Content-Transfer-Encoding: " + cte + b"\r\n" if cte else b"")
+            + extra + b"\r\n" + encoded + b"\r\n")
+
+
+def _multi(subtype: bytes, *parts: bytes) -> bytes:
+    return (b"Content-Type: multipart/" + subtype + b"; boundary=BB\r\n\r\n"
+            + b"".join(b"--BB\r\n" + p for p in parts) + b"--BB--\r\n")
+
+
+HEAD = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: your account\r\n"
+        b"MIME-Version: 1.0\r\n")
+PHISH = HEAD + _part(b"text/html", b"", HTML)
+SPOOFED = Infected("Heuristics.Phishing.Email.SpoofedDomain")
+SAFE_HTML = b'<html><body><a href="http://www.example.com/">www.example.com</a></body></html>'
+_NESTED = b"Subject: fwd\r\nMIME-Version: 1.0\r\n" + _multi(
+    b"alternative", _part(b"text/plain", b"", b"hi"), _part(b"text/html", b"base64", HTML))
+PHISHING_LAYOUTS = {
+    "text/html": PHISH,
+    "text/plain holding html": HEAD + _part(b"text/plain", b"", HTML),
+    "no content-type": HEAD + b"\r\n" + HTML + b"\r\n",
+    "alternative, base64": HEAD + _multi(b"alternative", _part(b"text/plain", b"", b"hi"),
+                                         _part(b"text/html", b"base64", HTML)),
+    "alternative, quoted-printable": HEAD + _multi(
+        b"alternative", _part(b"text/plain", b"", b"hi"),
+        _part(b"text/html; charset=utf-8", b"quoted-printable", HTML)),
+    "inline with a name": HEAD + _multi(b"mixed", _part(
+        b"text/html; name=a.html", b"base64", HTML,
+        b"Content-Disposition: inline; filename=a.html\r\n")),
+    "text/plain, 8bit, in a multipart": HEAD + _multi(b"mixed",
+                                                      _part(b"text/plain", b"8bit", HTML)),
+    "nested message": HEAD + _multi(b"mixed", _part(b"text/plain", b"", b"fwd"),
+                                    _part(b"message/rfc822", b"", _NESTED)),
+    "nested message in base64": HEAD + _multi(b"mixed", _part(b"text/plain", b"", b"fwd"),
+                                              _part(b"message/rfc822", b"base64", _NESTED)),
+}
+CLEAN_LAYOUTS = {
+    "honest link": HEAD + _multi(b"alternative", _part(b"text/html", b"base64", SAFE_HTML)),
+    # mbox.c getHrefs: a body over 100 KiB is not read for links.
+    "over 100 KiB": HEAD + _part(b"text/html", b"base64",
+                                 HTML + b"<p>" + b"x" * 110_000 + b"</p>"),
+}
+
+
+@pytest.fixture(scope="module", params=["scand", "libclamav"])
+def phishing(request: pytest.FixtureRequest, phishdir: Path) -> Iterator[Scanner]:
+    config = _config(phishdir, request.param)
+    engine = load_engine(config)
+    yield Scanner(engine, config)
+    engine.close()
+
+
+@pytest.mark.parametrize("layout", PHISHING_LAYOUTS)
+def test_phishing_found_by_either_parser(phishing: Scanner, layout: str) -> None:
+    assert phishing.scan_stream(PHISHING_LAYOUTS[layout]).verdict == SPOOFED
+
+
+@pytest.mark.parametrize("layout", CLEAN_LAYOUTS)
+def test_no_phishing_by_either_parser(phishing: Scanner, layout: str) -> None:
+    assert phishing.scan_stream(CLEAN_LAYOUTS[layout]).verdict == CLEAN
+
+
+@pytest.mark.parametrize("layout", [
+    "attachment", "text/plain, 7bit, in a multipart", "no content-type, in a multipart"])
+def test_phishing_checked_on_more_text_parts_than_libclamav(phishdir: Path,
+                                                            layout: str) -> None:
+    """The walker's parts carry no disposition or transfer encoding, so scand hands
+    every text part of a message for the check: libclamav skips an attached one,
+    a 7bit text/plain one and one without a type inside a multipart."""
+    msg = HEAD + _multi(b"mixed", _part(b"text/plain", b"", b"hi"), {
+        "attachment": _part(b"text/html; name=a.html", b"base64", HTML,
+                            b"Content-Disposition: attachment; filename=a.html\r\n"),
+        "text/plain, 7bit, in a multipart": _part(b"text/plain", b"7bit", HTML),
+        "no content-type, in a multipart": b"\r\n" + HTML + b"\r\n",
+    }[layout])
+    verdicts = {}
+    for mode in ("scand", "libclamav"):
+        config = _config(phishdir, mode)
+        engine = load_engine(config)
+        try:
+            verdicts[mode] = Scanner(engine, config).scan_stream(msg).verdict
+        finally:
+            engine.close()
+    assert verdicts == {"scand": SPOOFED, "libclamav": CLEAN}
+
+
+def test_a_text_part_handed_for_the_check_meets_every_signature(
+        tmp_path: Path, phishdir: Path) -> None:
+    """The part goes in base64, which libclamav decodes to the exact bytes: a hash
+    signature (.hdb) on the text part still matches, as a raw one does; in 8bit
+    its line ends would come back changed."""
+    text = b"quarterly figures\r\nsee the table\r\n" + b"x" * 3000 + b"\r\nend\r\n"
+    (tmp_path / "test.pdb").write_text((phishdir / "test.pdb").read_text())
+    (tmp_path / "part.hdb").write_text(f"{hashlib.md5(text).hexdigest()}:{len(text)}:PartHash\n")
+    config = _config(tmp_path, "scand")
+    engine = load_engine(config)
     try:
-        assert scand_engine.takes_walked
-        verdict = Scanner(scand_engine, _config(phishdir, "scand")).scan_stream(msg).verdict
-        assert verdict == CLEAN  # the documented cost of mail_parser = "scand"
+        assert isinstance(engine, ClamavEngine) and engine.url_check
+        assert engine.scan_walked(text, "t", False) == Infected("PartHash.UNOFFICIAL")
+        form = engine.walked_form(text, "text/plain", False)
+        assert form is not None and text not in form
+        assert engine.scan_walked(form, "t", False) == Infected("PartHash.UNOFFICIAL")
+        eightbit = form.split(b"Content-Transfer-Encoding")[0] + b"\r\n" + text
+        assert engine.scan_walked(eightbit, "t", False) == CLEAN
+        msg = HEAD + _multi(b"alternative", _part(b"text/plain", b"base64", text),
+                            _part(b"text/html", b"base64", SAFE_HTML))
+        assert Scanner(engine, config).scan_stream(msg).verdict == Infected(
+            "PartHash.UNOFFICIAL")
     finally:
-        scand_engine.close()
+        engine.close()
+
+
+@pytest.mark.parametrize(("data", "mime", "alt", "wrapped"), [
+    (HTML, "text/html", False, True),
+    (HTML, "TEXT/PLAIN", True, True),
+    (HTML, "", False, True),  # a body without a Content-Type
+    (HTML, "", True, False),  # a uuencoded or BinHex block
+    (b"\x00\x01" + HTML, "", False, False),
+    (HTML, "application/octet-stream", False, False),
+    (b"x" * (100 * 1024 + 1), "text/html", False, False),
+    (b"", "text/html", False, False),
+])
+def test_which_parts_are_handed_for_the_check(phishdir: Path, sigdir: Path, data: bytes,
+                                              mime: str, alt: bool, wrapped: bool) -> None:
+    engine = ClamavEngine(_config(phishdir, "scand"))  # not loaded: no scan here
+    assert (engine.walked_form(data, mime, alt) is not None) == wrapped
+    assert ClamavEngine(_config(sigdir, "scand")).walked_form(data, mime, alt) is None
+    assert ClamavEngine(_config(phishdir, "libclamav")).walked_form(data, mime, alt) is None
+
+
+def test_the_form_names_a_fit_media_type_only() -> None:
+    assert urlcheck.wrap(b"abc", "text/html").startswith(
+        b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n")
+    odd = urlcheck.wrap(b"abc", "text/html\r\nX-Evil: 1")
+    assert b"X-Evil" not in odd and b"Content-Type: text/plain\r\n" in odd
+    body = urlcheck.wrap(bytes(range(256)) * 10, "text/plain").split(b"\r\n\r\n", 1)[1]
+    assert base64.b64decode(body) == bytes(range(256)) * 10
+    assert max(len(line) for line in body.split(b"\n")) < 1000
 
 
 # -- which parser, from the config and the signature directory ----------------------------
 
 
-@pytest.mark.parametrize(("files", "expected"), [
-    ((), "scand"),
-    (("a.ndb", "b.hdb", "c.ldb"), "scand"),
-    (("a.ndb", "x.pdb"), "libclamav"),
-    (("x.wdb",), "libclamav"),
-    (("X.GDB",), "libclamav"),
-    (("daily.cvd",), "libclamav"),
-    (("daily.cld",), "libclamav"),
-    (("local.cud",), "libclamav"),
+@pytest.mark.parametrize(("files", "phishing"), [
+    ((), False),
+    (("a.ndb", "b.hdb", "c.ldb"), False),
+    (("a.ndb", "x.pdb"), True),
+    (("x.wdb",), True),
+    (("X.GDB",), True),
+    (("daily.cvd",), True),
+    (("daily.cld",), True),
+    (("local.cud",), True),
 ])
-def test_auto_chooses_by_the_signature_directory(tmp_path: Path, files: tuple[str, ...],
-                                                 expected: str) -> None:
+def test_auto_is_scand_whatever_the_signature_directory(tmp_path: Path, files: tuple[str, ...],
+                                                        phishing: bool) -> None:
+    """A directory that can hold phishing lists (a stock freshclam one: daily.cvd)
+    no longer switches the path: it turns the check of the text parts on."""
     for name in files:
         (tmp_path / name).write_text("")
-    assert clamav_engine.mail_parser(_config(tmp_path, "auto")) == expected
+    assert clamav_engine.mail_parser(_config(tmp_path, "auto")) == "scand"
+    assert clamav_engine.may_hold_phishing(str(tmp_path)) == phishing
+    assert ClamavEngine(_config(tmp_path, "auto")).url_check == phishing
     for forced in ("scand", "libclamav"):
         assert clamav_engine.mail_parser(_config(tmp_path, forced)) == forced
+    assert not ClamavEngine(_config(tmp_path, "libclamav")).url_check
 
 
 def test_auto_without_a_directory_is_scand() -> None:
@@ -215,19 +364,27 @@ class _Recorder:
 
     def __init__(self, engine: ClamavEngine) -> None:
         self.calls: list[tuple[str, bool]] = []
+        self.forms = 0  # text parts handed in their message form (urlcheck.wrap)
         self.inner = engine.scan_walked
 
     def __call__(self, data: bytes, name: str, parsed_message: bool):  # type: ignore[no-untyped-def]
         self.calls.append((name, parsed_message))
+        self.forms += data.startswith(b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n")
         return self.inner(data, name, parsed_message)
 
 
-def test_parts_handed_and_message_parts_bypass_the_cache(sigdir: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = _config(sigdir, "scand", cache={"backend": "memory", "min_part_bytes": 0})
+@pytest.mark.parametrize("phish", [False, True])
+def test_parts_handed_and_message_parts_bypass_the_cache(sigdir: Path, phishdir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         phish: bool) -> None:
+    """With a phishing list the text parts are handed in their message form, and
+    cached under it: a second copy of the mail takes them from the cache too."""
+    config = _config(phishdir if phish else sigdir, "scand",
+                     cache={"backend": "memory", "min_part_bytes": 0})
     engine = load_engine(config)
     try:
         assert isinstance(engine, ClamavEngine) and engine.takes_walked
+        assert engine.url_check == phish
         rec = _Recorder(engine)
         monkeypatch.setattr(engine, "scan_walked", rec)
         scanner = Scanner(engine, config)
@@ -243,6 +400,7 @@ def test_parts_handed_and_message_parts_bypass_the_cache(sigdir: Path,
         assert sorted(p for _w, p in first) == [False, False, False, True, True]
         assert [w for w, p in first if p][-1] == "input"  # the raw message goes last
         assert not any("doc.txt" in w for w, _p in first)
+        assert rec.forms == (2 if phish else 0)  # "hello" and "inner text"
         rec.calls.clear()
         assert scanner.scan_stream(msg).verdict == CLEAN
         # Again: the decoded parts come from the cache, the messages never do.
