@@ -306,9 +306,9 @@ class ClamavConfig:
     # $TMPDIR/scand-clamav-<uid>; each worker gets <tmp_dir>/worker-<pid>
     tmp_dir: str = ""
     alert_encrypted: bool = True  # encrypted archives -> -1:encrypted (libclamav's heuristic)
-    # Who parses mail: "scand" (the walker; libclamav gets its decoded parts), "libclamav"
-    # (its own MIME parser, with its phishing checks), "auto" (scand unless the signature
-    # directory can hold phishing lists: scand.engines.clamav.engine.mail_parser)
+    # Who parses mail: "scand" (the walker; libclamav gets its decoded parts, text parts
+    # in a minimal message for its phishing checks), "libclamav" (its own MIME parser),
+    # "auto" (= scand: scand.engines.clamav.engine.mail_parser)
     mail_parser: str = "auto"
 
 

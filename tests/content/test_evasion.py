@@ -9,7 +9,9 @@ as a Sophie ``STREAM`` request, batched on one connection per daemon:
   expects a finding, exactly ``0`` for the look-alikes;
 * the clamav engine (libclamav in the workers, same signatures), with each
   ``clamav.mail_parser``: the walker's parts handed to libclamav (``scand``) and
-  libclamav's own mail parser beside the names-only walk (``libclamav``): as clamd.
+  libclamav's own mail parser beside the names-only walk (``libclamav``), and the
+  walker's parts with a phishing list loaded (``scand-phish``: each text part in
+  a minimal message, with libclamav's mail parser on): as clamd.
 
 No reply may ever be ``-1:internal``. The corpus itself is checked too: sizes
 per family, no raw EICAR anywhere, and the recorded clamscan results
@@ -155,14 +157,19 @@ def clamd_replies(workdir: Path) -> dict[str, str]:
         daemon.stop()
 
 
-@pytest.fixture(scope="module", params=["scand", "libclamav"])
+@pytest.fixture(scope="module", params=["scand", "libclamav", "scand-phish"])
 def clamav_replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
-    sigs = workdir / "sigs-clamav"
+    """``scand-phish``: with a phishing list, so every text part of a message is
+    handed in its minimal-message form (scand.engines.clamav.urlcheck)."""
+    mode, _, phish = request.param.partition("-")
+    sigs = workdir / f"sigs-clamav{'-phish' if phish else ''}"
     sigs.mkdir(exist_ok=True)
     (sigs / "test.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
-    n = 2 if request.param == "scand" else 3
+    if phish:
+        (sigs / "test.pdb").write_text("H:example.com\n")
+    n = {"scand": 2, "libclamav": 3, "scand-phish": 4}[request.param]
     daemon = launch(workdir, n, "--engine", "clamav", "--signatures", str(sigs), workers=2,
-                    config=f'[clamav]\nmail_parser = "{request.param}"\n', ready_timeout=90)
+                    config=f'[clamav]\nmail_parser = "{mode}"\n', ready_timeout=90)
     try:
         return _ask_all(daemon)
     finally:
