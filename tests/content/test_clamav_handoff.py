@@ -214,6 +214,9 @@ PHISHING_LAYOUTS = {
                                               _part(b"message/rfc822", b"base64", _NESTED)),
 }
 CLEAN_LAYOUTS = {
+    # No tag argument, no http/ftp URL: scand hands the part as itself.
+    "no link": HEAD + _multi(b"alternative", _part(b"text/plain", b"", b"www.example.com"),
+                             _part(b"text/html", b"base64", b"<p>www.example.com</p>")),
     "honest link": HEAD + _multi(b"alternative", _part(b"text/html", b"base64", SAFE_HTML)),
     # mbox.c getHrefs: a body over 100 KiB is not read for links.
     "over 100 KiB": HEAD + _part(b"text/html", b"base64",
@@ -268,7 +271,8 @@ def test_a_text_part_handed_for_the_check_meets_every_signature(
     """The part goes in base64, which libclamav decodes to the exact bytes: a hash
     signature (.hdb) on the text part still matches, as a raw one does; in 8bit
     its line ends would come back changed."""
-    text = b"quarterly figures\r\nsee the table\r\n" + b"x" * 3000 + b"\r\nend\r\n"
+    text = (b"quarterly figures\r\nsee http://www.example.org/table\r\n" + b"x" * 3000
+            + b"\r\nend\r\n")
     (tmp_path / "test.pdb").write_text((phishdir / "test.pdb").read_text())
     (tmp_path / "part.hdb").write_text(f"{hashlib.md5(text).hexdigest()}:{len(text)}:PartHash\n")
     config = _config(tmp_path, "scand")
@@ -298,6 +302,12 @@ def test_a_text_part_handed_for_the_check_meets_every_signature(
     (HTML, "application/octet-stream", False, False),
     (b"x" * (100 * 1024 + 1), "text/html", False, False),
     (b"", "text/html", False, False),
+    # No link can be found: no tag argument with a value, no http/ftp URL.
+    (b"<html><body><p>quarterly figures</p></body></html>", "text/html", False, False),
+    (b"see you at noon\r\n", "text/plain", False, False),
+    (b"see HTTPS://www.example.com/\r\n", "text/plain", False, True),
+    (b"mirror at Ftp.example.com\r\n", "text/plain", False, True),
+    (b"<p class=x>hi</p>", "text/html", False, True),
 ])
 def test_which_parts_are_handed_for_the_check(phishdir: Path, sigdir: Path, data: bytes,
                                               mime: str, alt: bool, wrapped: bool) -> None:
@@ -389,8 +399,8 @@ def test_parts_handed_and_message_parts_bypass_the_cache(sigdir: Path, phishdir:
         monkeypatch.setattr(engine, "scan_walked", rec)
         scanner = Scanner(engine, config)
         assert scanner.cache.enabled
-        inner = _message(("text/plain", b"inner text\r\n"))
-        msg = _message(("text/plain", b"hello\r\n"),
+        inner = _message(("text/plain", b"inner text, http://www.example.org/\r\n"))
+        msg = _message(("text/plain", b"hello from http://www.example.org/\r\n"),
                        ("application/zip; name=a.zip", _zip("doc.txt", b"clean text")),
                        ("message/rfc822", inner))
         assert scanner.scan_stream(msg).verdict == CLEAN

@@ -16,6 +16,12 @@ also carried in ``daily.cvd``) only inside its mail parser: mbox.c
   ``extract_text_urls`` reads the text for URLs when it found no tag. The
   charset is never looked at.
 
+The check needs a link. htmlnorm.c takes links only from a tag argument with a
+value (``a``/``area`` href, ``img`` src/dynsrc, ``iframe`` src, ``form``
+action), so after a literal ``=``; ``extract_text_urls`` only from ``http``
+followed by ``:`` or ``ftp:`` (case-insensitive). A part with no ``=``, no
+``http`` and no ``ftp`` has none, and is scanned as itself (:func:`checked`).
+
 The walker's :class:`~scand.content.parts.Part` carries the media type but not
 the disposition or the transfer encoding, so the engine checks every text
 part of a message it is handed: a superset of the above (also a text part
@@ -50,12 +56,24 @@ def checked(data: bytes, mime: str, alt: bool) -> bool:
     """True when libclamav's URL check may read this decoded part of a message:
     a text type, or no type at all outside a non-standard reading (a body without
     a Content-Type; not a uuencoded or BinHex block), text-like, at most
-    :data:`MAX_CHECKED` bytes."""
+    :data:`MAX_CHECKED` bytes, and with something that may be a link."""
     if not data or len(data) > MAX_CHECKED:
         return False
     if mime:
-        return mime.lower().startswith("text/")
-    return not alt and b"\x00" not in data[:_SNIFF]
+        if not mime.lower().startswith("text/"):
+            return False
+    elif alt or b"\x00" in data[:_SNIFF]:
+        return False
+    return may_link(data)
+
+
+def may_link(data: bytes) -> bool:
+    """False when libclamav's link extraction can find no link in ``data``: no
+    tag argument with a value (no ``=``) and no ``http``/``ftp`` URL in the text."""
+    if b"=" in data:
+        return True
+    low = data.lower()
+    return b"http" in low or b"ftp" in low
 
 
 def wrap(data: bytes, mime: str) -> bytes:
