@@ -27,7 +27,8 @@ Who parses the mail (``clamav.mail_parser``, :func:`mail_parser`):
   parts"). libclamav's phishing checks (``.pdb``/``.wdb``/``.gdb`` lists) run
   only inside its mail parser, so when the signature directory can hold them
   (such a file, or a ``.cvd``/``.cld``/``.cud`` container) each text part of a
-  message is handed inside a minimal message with the mail parser on
+  message that may hold a link is handed inside a minimal message with the
+  mail parser on
   (:meth:`ClamavEngine.walked_form`, :mod:`scand.engines.clamav.urlcheck`).
 * ``libclamav``: the whole file, every parser on; the Scanner's names-only walk
   runs beside it, as for clamd.
