@@ -212,6 +212,11 @@ PHISHING_LAYOUTS = {
                                     _part(b"message/rfc822", b"", _NESTED)),
     "nested message in base64": HEAD + _multi(b"mixed", _part(b"text/plain", b"", b"fwd"),
                                               _part(b"message/rfc822", b"base64", _NESTED)),
+    "nested message, quoted-printable html": HEAD + _multi(
+        b"mixed", _part(b"text/plain", b"", b"fwd"), _part(
+            b"message/rfc822", b"", b"Subject: fwd\r\nMIME-Version: 1.0\r\n" + _multi(
+                b"alternative", _part(b"text/plain", b"", b"hi"),
+                _part(b"text/html", b"quoted-printable", HTML + b"=" * 3 + b"\xe9" * 90)))),
 }
 CLEAN_LAYOUTS = {
     # No tag argument, no http/ftp URL: scand hands the part as itself.
