@@ -1,6 +1,7 @@
 """scand with the in-process ``clamav`` engine against clamd direct (issue 14).
 
     python -m bench.bench_clamav [--duration 20] [--rounds 3] [--dbs tiny,large]
+                                 (also tiny-phish, large-phish: plus a small .pdb)
 
 Same corpus (the bomber's seeded mail corpus), same signature directory, 16
 persistent clients, each side driven by :mod:`bench.bomber` against a daemon
@@ -65,6 +66,33 @@ def large_db(directory: Path, base: Path, hashes: int = 500_000, bodies: int = 5
             fh.write(f"Synth.Body-{i}:0:*:{rng.randbytes(rng.randrange(16, 33)).hex()}\n")
     stamp.touch()
     return directory
+
+
+# A small phishing list (.pdb, "H:" = links that show this host are checked): enough
+# for libclamav to run its phishing check on every text part of a mail.
+PHISH_HOSTS = ("paypal.com", "ebay.com", "amazon.com", "apple.com", "microsoft.com",
+               "bankofamerica.com", "chase.com", "wellsfargo.com", "hsbc.co.uk", "dhl.com")
+
+
+def sigdir_for(db: str, tiny: Path) -> Path:
+    """The signature directory for ``--dbs`` name ``db``: ``tiny`` (the corpus'
+    signatures), ``large`` (plus synthetic ones), either with ``-phish``: plus a
+    small .pdb, which turns libclamav's phishing check on (clamd: in its mail
+    parser; scand: on the text parts it hands over)."""
+    size, _, phish = db.partition("-")
+    if size not in ("tiny", "large") or phish not in ("", "phish"):
+        raise SystemExit(f"--dbs: unknown set {db!r} (tiny, large, tiny-phish, large-phish)")
+    sigdir = tiny if size == "tiny" else large_db(OUT / "sigs-large", tiny)
+    if not phish:
+        return sigdir
+    out = OUT / f"sigs-{db}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for f in sigdir.iterdir():
+        if not f.name.startswith("."):
+            shutil.copy(f, out / f.name)
+    (out / "bench.pdb").write_text("".join(f"H:{host}\n" for host in PHISH_HOSTS))
+    return out
 
 
 def start_clamd(workdir: Path, signatures: Path, concurrent_reload: bool,
@@ -316,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
     reloads: list[dict[str, Any]] = []
     sigdir_of: dict[str, Path] = {}
     for db in args.dbs.split(","):
-        sigdir = tiny if db == "tiny" else large_db(OUT / "sigs-large", tiny)
+        sigdir = sigdir_for(db, tiny)
         sigdir_of[db] = sigdir
         if args.engine_only:
             for _ in range(args.rounds):

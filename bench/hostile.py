@@ -113,7 +113,10 @@ def run_engine(out: Path, engine: str, sigs: Path, cases: list[dict[str, Any]],
     work.mkdir(parents=True, exist_ok=True)
     conf = work / "scand.toml"
     conf.write_text(f"[pool]\nscan_timeout = {timeout}\n\n[cache]\nbackend = \"none\"\n")
-    daemon = start_scand(work, engine, 1, sigs, conf)
+    name, _, parser = engine.partition("-")  # clamav-libclamav: clamav.mail_parser
+    if parser:
+        conf.write_text(conf.read_text() + f'\n[clamav]\nmail_parser = "{parser}"\n')
+    daemon = start_scand(work, name, 1, sigs, conf)
     try:
         for case in cases:
             pid = _worker_pid(daemon.socket)
@@ -183,7 +186,9 @@ def summary(cases: list[dict[str, Any]], engines: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--engines", default="builtin,clamav")
+    ap.add_argument("--engines", default="builtin,clamav",
+                    help="builtin, clamav, clamav-scand, clamav-libclamav "
+                    "(clamav.mail_parser)")
     ap.add_argument("--families", default="", help="comma-separated (default: all)")
     ap.add_argument("--scales", default="1,4,16")
     ap.add_argument("--timeout", type=float, default=30.0, help="the daemon's scan_timeout")

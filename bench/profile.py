@@ -1,6 +1,7 @@
 """Where scand's CPU goes, per message: daemon, workers, clamd, and inside libclamav.
 
     python -m bench.profile [--sides clamav,clamd,clamd-direct] [--dbs tiny,large]
+                            (also tiny-phish, large-phish: plus a small .pdb)
                             [--messages 1000] [--perf] [--cprofile]
 
 For each side and signature set: start it (scand with the verdict cache off, or
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import corpus
-from bench.bench_clamav import large_db, start_clamd
+from bench.bench_clamav import sigdir_for, start_clamd
 from bench.procs import Managed, start_scand
 from bench.targets import make_target
 
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     base.mkdir(parents=True)
     rows = []
     for db in args.dbs.split(","):
-        sigdir = tiny if db == "tiny" else large_db(OUT / "sigs-large", tiny)
+        sigdir = sigdir_for(db, tiny)
         for side in args.sides.split(","):
             row = profile_side(side, db, sigdir, paths, args, base)
             print(json.dumps(row))

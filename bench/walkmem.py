@@ -71,7 +71,10 @@ def measure(path: Path, engine: str = "builtin") -> dict[str, object]:
     sigdir = Path(tempfile.mkdtemp(prefix="scand-walkmem-"))
     eicar = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
     (sigdir / "eicar.ndb").write_text(f"Eicar-Test-Signature:0:*:{eicar.hex()}\n")
-    cfg = configmod.override(Config(), "engine", name=engine, signatures=str(sigdir))
+    name, _, parser = engine.partition("-")  # clamav-libclamav: clamav.mail_parser
+    cfg = configmod.override(Config(), "engine", name=name, signatures=str(sigdir))
+    if parser:
+        cfg = configmod.override(cfg, "clamav", mail_parser=parser)
     cfg = configmod.override(cfg, "cache", backend="none")
     scanner = Scanner(load_engine(cfg), cfg)
     shutil.rmtree(sigdir)
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1,4,16", help="attachment sizes in MiB")
     ap.add_argument("--families", default=",".join(HEADER_FAMILIES))
     ap.add_argument("--scale", type=int, default=16)
-    ap.add_argument("--engine", default="builtin", help="builtin or clamav (libclamav)")
+    ap.add_argument("--engine", default="builtin",
+                    help="builtin, clamav, clamav-scand or clamav-libclamav (clamav.mail_parser)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # child: one file
     args = ap.parse_args(argv)
     if args.one:

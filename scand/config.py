@@ -306,6 +306,10 @@ class ClamavConfig:
     # $TMPDIR/scand-clamav-<uid>; each worker gets <tmp_dir>/worker-<pid>
     tmp_dir: str = ""
     alert_encrypted: bool = True  # encrypted archives -> -1:encrypted (libclamav's heuristic)
+    # Who parses mail: "scand" (the walker; libclamav gets its decoded parts, text parts
+    # in a minimal message for its phishing checks), "libclamav" (its own MIME parser),
+    # "auto" (= scand: scand.engines.clamav.engine.mail_parser)
+    mail_parser: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -502,6 +506,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         f"must start with unix:///, redis://, rediss:// or redis+sentinel://, got {v!r}"),
     "cache.redis_timeout": _at_least(0.001),
     "cache.redis_retry": _at_least(0),
+    "clamav.mail_parser": _one_of("auto", "scand", "libclamav"),
     "clamav.tmp_dir": lambda v: None if v == "" or v.startswith("/") else (
         f"must be an absolute path, got {v!r}"),
     "milter.socket_mode": lambda v: None if 0 <= v <= 0o777 else f"not a file mode: {v:o}",

@@ -222,9 +222,10 @@ class _Walker:
             self.budget.depth(ctx.depth + 1, label)
             readings, odd = mime.leaf_readings(h, body)
             inner = ctx.child(label, names, ctype)
+            hand = self.keep and not self.members  # its bytes to an engine (_scan_walked)
             for decoded in readings:
-                if names:
-                    yield inner.part(b"")
+                if names or hand:
+                    yield inner.part(decoded if hand else b"", hand)
                 yield from self.message(decoded, inner.reading(odd))
             return
         yield from self.leaf(h, body, ctx.child(label, names, ctype,

@@ -107,6 +107,11 @@ class Engine(abc.ABC):
     # returns (the scanner reads the file first and hands it the bytes, Target.data).
     # False (clamd): it scans elsewhere, started before the walk so both run at once.
     in_process: bool = True
+    # True: the engine takes the walker's decoded parts (scan_walked) and opens
+    # archives itself: the scanner walks once (decoded MIME parts with their bytes,
+    # archives for names only) and hands it every part the walk decoded, instead of
+    # the whole file beside a names-only walk (libclamav, scand.engines.clamav).
+    takes_walked: bool = False
     # False: verdicts depend on more than the bytes and the signatures (chaos), so
     # the verdict cache must not keep them.
     cacheable: bool = True
@@ -122,6 +127,20 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def scan_bytes(self, data: bytes, name: str) -> Verdict:
         """Scan one object held in memory."""
+
+    def scan_walked(self, data: bytes, name: str, parsed_message: bool) -> Verdict:
+        """Scan one part the walker decoded (engines with ``takes_walked``).
+        ``parsed_message``: the walker read these bytes as an RFC 5322 message and
+        walked its parts, so the engine need not parse them as mail again."""
+        return self.scan_bytes(data, name)
+
+    def walked_form(self, data: bytes, mime: str, alt: bool) -> bytes | None:
+        """For a decoded part of a message (``takes_walked``, outside archives; its
+        media type, and whether only a non-standard reading reached it): other bytes
+        to scan in its place, which meet every check its own bytes meet and more
+        (libclamav: a text part inside a minimal message, for its phishing check).
+        None: the part itself."""
+        return None
 
     def scan_file(self, target: Target) -> Verdict:
         """Scan one opened file. By default: read it (bounded) and scan the bytes.

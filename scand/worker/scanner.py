@@ -2,11 +2,20 @@
 
 Runs in the worker process (no trio). Which files a request may read, and
 how they are opened, is :mod:`scand.worker.paths`; how the verdicts of the
-pieces fold into one is :class:`scand.events.Fold`. Here: the content walk
-(every part to the engine, then the policy) for engines that want parts, and
-for engines that decode by themselves (clamd, libclamav) the names-only walk
-beside them, with the parts only a non-standard reading reaches handed to
-the engine as well.
+pieces fold into one is :class:`scand.events.Fold`. Here, one of three paths
+by what the engine takes:
+
+* ``wants_parts`` (built-in): the content walk, every part to the engine
+  (archive members too), then the policy (:meth:`Scanner._scan_content`);
+* ``takes_walked`` (libclamav, ``clamav.mail_parser = "scand"``): one walk that
+  decodes the MIME parts and reads archives for their names only; every part
+  with bytes outside an archive (and every part only a non-standard reading
+  reaches) goes to the engine, which opens archives itself and is told which
+  bytes the walker read as a message, so libclamav parses no mail the walker
+  already parsed (:meth:`Scanner._scan_walked`);
+* otherwise (clamd, libclamav with its own mail parser): the engine gets the
+  file whole and the names-only walk runs beside it, with the parts only a
+  non-standard reading reaches handed to the engine as well.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 from scand.cache import open_cache
 from scand.config import Config
 from scand.content import Encrypted, Part, walk
+from scand.content.parts import Item
 from scand.engines.base import Engine, Target, read_fd
 from scand.events import CLEAN, Clean, Fold, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
@@ -37,6 +47,16 @@ class _Tally:
 
     bytes: int = 0
     files: int = 0
+
+
+def _every_part(part: Part) -> bool:
+    return True
+
+
+def _handed(part: Part) -> bool:
+    """A part the walker hands an engine that takes its parts: decoded bytes outside
+    an archive (the engine opens archives itself), or a non-standard reading."""
+    return bool(part.data) and (part.alt or not part.in_archive)
 
 
 def _cache_error(message: str) -> None:
@@ -73,6 +93,8 @@ class Scanner:
         """Scan bytes a client sent with ``STREAM <n>``."""
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
+        elif self.engine.takes_walked:
+            verdict = self._scan_walked(data, "")
         else:
             known = self.cache.known_infected(data)
             hits = self.cache.hits
@@ -86,24 +108,74 @@ class Scanner:
     def _scan_content(self, data: bytes, name: str) -> Verdict:
         """Walk the object; every part gets the signatures (through the verdict cache),
         then the policy."""
+        return self._fold_parts(data, walk(data, name, self.config.content), _every_part,
+                                lambda part: self.cache.scan_part(self.engine.scan_bytes, part))
+
+    def _scan_walked(self, data: bytes, name: str) -> Verdict:
+        """For an engine that takes the walker's parts: one walk; each part with bytes
+        outside an archive (or reached only by a non-standard reading) to the engine,
+        then every part's names to the policy; a signature first, then a policy hit,
+        then unchecked (as beside an engine that scans the whole file).
+
+        Archive members come without bytes (the engine opens the archive part
+        itself) except containers and non-standard readings; a member the
+        engine would scan only in part is reported by the walk (``engine_max``)."""
+        items = walk(data, name, self.config.content, keep_data=True, member_data=False,
+                     engine_max=self.engine.member_limit)
+        return self._fold_parts(data, items, _handed, self._scan_handed, policy_last=True)
+
+    def _scan_handed(self, part: Part) -> Verdict:
+        """Bytes the walker read as a message bypass the verdict cache: the engine
+        scans them without its mail parser, so their verdict is not the one a
+        whole-file scan of the same bytes stores. A part of a message the engine
+        scans in another form (``walked_form``: libclamav's phishing check on a
+        text part) is cached under that form's bytes, never its own."""
+        if part.message:
+            return self.engine.scan_walked(part.data, part.where, True)
+        if part.depth and not part.in_archive:
+            form = self.engine.walked_form(part.data, part.mime, part.alt)
+            if form is not None:
+                return self.cache.scan_part(self._scan_whole, replace(part, data=form))
+        return self.cache.scan_part(self._scan_whole, part)
+
+    def _scan_whole(self, data: bytes, where: str) -> Verdict:
+        return self.engine.scan_walked(data, where, False)
+
+    def _fold_parts(self, data: bytes, items: Iterator[Item], wanted: Callable[[Part], bool],
+                    scan: Callable[[Part], Verdict], policy_last: bool = False) -> Verdict:
+        """Each walked part the engine ``wanted`` is scanned (the raw object last while
+        the cache is on), then checked by the policy if clean; findings fold in.
+        ``policy_last``: a policy hit waits for every scan, so a signature wins it
+        (the engine scans archives whole, after their members' names were checked)."""
         known = self.cache.known_infected(data)  # a worm copy's base64 body, seen before
         if known is not None:
             return known
         fold = Fold()
+        held: list[Verdict] = []
         deferred: list[Part] = []
-        for item in itertools.chain(walk(data, name, self.config.content), deferred):
+        for item in itertools.chain(items, deferred):
             if isinstance(item, Part):
-                if self.cache.defer(item, deferred):
-                    continue  # the raw object goes last (scand.cache.lookup.PartCache.defer)
-                verdict = self.cache.scan_part(self.engine.scan_bytes, item)
-                if isinstance(verdict, Infected):
-                    self.cache.learn(data, item, verdict)
-                elif isinstance(verdict, Clean):
+                verdict: Verdict = CLEAN
+                if wanted(item):
+                    if self.cache.defer(item, deferred):
+                        continue  # the raw object goes last (scand.cache.lookup.PartCache.defer)
+                    verdict = scan(item)
+                    if isinstance(verdict, Infected):
+                        self.cache.learn(data, item, verdict)
+                if isinstance(verdict, Clean):
                     verdict = self._check(item, data) or CLEAN
+                    if policy_last and isinstance(verdict, Infected):
+                        held.append(verdict)
+                        continue
             else:
                 verdict = self._finding(item)
+                if policy_last and isinstance(verdict, Infected):
+                    held.append(verdict)
+                    continue
             if fold.add(verdict):
-                break
+                return fold.verdict
+        for verdict in held:
+            fold.add(verdict)
         return fold.verdict
 
     def _policy_only(self, data: bytes, name: str) -> tuple[Verdict, list[Part]]:
@@ -227,10 +299,12 @@ class Scanner:
             tally.bytes += fst.st_size
             tally.files += 1
             name = os.path.basename(real)
-            if self.engine.wants_parts:
+            if self.engine.wants_parts or self.engine.takes_walked:
                 data = read_fd(fd, limit, fst.st_size)
                 if data is None:
                     return Unchecked(Reason.TOO_LARGE, f">{limit}")
+                if self.engine.takes_walked:
+                    return self._scan_walked(data, name)
                 return self._scan_content(data, name)
             return self._beside_engine(Target(real, fd, fst.st_size, limit), name)
         except OSError as exc:

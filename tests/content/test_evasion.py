@@ -6,7 +6,12 @@ as a Sophie ``STREAM`` request, batched on one connection per daemon:
 * the built-in engine: the reply must fall in the case's expected classes;
 * the clamd engine (a managed clamd with an EICAR-only test signature set, next
   to scand's names-only policy walk): never ``0`` where the built-in engine
-  expects a finding, exactly ``0`` for the look-alikes.
+  expects a finding, exactly ``0`` for the look-alikes;
+* the clamav engine (libclamav in the workers, same signatures), with each
+  ``clamav.mail_parser``: the walker's parts handed to libclamav (``scand``) and
+  libclamav's own mail parser beside the names-only walk (``libclamav``), and the
+  walker's parts with a phishing list loaded (``scand-phish``: each text part in
+  a minimal message, with libclamav's mail parser on): as clamd.
 
 No reply may ever be ``-1:internal``. The corpus itself is checked too: sizes
 per family, no raw EICAR anywhere, and the recorded clamscan results
@@ -152,6 +157,25 @@ def clamd_replies(workdir: Path) -> dict[str, str]:
         daemon.stop()
 
 
+@pytest.fixture(scope="module", params=["scand", "libclamav", "scand-phish"])
+def clamav_replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
+    """``scand-phish``: with a phishing list, so every text part of a message is
+    handed in its minimal-message form (scand.engines.clamav.urlcheck)."""
+    mode, _, phish = request.param.partition("-")
+    sigs = workdir / f"sigs-clamav{'-phish' if phish else ''}"
+    sigs.mkdir(exist_ok=True)
+    (sigs / "test.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
+    if phish:
+        (sigs / "test.pdb").write_text("H:example.com\n")
+    n = {"scand": 2, "libclamav": 3, "scand-phish": 4}[request.param]
+    daemon = launch(workdir, n, "--engine", "clamav", "--signatures", str(sigs), workers=2,
+                    config=f'[clamav]\nmail_parser = "{mode}"\n', ready_timeout=90)
+    try:
+        return _ask_all(daemon)
+    finally:
+        daemon.stop()
+
+
 def _case(case_id: str) -> Case:
     return next(c for c in CASES if c.id == case_id)
 
@@ -166,11 +190,20 @@ def test_builtin(builtin_replies: dict[str, str], case_id: str) -> None:
 
 @pytest.mark.parametrize("case_id", IDS)
 def test_clamd(clamd_replies: dict[str, str], case_id: str) -> None:
+    _never_clean(clamd_replies, case_id)
+
+
+def _never_clean(replies: dict[str, str], case_id: str) -> None:
     case = _case(case_id)
-    got = clamd_replies[case_id]
+    got = replies[case_id]
     assert not got.startswith("-1:internal"), got
     assert matches(got, case.expected_clamd()), (
         f"{case.description}: expected {sorted(case.expected_clamd())}")
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_clamav(clamav_replies: dict[str, str], case_id: str) -> None:
+    _never_clean(clamav_replies, case_id)
 
 
 def test_no_banned_reply_for_virus_only_cases(builtin_replies: dict[str, str]) -> None:

@@ -44,8 +44,8 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _replies(workdir: Path, n: int, *args: str) -> dict[str, str]:
-    config = "[policy]\nenabled = false\n"  # a signature, not a name, must answer
+def _replies(workdir: Path, n: int, *args: str, extra: str = "") -> dict[str, str]:
+    config = "[policy]\nenabled = false\n" + extra  # a signature, not a name, must answer
     daemon = launch(workdir, n, *args, config=config, workers=1, ready_timeout=120)
     try:
         return _ask_all(daemon)
@@ -53,15 +53,18 @@ def _replies(workdir: Path, n: int, *args: str) -> dict[str, str]:
         daemon.stop()
 
 
-@pytest.fixture(scope="module", params=["builtin", "clamav", "clamd"])
+# clamav: libclamav handed the walker's parts (clamav.mail_parser = "scand", the
+# default for this signature directory); clamav-libclamav: its own mail parser.
+@pytest.fixture(scope="module", params=["builtin", "clamav", "clamav-libclamav", "clamd"])
 def replies(request: pytest.FixtureRequest, workdir: Path) -> dict[str, str]:
-    engine = request.param
+    engine, _, parser = request.param.partition("-")
     if engine == "builtin":
         return _replies(workdir, 0)
     if engine == "clamd" and not CLAMD:
         pytest.fail("clamd not installed: run ./scripts/test (installs clamav-daemon)")
-    return _replies(workdir, 1 if engine == "clamav" else 2, "--engine", engine,
-                    "--signatures", str(workdir / "sigs"))
+    n = {"clamav": 1, "clamav-libclamav": 3}.get(request.param, 2)
+    return _replies(workdir, n, "--engine", engine, "--signatures", str(workdir / "sigs"),
+                    extra=f'[clamav]\nmail_parser = "{parser}"\n' if parser else "")
 
 
 @pytest.mark.parametrize("reading", sorted(READINGS))

@@ -101,3 +101,20 @@ def test_clamd_engine_never_clean(scand_daemon: DaemonFactory, sigdir: Path,
     # Without its cache clamd inflates every leaf of the bomb (minutes of CPU) and
     # the answer waits for clamd's deadline: -1:timeout, never 0. Not run here.
     c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mail_parser", ["scand", "libclamav"])
+def test_clamav_engine_never_clean(scand_daemon: DaemonFactory, sigdir: Path,
+                                   cases: dict[str, Path], short_tmp: Path,
+                                   mail_parser: str) -> None:
+    """libclamav in the workers: the walker's parts handed to it (``scand``) or its
+    own parsers beside the names-only walk (``libclamav``); the same answers."""
+    require_clamav()
+    d = scand_daemon("--engine", "clamav", "--signatures", str(sigdir), config=(
+        f'[clamav]\nmail_parser = "{mail_parser}"\ntmp_dir = "{short_tmp}/ct-{mail_parser}"\n'))
+    c = d.client(timeout=120)
+    assert c.ask(f"{cases['zip64.zip']}\n".encode()) == (
+        b"1:Eicar-Test-Signature.UNOFFICIAL\n")
+    assert c.ask(f"{cases['big.zip']}\n".encode()).startswith(b"-1:too-large")
+    c.close()

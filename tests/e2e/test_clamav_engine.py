@@ -9,6 +9,7 @@ show in the memory figures.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -95,11 +96,41 @@ def test_all_testfiles_by_path_and_stream(
     engine = stats["engine"]
     assert isinstance(engine, dict)
     assert engine["name"].startswith("clamav/1.4.") and engine["signatures"] == "sigs=2"
+    assert engine["detail"].endswith(", mail parser: scand"), engine  # no phishing list
     pool = stats["pool"]
     assert isinstance(pool, dict)
     for w in pool["workers"]:
         # Private memory is the worker's own; RSS also counts the shared engine.
         assert 0 < w["private"] < w["pss"] < w["rss"], w
+    c.close()
+
+
+def test_phishing_list_with_the_walkers_parts(
+    scand_daemon: DaemonFactory, short_tmp: Path, sigdir: Path
+) -> None:
+    """A signature directory with a phishing list keeps the default hand-off (auto =
+    scand) and its text parts meet libclamav's phishing check, by path and STREAM."""
+    (sigdir / "test.pdb").write_text("H:example.com\n")
+    d = clamav(scand_daemon, short_tmp, sigdir)
+    engine = d.stats()["engine"]
+    assert isinstance(engine, dict)
+    assert engine["detail"].endswith(", mail parser: scand, phishing check: text parts"), engine
+    html = (b'<html><body><a href="http://login.evil.test/">http://www.example.com/login</a>'
+            b"</body></html>")
+    msg = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: your account\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=BB\r\n\r\n"
+           b"--BB\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+           b"--BB\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(html) + b"--BB--\r\n")
+    path = short_tmp / "phish.eml"
+    path.write_bytes(msg)
+    c = d.client(timeout=60)
+    want = b"1:Heuristics.Phishing.Email.SpoofedDomain\n"
+    assert c.ask(f"{path}\n".encode()) == want
+    assert c.ask(b"STREAM %d\n" % len(msg) + msg) == want
+    honest = msg.replace(base64.encodebytes(html), base64.encodebytes(
+        html.replace(b"login.evil.test", b"www.example.com")))
+    assert c.ask(b"STREAM %d\n" % len(honest) + honest) == b"0\n"
     c.close()
 
 
@@ -175,7 +206,11 @@ def test_memory_cap(scand_daemon: DaemonFactory, short_tmp: Path, sigdir: Path) 
     hungry = short_tmp / "hungry.zip"
     with zipfile.ZipFile(hungry, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("zeros.bin", bytes(48 << 20))  # libclamav maps the 48 MiB member
-    d = clamav(scand_daemon, short_tmp, sigdir, extra="[pool]\nmemory_cap_mb = 32\n")
+    # libclamav's own memory under the cap: its own parsers on the whole file. (With
+    # the walker's parts, mail_parser = "scand", the walk's expansion-ratio limit
+    # answers this zip first: -1:too-large.)
+    d = clamav(scand_daemon, short_tmp, sigdir,
+               extra='mail_parser = "libclamav"\n[pool]\nmemory_cap_mb = 32\n')
     c = d.client(timeout=60)
     assert c.ask(f"{hungry}\n".encode()).startswith(b"-1:memory")
     data = hungry.read_bytes()

@@ -12,8 +12,26 @@ Limits come from scand's own keys: ``limits.max_file_size`` -> MaxFileSize,
 The exceeds-max alerts and the encrypted-archive heuristic are on and become
 ``-1:too-large`` / ``-1:too-deep`` / ``-1:too-many-files`` / ``-1:timeout`` /
 ``-1:encrypted``. The clean cache is off: it would make a second copy of a
-42.zip-style bomb clean. libclamav decodes by itself (``wants_parts`` False);
-the Scanner's names-only policy walk runs beside it, as for clamd.
+42.zip-style bomb clean.
+
+Who parses the mail (``clamav.mail_parser``, :func:`mail_parser`):
+
+* ``scand`` (and ``auto``, the default): the engine ``takes_walked``. The
+  Scanner walks once and hands it every part the walk decoded
+  (:meth:`ClamavEngine.scan_walked`); bytes the walker read as a message (the
+  message itself, a message/rfc822 part) are scanned with every parser but
+  CL_SCAN_PARSE_MAIL (their raw bytes still meet every signature, the
+  mail-target ones too), every other part with every parser (archives,
+  documents, TNEF...). libclamav's MIME parser, its temp files and the walk's
+  second pass are gone (bench/README.md, "libclamav takes the walker's
+  parts"). libclamav's phishing checks (``.pdb``/``.wdb``/``.gdb`` lists) run
+  only inside its mail parser, so when the signature directory can hold them
+  (such a file, or a ``.cvd``/``.cld``/``.cud`` container) each text part of a
+  message that may hold a link is handed inside a minimal message with the
+  mail parser on
+  (:meth:`ClamavEngine.walked_form`, :mod:`scand.engines.clamav.urlcheck`).
+* ``libclamav``: the whole file, every parser on; the Scanner's names-only walk
+  runs beside it, as for clamd.
 """
 
 from __future__ import annotations
@@ -28,7 +46,7 @@ from typing import TYPE_CHECKING
 from scand import safedir
 from scand.engines.base import Engine, EngineError, EngineInfo, Target
 from scand.engines.clamav import libclamav as cl
-from scand.engines.clamav import tmpdir
+from scand.engines.clamav import tmpdir, urlcheck
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
 from scand.policy import Policy
 
@@ -53,8 +71,28 @@ ERROR_REASONS = {
     cl.CL_EMAXSIZE: Reason.TOO_LARGE,
     cl.CL_EMAXFILES: Reason.TOO_MANY_FILES,
 }
+# Files that hold (or, as containers, may hold) phishing lists: PDB, WDB, GDB.
+PHISHING_SUFFIXES = (".pdb", ".wdb", ".gdb", ".cvd", ".cld", ".cud")
 EICAR_NDB = ("Eicar-Test-Signature:0:*:" + (
     b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").hex() + "\n")
+
+
+def mail_parser(config: Config) -> str:
+    """``clamav.mail_parser`` resolved: "scand" or "libclamav" (see the module)."""
+    chosen = config.clamav.mail_parser
+    return "scand" if chosen == "auto" else chosen
+
+
+def may_hold_phishing(signatures: str) -> bool:
+    """True when ``signatures`` (a directory cl_load reads, or one file) holds a file
+    libclamav may load phishing lists from. Unreadable: False (cl_load fails anyway)."""
+    if not signatures:
+        return False  # the EICAR test signature only
+    try:
+        names = os.listdir(signatures) if os.path.isdir(signatures) else [signatures]
+    except OSError:
+        return False
+    return any(n.lower().endswith(PHISHING_SUFFIXES) for n in names)
 
 
 def heuristic_reason(name: str) -> Reason | None:
@@ -89,7 +127,7 @@ class ClamavEngine(Engine):
     """One compiled libclamav engine; scans descriptors (paths) and memory (streams)."""
 
     name = "clamav"
-    wants_parts = False
+    wants_parts = False  # takes_walked instead, unless libclamav parses the mail
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -109,6 +147,15 @@ class ClamavEngine(Engine):
             heuristic=cl.CL_SCAN_HEURISTIC_EXCEEDS_MAX | (
                 cl.CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE if config.clamav.alert_encrypted else 0),
         )
+        # For bytes the walker read as a message: everything but libclamav's mail parser.
+        self.message_options = cl.ScanOptions(
+            general=self.options.general, parse=self.options.parse & ~cl.CL_SCAN_PARSE_MAIL,
+            heuristic=self.options.heuristic)
+        self.mail_parser = mail_parser(config)
+        self.takes_walked = self.mail_parser == "scand"
+        # Text parts go in a message with the mail parser on, for libclamav's phishing
+        # check (scand.engines.clamav.urlcheck), when the signatures can hold its lists.
+        self.url_check = self.takes_walked and may_hold_phishing(config.engine.signatures)
         self.owner = True  # False in a forked worker: the zygote owns the engine
         self.tmp = ""
         self.base = ""  # the zygote's temp directory (tmpdir.make_base)
@@ -221,6 +268,23 @@ class ClamavEngine(Engine):
         return self._verdict(ret, virname)
 
     def scan_bytes(self, data: bytes, name: str) -> Verdict:
+        return self._scan_map(data, name, self.options)
+
+    def scan_walked(self, data: bytes, name: str, parsed_message: bool) -> Verdict:
+        """A part the walker decoded; a message it walked is not parsed as mail again."""
+        return self._scan_map(data, name, self.message_options if parsed_message
+                              else self.options)
+
+    def walked_form(self, data: bytes, mime: str, alt: bool) -> bytes | None:
+        """A text part of a message, when phishing lists may be loaded: the part as
+        the base64 body of a one-part message, which libclamav reads with its mail
+        parser (the phishing check), decodes back to the part's bytes and scans
+        with every signature. None: the part itself."""
+        if self.url_check and urlcheck.checked(data, mime, alt):
+            return urlcheck.wrap(data, mime)
+        return None
+
+    def _scan_map(self, data: bytes, name: str, options: cl.ScanOptions) -> Verdict:
         buf = ctypes.c_char_p(data)  # points into ``data``: no copy; kept alive below
         fmap = self.lib.cl_fmap_open_memory(ctypes.cast(buf, ctypes.c_void_p), len(data))
         if not fmap:
@@ -231,7 +295,7 @@ class ClamavEngine(Engine):
         try:
             ret = self.lib.cl_scanmap_callback(
                 fmap, (name or "stream").encode(), ctypes.byref(virname), ctypes.byref(scanned),
-                self.handle, ctypes.byref(self.options), None)
+                self.handle, ctypes.byref(options), None)
         finally:
             self.lib.cl_fmap_close(fmap)
             del buf
@@ -251,7 +315,8 @@ class ClamavEngine(Engine):
 
     def info(self) -> EngineInfo:
         return EngineInfo(f"{self.name}/{self.version}", f"sigs={self.signatures}",
-                          detail=f"libclamav {self.version}")
+                          detail=f"libclamav {self.version}, mail parser: {self.mail_parser}"
+                          + (", phishing check: text parts" if self.url_check else ""))
 
 
 def _malloc_trim() -> None:
