@@ -299,3 +299,44 @@ def test_clamd_reply_mapping() -> None:
         Reason.UNREADABLE  # type: ignore[union-attr]
     assert isinstance(verdict_from_reply("garbage"), Unchecked)
     assert isinstance(verdict_from_reply(""), Unchecked)
+
+
+def test_engine_session_against_real_clamd(external: Any, short_tmp: Path) -> None:
+    """The worker's transfer against a real clamd: FILDES inside one IDSESSION for files
+    and (in a memfd) for bytes, the replies' session ids stripped; a session clamd ended
+    while idle (ReadTimeout) is opened anew, not failed; an ERROR drops it."""
+    from scand import config as configmod
+    from scand.clamd.engine import ClamdEngine
+    from scand.config import Config
+    from scand.engines.base import Target
+    from scand.events import CLEAN, Infected, Unchecked
+
+    c = external("s", "ReadTimeout 1\nStreamMaxLength 1M\n")
+    cfg = configmod.override(Config(), "clamd", sockets=[c.socket], timeout=10.0)
+    engine = ClamdEngine.from_config(cfg)
+    assert engine.info().name.startswith("clamd/"), engine.info()
+    session = engine.sessions[0]
+    infected = short_tmp / "eicar.txt"
+    infected.write_bytes(b"x\n" + EICAR + b"\n")
+
+    def scan_file() -> object:
+        fd = os.open(infected, os.O_RDONLY)
+        try:
+            return engine.scan_file(Target(str(infected), fd, infected.stat().st_size, 1 << 20))
+        finally:
+            os.close(fd)
+
+    for _ in range(3):
+        assert scan_file() == Infected("Eicar-Test-Signature.UNOFFICIAL")
+        assert engine.scan_bytes(b"hello\n" * 100, "stream") == CLEAN
+        assert engine.scan_bytes(EICAR, "stream") == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert session.opened == 1
+    time.sleep(2.5)  # clamd ends the idle session (measured: "COMMAND READ TIMED OUT"
+    # after ~2.4 s with ReadTimeout 2; its default is 120 s, scand reopens after 10 s idle)
+    assert scan_file() == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert session.opened == 2
+    stream = ClamdEngine(configmod.override(cfg, "clamd", transfer="stream"))
+    too_big = stream.scan_bytes(b"a" * (2 << 20), "stream")  # over clamd's StreamMaxLength
+    assert isinstance(too_big, Unchecked) and too_big.reason.value == "too-large", too_big
+    assert stream.scan_bytes(EICAR, "stream") == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert stream.sessions[0].opened == 2
