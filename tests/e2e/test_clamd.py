@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import scand
@@ -233,6 +234,31 @@ def test_rss_switch_under_load_loses_nothing(
     replies = Counter(r for _, _, r in load.replies)
     assert d.stats()["clamd"]["switches"].get("rss", 0) >= 1
     assert set(replies) == {f"1:{TEST_NAME}\n".encode()}, replies
+
+
+@pytest.mark.slow
+def test_rss_switch_moves_every_worker_session(
+    scand_daemon: DaemonFactory, sigdir: Path
+) -> None:
+    """Workers keep one IDSESSION to clamd; after a switch (the symlink moved, the
+    workers stay) each one's next request goes to the new clamd, so the old one goes
+    idle and is stopped at once, not kept busy by old sessions until DRAIN_LIMIT."""
+    cfg = ("[clamd]\nrss_limit_mb = 1\nrss_check_interval = 0.3\nmin_switch_interval = 1.0\n"
+           '[cache]\nbackend = "none"\n')  # every request reaches clamd
+    d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir), config=cfg)
+    first = managed_pid(d)
+    with Load(d, [str(p) for p in all_testfiles()], clients=8) as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not d.stats()["clamd"]["switches"].get("rss"):
+            time.sleep(0.1)
+        switched = time.monotonic()
+        while time.monotonic() - switched < 20 and psutil.pid_exists(first):
+            time.sleep(0.1)
+        gone = time.monotonic() - switched
+        time.sleep(0.5)
+    assert d.stats()["clamd"]["switches"].get("rss", 0) >= 1
+    assert gone < 5, gone  # drained: no worker session kept the old clamd busy
+    assert set(r for _, _, r in load.replies) == {f"1:{TEST_NAME}\n".encode()}
 
 
 @pytest.mark.slow
