@@ -146,7 +146,7 @@ def compare_clamd(tmp: Path, sigdir: Path, msgs: list[bytes], rounds: int) -> No
                 break
             time.sleep(0.1)
         time.sleep(0.5)
-        cfg = configmod.override(Config(), "clamd", sockets=[str(sock)])
+        cfg = configmod.override(Config(), "clamd", sockets=[str(sock)], transfer="stream")
         engine = ClamdEngine.from_config(cfg)
         content = cfg.content
         t_clamd = median_time(lambda: [engine.scan_bytes(m, "m") for m in msgs], rounds)

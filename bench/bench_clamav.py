@@ -8,7 +8,8 @@ persistent clients, each side driven by :mod:`bench.bomber` against a daemon
 started here (scand: ``--engine clamav``, its default of two workers per CPU,
 the verdict cache off; clamd: the clamd.conf scand writes for its managed
 clamd, same limits, ``DisableCache yes``). Rounds alternate
-scand and clamd; the figures are medians of the rounds.
+scand and clamd; the figures are medians of the rounds. ``--engine clamd``
+runs scand on its managed clamd instead (scand+clamd against clamd direct).
 
 Two databases: ``tiny`` (the corpus' two signatures) and ``large`` (those plus
 500,000 synthetic ``.hdb`` and 50,000 synthetic ``.ndb`` signatures; no
@@ -142,7 +143,7 @@ def start(side: str, workdir: Path, sigdir: Path, args: argparse.Namespace,
             workdir.mkdir(parents=True, exist_ok=True)
             config = workdir / "scand.toml"
             config.write_text('[cache]\nbackend = "none"\n')
-        return start_scand(workdir, "clamav", args.workers, sigdir, config,
+        return start_scand(workdir, args.engine, args.workers, sigdir, config,
                            ready_timeout=600.0)
     return start_clamd(workdir, sigdir, concurrent_reload, args.clamd_cache, args.clamd_tmp)
 
@@ -309,6 +310,9 @@ def main() -> int:
     ap.add_argument("--engine-only", action="store_true",
                     help="only the engines: 8 processes forked from one libclamav engine "
                          "against clamd with 8 connections (no scand daemon, no policy walk)")
+    ap.add_argument("--engine", choices=("clamav", "clamd"), default="clamav",
+                    help="scand's engine: clamav (libclamav in the workers, default) or "
+                         "clamd (scand's managed clamd; the same clamd.conf as clamd direct)")
     ap.add_argument("--workers", type=int, default=0,
                     help="scand workers (default 0: scand's own default, two per CPU for "
                          "this engine; clamd runs its conf's MaxThreads 8)")

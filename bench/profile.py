@@ -26,7 +26,8 @@ wakes a worker weighs more here than in CPU time: read it for what runs, and
 CPU per message for what it costs.
 
 ``--cprofile`` runs, in this process, the worker's own Python path (one
-Scanner on the engine, the same config) over the same messages under cProfile
+Scanner on the engine, the same config; for ``clamd``, against a clamd started
+for it) over the same messages under cProfile
 and prints its top functions by own time: the Python side of a worker without
 the IPC.
 """
@@ -282,8 +283,10 @@ def pyspy_split(stacks: Path, top: int) -> dict[str, Any]:
             "inclusive": {f: round(n * pct, 1) for f, n in incl.most_common(top)}}
 
 
-def cprofile_worker(side: str, sigdir: Path, paths: list[str], top: int) -> str:
-    """The worker's Python path in this process (no IPC) under cProfile."""
+def cprofile_worker(side: str, sigdir: Path, paths: list[str], top: int,
+                    clamd_socket: str = "") -> str:
+    """The worker's Python path in this process (no IPC) under cProfile; for the
+    clamd engine, against the clamd on ``clamd_socket``."""
     import io
 
     from scand import config as configmod
@@ -293,6 +296,8 @@ def cprofile_worker(side: str, sigdir: Path, paths: list[str], top: int) -> str:
 
     cfg = configmod.override(Config(), "engine", name=side, signatures=str(sigdir))
     cfg = configmod.override(cfg, "cache", backend="none")
+    if clamd_socket:
+        cfg = configmod.override(cfg, "clamd", sockets=[clamd_socket])
     engine = load_engine(cfg)
     scanner = Scanner(engine, cfg)
     prof = cProfile.Profile(time.process_time)  # CPU, not wall: the host is shared
@@ -344,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             if args.cprofile and side == "clamav":
                 print(cprofile_worker(side, sigdir, paths, args.top))
+            elif args.cprofile and side == "clamd":  # against a clamd of its own, on tmpfs
+                clamd = start_clamd(base / f"{db}-cprofile-clamd", sigdir, False, False,
+                                    "/dev/shm")
+                try:
+                    print(cprofile_worker(side, sigdir, paths, args.top, clamd.socket))
+                finally:
+                    clamd.stop()
     (base / "profile.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {base}/profile.json")
     return 0

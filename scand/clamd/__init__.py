@@ -1,8 +1,9 @@
 """ClamAV's clamd as scand's engine: both halves, apart.
 
 * ``engine`` is the worker half (an :class:`~scand.engines.base.Engine`):
-  pyclamd with one true deadline, INSTREAM/SCAN/FILDES, reply mapping. It
-  runs in workers and imports nothing daemon-side.
+  FILDES/INSTREAM/SCAN over ``session`` (one IDSESSION per socket per worker,
+  one true deadline per request), reply mapping. It runs in workers and
+  imports nothing daemon-side.
 * ``supervisor`` is the daemon half (trio): it writes clamd.conf, starts and
   supervises scand's own clamd (restart with backoff, RSS switch, reload).
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import scand
@@ -236,6 +237,31 @@ def test_rss_switch_under_load_loses_nothing(
 
 
 @pytest.mark.slow
+def test_rss_switch_moves_every_worker_session(
+    scand_daemon: DaemonFactory, sigdir: Path
+) -> None:
+    """Workers keep one IDSESSION to clamd; after a switch (the symlink moved, the
+    workers stay) each one's next request goes to the new clamd, so the old one goes
+    idle and is stopped at once, not kept busy by old sessions until DRAIN_LIMIT."""
+    cfg = ("[clamd]\nrss_limit_mb = 1\nrss_check_interval = 0.3\nmin_switch_interval = 1.0\n"
+           '[cache]\nbackend = "none"\n')  # every request reaches clamd
+    d = scand_daemon("--engine", "clamd", "--signatures", str(sigdir), config=cfg)
+    first = managed_pid(d)
+    with Load(d, [str(p) for p in all_testfiles()], clients=8) as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not d.stats()["clamd"]["switches"].get("rss"):
+            time.sleep(0.1)
+        switched = time.monotonic()
+        while time.monotonic() - switched < 20 and psutil.pid_exists(first):
+            time.sleep(0.1)
+        gone = time.monotonic() - switched
+        time.sleep(0.5)
+    assert d.stats()["clamd"]["switches"].get("rss", 0) >= 1
+    assert gone < 5, gone  # drained: no worker session kept the old clamd busy
+    assert set(r for _, _, r in load.replies) == {f"1:{TEST_NAME}\n".encode()}
+
+
+@pytest.mark.slow
 def test_two_external_clamds_failover(
     scand_daemon: DaemonFactory, external: Any
 ) -> None:
@@ -299,3 +325,44 @@ def test_clamd_reply_mapping() -> None:
         Reason.UNREADABLE  # type: ignore[union-attr]
     assert isinstance(verdict_from_reply("garbage"), Unchecked)
     assert isinstance(verdict_from_reply(""), Unchecked)
+
+
+def test_engine_session_against_real_clamd(external: Any, short_tmp: Path) -> None:
+    """The worker's transfer against a real clamd: FILDES inside one IDSESSION for files
+    and (in a memfd) for bytes, the replies' session ids stripped; a session clamd ended
+    while idle (ReadTimeout) is opened anew, not failed; an ERROR drops it."""
+    from scand import config as configmod
+    from scand.clamd.engine import ClamdEngine
+    from scand.config import Config
+    from scand.engines.base import Target
+    from scand.events import CLEAN, Infected, Unchecked
+
+    c = external("s", "ReadTimeout 1\nStreamMaxLength 1M\n")
+    cfg = configmod.override(Config(), "clamd", sockets=[c.socket], timeout=10.0)
+    engine = ClamdEngine.from_config(cfg)
+    assert engine.info().name.startswith("clamd/"), engine.info()
+    session = engine.sessions[0]
+    infected = short_tmp / "eicar.txt"
+    infected.write_bytes(b"x\n" + EICAR + b"\n")
+
+    def scan_file() -> object:
+        fd = os.open(infected, os.O_RDONLY)
+        try:
+            return engine.scan_file(Target(str(infected), fd, infected.stat().st_size, 1 << 20))
+        finally:
+            os.close(fd)
+
+    for _ in range(3):
+        assert scan_file() == Infected("Eicar-Test-Signature.UNOFFICIAL")
+        assert engine.scan_bytes(b"hello\n" * 100, "stream") == CLEAN
+        assert engine.scan_bytes(EICAR, "stream") == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert session.opened == 1
+    time.sleep(2.5)  # clamd ends the idle session (measured: "COMMAND READ TIMED OUT"
+    # after ~2.4 s with ReadTimeout 2; its default is 120 s, scand reopens after 10 s idle)
+    assert scan_file() == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert session.opened == 2
+    stream = ClamdEngine(configmod.override(cfg, "clamd", transfer="stream"))
+    too_big = stream.scan_bytes(b"a" * (2 << 20), "stream")  # over clamd's StreamMaxLength
+    assert isinstance(too_big, Unchecked) and too_big.reason.value == "too-large", too_big
+    assert stream.scan_bytes(EICAR, "stream") == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert stream.sessions[0].opened == 2
