@@ -77,29 +77,33 @@ def _uu_line(line: bytes) -> bytes:
             return b""
 
 
-def _block_ends(data: bytes, begins: list[re.Match[bytes]], end_line: re.Pattern[bytes]
+def _block_ends(data: bytes, begins: Iterator[re.Match[bytes]], end_line: re.Pattern[bytes]
                 ) -> Iterator[tuple[re.Match[bytes], int, bool]]:
     """(begin, end of its body, ended) for each begin marker: a block runs to its
     end line or to the next begin marker, whichever comes first. One pass over
     ``data`` however many markers there are (a search per marker for an end line
-    that is not there would cost the square of the text)."""
+    that is not there would cost the square of the text). The markers are read
+    one ahead, never listed: a text of begin lines would hold a match object per
+    line (many times the text) while the walk reads only up to its part budget."""
     next_end: re.Match[bytes] | None = None
     searched = -1  # end lines searched from here on: none before next_end
-    for i, begin in enumerate(begins):
+    begin = next(begins, None)
+    while begin is not None:
+        following = next(begins, None)
         if begin.end() > searched and (next_end is None or next_end.start() < begin.end()):
             next_end = end_line.search(data, begin.end())
             searched = len(data) if next_end is None else next_end.start()
-        stop = begins[i + 1].start() if i + 1 < len(begins) else len(data)
+        stop = following.start() if following is not None else len(data)
         if next_end is not None and begin.end() <= next_end.start() < stop:
             yield begin, next_end.start(), True
         else:
             yield begin, stop, False
+        begin = following
 
 
 def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
-    begins = list(_UU_BEGIN.finditer(data))
-    for begin, stop, _ended in _block_ends(data, begins, _UU_END):
+    for begin, stop, _ended in _block_ends(data, _UU_BEGIN.finditer(data), _UU_END):
         name = begin.group(1).decode("utf-8", "replace").strip()
         body = data[begin.end() : stop]
         if begin.group(0).startswith(b"begin-base64"):
@@ -128,8 +132,7 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
     """(name, bytes, complete) for each ``=ybegin`` ... ``=yend`` block. Not complete:
     no ``=yend``, fewer bytes than ``size=`` says, or one part of a multi-part post
     (a fragment cannot be judged alone)."""
-    begins = list(_Y_BEGIN.finditer(data))
-    for begin, stop, ended in _block_ends(data, begins, _Y_END):
+    for begin, stop, ended in _block_ends(data, _Y_BEGIN.finditer(data), _Y_END):
         m = _Y_NAME.search(begin.group(1))
         name = m.group(1).decode("utf-8", "replace").strip() if m else ""
         size = _Y_SIZE.search(begin.group(1))
