@@ -16,6 +16,7 @@ reported.
 from __future__ import annotations
 
 import binascii
+import functools
 import html
 import re
 import urllib.parse
@@ -256,6 +257,22 @@ def has_data_uri(data: bytes) -> bool:
     return _DATA_WORD.search(data) is not None
 
 
+# A character reference as ``html.unescape`` finds one (the stdlib's pattern): its
+# replacement depends only on its own text, so each distinct one is resolved once.
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _charref(ref: str) -> str:
+    return html.unescape(ref)
+
+
+def _html_unescape(text: str) -> str:
+    """``html.unescape(text)``, each reference looked up in a cache (a text of
+    500,000 references otherwise costs a full resolution per reference)."""
+    return _CHARREF.sub(lambda m: _charref(m[0]), text) if "&" in text else text
+
+
 def _unescape(data: bytes) -> bytes:
     """HTML character references resolved (``html.unescape``), window by window
     (it keeps a piece per reference). A window ends right before a ``&``, so no
@@ -269,7 +286,7 @@ def _unescape(data: bytes) -> bytes:
             if cut < 0:
                 cut = data.find(b"&", pos + SUB_WINDOW)
             end = cut if cut > 0 else end
-        out += html.unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
+        out += _html_unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
         pos = end
     return bytes(out)
 
