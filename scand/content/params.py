@@ -86,10 +86,28 @@ def _utf8(value: str) -> str:
 
 # -- parameters -----------------------------------------------------------------
 
+def _unescape(text: str) -> str:
+    """``\\x`` -> ``x``, window by window: one ``re.sub`` over a value of many
+    escapes keeps a piece per escape until it joins them (ten times the value).
+    No window ends between a backslash and the character it escapes (an odd run
+    of backslashes at its end takes the next character in)."""
+    chunks: list[str] = []
+    pos = 0
+    while pos < len(text):
+        end = min(len(text), pos + FOLD_WINDOW)
+        window = text[pos:end]
+        if end < len(text) and (len(window) - len(window.rstrip("\\"))) % 2:
+            end += 1
+            window = text[pos:end]
+        chunks.append(_ESCAPE.sub(r"\1", window))
+        pos = end
+    return "".join(chunks)
+
+
 def _unquote(raw: str) -> str:
     if raw.startswith('"'):
         inner = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
-        return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
+        return _unescape(inner) if "\\" in inner else inner
     return raw
 
 

@@ -77,29 +77,33 @@ def _uu_line(line: bytes) -> bytes:
             return b""
 
 
-def _block_ends(data: bytes, begins: list[re.Match[bytes]], end_line: re.Pattern[bytes]
+def _block_ends(data: bytes, begins: Iterator[re.Match[bytes]], end_line: re.Pattern[bytes]
                 ) -> Iterator[tuple[re.Match[bytes], int, bool]]:
     """(begin, end of its body, ended) for each begin marker: a block runs to its
     end line or to the next begin marker, whichever comes first. One pass over
     ``data`` however many markers there are (a search per marker for an end line
-    that is not there would cost the square of the text)."""
+    that is not there would cost the square of the text). The markers are read
+    one ahead, never listed: a text of begin lines would hold a match object per
+    line (many times the text) while the walk reads only up to its part budget."""
     next_end: re.Match[bytes] | None = None
     searched = -1  # end lines searched from here on: none before next_end
-    for i, begin in enumerate(begins):
+    begin = next(begins, None)
+    while begin is not None:
+        following = next(begins, None)
         if begin.end() > searched and (next_end is None or next_end.start() < begin.end()):
             next_end = end_line.search(data, begin.end())
             searched = len(data) if next_end is None else next_end.start()
-        stop = begins[i + 1].start() if i + 1 < len(begins) else len(data)
+        stop = following.start() if following is not None else len(data)
         if next_end is not None and begin.end() <= next_end.start() < stop:
             yield begin, next_end.start(), True
         else:
             yield begin, stop, False
+        begin = following
 
 
 def uudecode_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) for each ``begin <mode> <name>`` ... ``end`` block."""
-    begins = list(_UU_BEGIN.finditer(data))
-    for begin, stop, _ended in _block_ends(data, begins, _UU_END):
+    for begin, stop, _ended in _block_ends(data, _UU_BEGIN.finditer(data), _UU_END):
         name = begin.group(1).decode("utf-8", "replace").strip()
         body = data[begin.end() : stop]
         if begin.group(0).startswith(b"begin-base64"):
@@ -128,8 +132,7 @@ def yenc_blocks(data: bytes) -> Iterator[tuple[str, bytes, bool]]:
     """(name, bytes, complete) for each ``=ybegin`` ... ``=yend`` block. Not complete:
     no ``=yend``, fewer bytes than ``size=`` says, or one part of a multi-part post
     (a fragment cannot be judged alone)."""
-    begins = list(_Y_BEGIN.finditer(data))
-    for begin, stop, ended in _block_ends(data, begins, _Y_END):
+    for begin, stop, ended in _block_ends(data, _Y_BEGIN.finditer(data), _Y_END):
         m = _Y_NAME.search(begin.group(1))
         name = m.group(1).decode("utf-8", "replace").strip() if m else ""
         size = _Y_SIZE.search(begin.group(1))
@@ -253,6 +256,35 @@ def has_data_uri(data: bytes) -> bool:
     return _DATA_WORD.search(data) is not None
 
 
+# A character reference as ``html.unescape`` finds one (the stdlib's pattern, as one
+# group: ``split`` keeps the references). Its replacement depends only on its own
+# text, so each distinct one is resolved once.
+_CHARREF = re.compile(r"(&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?))")
+_CHARREF_KEPT = 4096  # resolved references remembered (the cache is emptied past this)
+
+
+class _Refs(dict[str, str]):
+    def __missing__(self, ref: str) -> str:
+        text = self[ref] = html.unescape(ref)
+        return text
+
+
+_REFS = _Refs()
+
+
+def _html_unescape(text: str) -> str:
+    """``html.unescape(text)`` without a Python call per reference (a text of
+    500,000 references otherwise costs a full resolution per reference): the
+    text split at its references, each looked up in a cache."""
+    if "&" not in text:
+        return text
+    if len(_REFS) > _CHARREF_KEPT:
+        _REFS.clear()
+    pieces = _CHARREF.split(text)
+    pieces[1::2] = map(_REFS.__getitem__, pieces[1::2])
+    return "".join(pieces)
+
+
 def _unescape(data: bytes) -> bytes:
     """HTML character references resolved (``html.unescape``), window by window
     (it keeps a piece per reference). A window ends right before a ``&``, so no
@@ -266,7 +298,7 @@ def _unescape(data: bytes) -> bytes:
             if cut < 0:
                 cut = data.find(b"&", pos + SUB_WINDOW)
             end = cut if cut > 0 else end
-        out += html.unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
+        out += _html_unescape(data[pos:end].decode("latin-1")).encode("latin-1", "replace")
         pos = end
     return bytes(out)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import random
 import re
 
-from scand.content import transfer
+import pytest
+
+from scand.content import params, textblocks, transfer
 from scand.content.headers import blank_line
 from scand.content.parts import Slice
 
@@ -53,3 +56,21 @@ def test_the_first_empty_line_is_where_the_full_pattern_finds_it() -> None:
         end = rng.randrange(start, len(data) + 1)
         m = full.search(data, start, end)
         assert blank_line(data, start, end) == (None if m is None else m.span()), data
+
+
+def test_cached_character_references_read_as_html_unescape_does() -> None:
+    rng = random.Random(23)
+    alphabet = ["&", "#", "x", "X", "3", "a", ";", "amp", "lt", "colon", " ", "\n", "9", "0",
+                "f", "ampxyz", "&#x110000;", "&#0;", "&#128;", "notin", "not", "é"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert textblocks._html_unescape(text) == html.unescape(text), text
+
+
+def test_a_quoted_value_unescaped_by_windows_reads_as_one_substitution(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(params, "FOLD_WINDOW", 5)  # windows cut runs of backslashes
+    rng = random.Random(2231)
+    for _ in range(20_000):
+        text = "".join(rng.choice('\\\\\\ab"\n') for _ in range(rng.randint(0, 30)))
+        assert params._unescape(text) == re.sub(r"\\(.)", r"\1", text, flags=re.S), text

@@ -40,6 +40,15 @@ def _entities() -> bytes:
     return PLAIN + b"Content-Type: text/html\n\n<html>" + b"data&#58;&amp;data&colon;" * 60_000
 
 
+def _uu_begins() -> bytes:
+    return PLAIN + b"Content-Type: text/plain\n\nbegin 644 a.bin\n" + b"begin 644 b.bin\n" * 60_000
+
+
+def _escaped_quote() -> bytes:
+    return (PLAIN + b'Content-Type: application/octet-stream; name="' + b'\\"a; b=' * 100_000
+            + b"\n\nbody\n")
+
+
 def _peak(data: bytes) -> tuple[float, list[Part]]:
     """The walk's tracemalloc peak over the message size (the message not counted)."""
     tracemalloc.start()
@@ -62,10 +71,12 @@ def test_an_attachment_costs_its_decoded_bytes_not_copies_of_the_message() -> No
 
 
 @pytest.mark.parametrize("make, bound", [(_many_headers, 1.5), (_bare_cr, 3.0),
-                                         (_entities, 3.0)])
+                                         (_entities, 3.0), (_uu_begins, 4.0),
+                                         (_escaped_quote, 6.0)])
 def test_header_and_text_bombs_cost_a_few_times_the_message(
         make: Callable[[], bytes], bound: float) -> None:
     # Before: 13x (a field per header), 9.7x (a list of every line), 8.4x (a piece
-    # per character reference).
+    # per character reference), 10x (a match object per uuencode begin line),
+    # 14x (a piece per backslash escape in one quoted value).
     ratio, _parts = _peak(make())
     assert ratio < bound
