@@ -59,6 +59,13 @@ def _handed(part: Part) -> bool:
     return bool(part.data) and (part.alt or not part.in_archive)
 
 
+def _mbox(data: bytes) -> bool:
+    """Several messages in an mbox ("From " lines): libclamav's mail parser reads each
+    (mbox.c starts one at every "From " line after an empty one); the walker reads
+    the first only, so such bytes keep the mail parser."""
+    return data.startswith(b"From ") and (b"\nFrom " in data or b"\rFrom " in data)
+
+
 def _cache_error(message: str) -> None:
     """A cache store failed: the scan goes on without it (logged once per outage)."""
     print(json.dumps({"event": "cache_unavailable", "pid": os.getpid(), "error": message}),
@@ -125,12 +132,12 @@ class Scanner:
         return self._fold_parts(data, items, _handed, self._scan_handed, policy_last=True)
 
     def _scan_handed(self, part: Part) -> Verdict:
-        """Bytes the walker read as a message bypass the verdict cache: the engine
-        scans them without its mail parser, so their verdict is not the one a
-        whole-file scan of the same bytes stores. A part of a message the engine
+        """Bytes the walker read as a message (not an mbox of several: :func:`_mbox`)
+        bypass the verdict cache: the engine scans them without its mail parser, so
+        their verdict is not the one a whole-file scan of the same bytes stores. A part of a message the engine
         scans in another form (``walked_form``: libclamav's phishing check on a
         text part) is cached under that form's bytes, never its own."""
-        if part.message:
+        if part.message and not _mbox(part.data):
             return self.engine.scan_walked(part.data, part.where, True)
         if part.depth and not part.in_archive:
             form = self.engine.walked_form(part.data, part.mime, part.alt)

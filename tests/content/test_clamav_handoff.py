@@ -144,6 +144,18 @@ def test_nested_message_and_archive_member(scanner: Scanner) -> None:
     assert scanner.scan_stream(msg).verdict == Infected("EicarAt0.UNOFFICIAL")
 
 
+def test_every_message_of_an_mbox(scanner: Scanner) -> None:
+    """An mbox file (a "From " line first) holds several messages; libclamav's mail
+    parser reads each (mbox.c: a "From " line after an empty one starts the next).
+    The walker reads the first only, so an mbox is handed with the mail parser on:
+    the second message's attachment is found as libclamav's own parser finds it."""
+    first = _message(("text/plain", b"hello\r\n")).replace(b"BB", b"AA")
+    second = _message(("application/octet-stream; name=a.com", EICAR))
+    mbox = (b"From a@example.org Mon Dec  7 10:00:00 2026\n" + first
+            + b"\nFrom a@example.org Mon Dec  7 10:01:00 2026\n" + second).replace(b"\r\n", b"\n")
+    assert scanner.scan_stream(mbox).verdict == Infected("EicarAt0.UNOFFICIAL")
+
+
 def test_mail_signature_in_an_encoded_attached_message(scanner: Scanner) -> None:
     """An attached message in base64: its raw bytes are not in the outer message's,
     so the walker hands the decoded message itself (without the mail parser)."""
