@@ -74,6 +74,13 @@ def _named(names: tuple[str, ...], suffixes: tuple[str, ...]) -> bool:
     return any(n.lower().rstrip(". ").endswith(suffixes) for n in names)
 
 
+def _may_be_read_as_text(ctx: Context) -> bool:
+    """A part of a message an engine may read as text: a text type, or none at all
+    outside a non-standard reading (scand.engines.clamav.urlcheck.checked)."""
+    return not ctx.in_archive and (ctx.mime.lower().startswith("text/")
+                                   or not (ctx.mime or ctx.alt))
+
+
 def is_html(data: bytes, names: tuple[str, ...], mime_type: str) -> bool:
     """A part a browser would render: by declared type, by name, or by its start."""
     return (mime_type in HTML_TYPES
@@ -158,7 +165,12 @@ class _Walker:
         self.budget.depth(ctx.depth, ctx.where)
         self.budget.part()
         if ctx.depth and not self._first(self.seen, data):
-            if ctx.names or ctx.mime:  # same bytes, another name: the name still counts
+            if self.keep and not self.members and _may_be_read_as_text(ctx):
+                # Handed again (scanner._scan_walked): the engine may read a text part
+                # in a form its first sight did not get (libclamav's phishing check
+                # skips a uuencoded block, then meets the same bytes as text/html).
+                yield ctx.part(data)
+            elif ctx.names or ctx.mime:  # same bytes, another name: the name still counts
                 yield ctx.part(b"")
             return
         keep = self.keep or ctx.depth == 0 or ctx.alt

@@ -14,6 +14,7 @@ message, scand.engines.clamav.urlcheck), and the verdict cache rules.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import io
 import quopri
@@ -229,6 +230,13 @@ PHISHING_LAYOUTS = {
             b"message/rfc822", b"", b"Subject: fwd\r\nMIME-Version: 1.0\r\n" + _multi(
                 b"alternative", _part(b"text/plain", b"", b"hi"),
                 _part(b"text/html", b"quoted-printable", HTML + b"=" * 3 + b"\xe9" * 90)))),
+    # The same bytes met first as a uuencoded block (no check: libclamav checks no
+    # such block), then as a text/html part: the walker's second sight of them is
+    # still handed, so the text part gets its check.
+    "html also uuencoded before": HEAD + _multi(
+        b"mixed", _part(b"text/plain", b"", b"see below\r\nbegin 644 page.htm\r\n" + b"".join(
+            binascii.b2a_uu(HTML[i:i + 45]) for i in range(0, len(HTML), 45))
+            + b"`\r\nend\r\n"), _part(b"text/html", b"base64", HTML)),
 }
 CLEAN_LAYOUTS = {
     # No tag argument, no http/ftp URL: scand hands the part as itself.
