@@ -92,7 +92,8 @@ def looks_like_message(data: bytes) -> bool:
     """An RFC 5322 message (or one mbox entry): header lines first, known names."""
     head = data[:8192].replace(b"\r", b"\n")  # bare CR line ends count as line ends
     if head.startswith(b"From "):
-        head = head.split(b"\n", 1)[1] if b"\n" in head else b""
+        eol = head.find(b"\n")  # the mbox line's end; CRLF (two line ends here) is one
+        head = b"" if eol < 0 else head[eol + 1 + (data[eol:eol + 2] == b"\r\n"):]
     if not _HEADER_LINE.match(head):
         return False
     if _known_header(head, len(head)):

@@ -134,9 +134,10 @@ class Scanner:
     def _scan_handed(self, part: Part) -> Verdict:
         """Bytes the walker read as a message (not an mbox of several: :func:`_mbox`)
         bypass the verdict cache: the engine scans them without its mail parser, so
-        their verdict is not the one a whole-file scan of the same bytes stores. A part of a message the engine
-        scans in another form (``walked_form``: libclamav's phishing check on a
-        text part) is cached under that form's bytes, never its own."""
+        their verdict is not the one a whole-file scan of the same bytes stores. A
+        part of a message the engine scans in another form (``walked_form``:
+        libclamav's phishing check on a text part) is cached under that form's
+        bytes, never its own."""
         if part.message and not _mbox(part.data):
             return self.engine.scan_walked(part.data, part.where, True)
         if part.depth and not part.in_archive:

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from scand.config import Config, ConfigError, from_mapping
+from scand.config import Config, ConfigError, ContentConfig, from_mapping
+from scand.content.parts import Part
+from scand.content.walker import looks_like_message, walk
 from scand.engines.base import load_engine
 from scand.engines.clamav import engine as clamav_engine
 from scand.engines.clamav import urlcheck
@@ -145,7 +147,8 @@ def test_nested_message_and_archive_member(scanner: Scanner) -> None:
     assert scanner.scan_stream(msg).verdict == Infected("EicarAt0.UNOFFICIAL")
 
 
-def test_every_message_of_an_mbox(scanner: Scanner) -> None:
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_every_message_of_an_mbox(scanner: Scanner, eol: bytes) -> None:
     """An mbox file (a "From " line first) holds several messages; libclamav's mail
     parser reads each (mbox.c: a "From " line after an empty one starts the next).
     The walker reads the first only, so an mbox is handed with the mail parser on:
@@ -153,8 +156,21 @@ def test_every_message_of_an_mbox(scanner: Scanner) -> None:
     first = _message(("text/plain", b"hello\r\n")).replace(b"BB", b"AA")
     second = _message(("application/octet-stream; name=a.com", EICAR))
     mbox = (b"From a@example.org Mon Dec  7 10:00:00 2026\n" + first
-            + b"\nFrom a@example.org Mon Dec  7 10:01:00 2026\n" + second).replace(b"\r\n", b"\n")
+            + b"\nFrom a@example.org Mon Dec  7 10:01:00 2026\n" + second
+            ).replace(b"\r\n", b"\n").replace(b"\n", eol)
     assert scanner.scan_stream(mbox).verdict == Infected("EicarAt0.UNOFFICIAL")
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_a_message_after_an_mbox_from_line_is_walked(eol: bytes) -> None:
+    """The "From " line may end in CRLF: the message after it is still read as one
+    (its attachment's name reaches the policy, and its parts the engine)."""
+    msg = _message(("application/octet-stream; name=a.com", EICAR)).replace(b"\r\n", eol)
+    mbox = b"From a@example.org Mon Dec  7 10:01:00 2026" + eol + msg
+    assert looks_like_message(mbox)
+    names = [n for item in walk(mbox, "", ContentConfig(), keep_data=False)
+             if isinstance(item, Part) for n in item.names]
+    assert "a.com" in names
 
 
 def test_mail_signature_in_an_encoded_attached_message(scanner: Scanner) -> None:
