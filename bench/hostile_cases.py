@@ -128,6 +128,23 @@ def gen_mime_bare_cr(k: int) -> bytes:
 
 
 @family("mime")
+def gen_mbox_many_messages(k: int) -> bytes:
+    """An mbox of many small messages, each with an attachment (every one is walked)."""
+    one = (b"From a@example.com Mon Dec  7 10:00:00 2026\n" + _PLAIN
+           + b'Content-Type: multipart/mixed; boundary="m%d"\n\n--m%d\nContent-Type: text/plain'
+           + b'\n\nhi\n--m%d\nContent-Type: application/octet-stream; name="a%d.bin"\n'
+           + b"Content-Transfer-Encoding: base64\n\nY2xlYW4gZGF0YQ==\n--m%d--\n\n")
+    return b"".join(one % ((i,) * 5) for i in range(400 * k))
+
+
+@family("mime")
+def gen_mbox_from_lines(k: int) -> bytes:
+    """An mbox whose text is all lines starting "From " (no split reads as a message)."""
+    return (b"From a@example.com Mon Dec  7 10:00:00 2026\n" + _mail(b"text/plain", b"")
+            + b"From the desk of nobody, a line that is no mbox separator\n" * (20_000 * k))
+
+
+@family("mime")
 def gen_mime_dash_lines(k: int) -> bytes:
     body = b"--\n" * (50_000 * k)
     return _mail(b'multipart/mixed; boundary="zz"', b"--zz\n\n" + body + b"--zz--\n")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scand.config import ContentConfig
 from scand.content import archives, headers, mime, params, textblocks
@@ -193,6 +193,29 @@ class _Walker:
         for i, reading in enumerate(headers.readings(data)):
             yield from self.entity(reading.headers, reading.body,
                                    ctx.reading(reading.headers.odd), tail=i > 0)
+        if data.startswith(b"From "):
+            yield from self.mbox(data, ctx)
+
+    def mbox(self, data: bytes, ctx: Context) -> Iterator[Item]:
+        """An mbox holds one message after each line that starts ``From ``: mail
+        readers (and libclamav) read every one. The whole was read as one message
+        above (a ``From`` line inside a body is no split for that reading); here each
+        later message that looks like one is read by itself too. Linear: one find per
+        line, each look at most the message's own bytes."""
+        starts: list[int] = []
+        at = data.find(b"\nFrom ")
+        while at >= 0:
+            starts.append(at + 1)
+            at = data.find(b"\nFrom ", at + 1)
+        for k, start in enumerate(starts):
+            end = starts[k + 1] if k + 1 < len(starts) else len(data)
+            if not looks_like_message(data[start:end]):
+                continue  # a "From " line inside a text
+            self.budget.part()
+            here = replace(ctx, where=ctx.label(f"mbox:{k + 2}"))
+            for i, reading in enumerate(headers.readings(data, start, end)):
+                yield from self.entity(reading.headers, reading.body,
+                                       here.reading(reading.headers.odd), tail=i > 0)
 
     def entity(self, h: headers.Headers, body: Slice, ctx: Context, tail: bool = False
                ) -> Iterator[Item]:
