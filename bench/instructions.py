@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--daemon-only", action="store_true",
                     help="clamav: the daemon alone (skip the worker's slow in-process run)")
     args = ap.parse_args(argv)
+    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
+    if missing:  # a bench tool, not installed by scripts/test
+        print(f"bench.instructions needs {', '.join(missing)}: apt-get install valgrind",
+              file=sys.stderr)
+        return 2
     corpus_dir = OUT / "corpus-s1-n1000"
     corpus.load_or_generate(corpus_dir, 1000, 1)
     sigdir = corpus.write_signatures(corpus_dir / "sigs")
