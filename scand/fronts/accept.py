@@ -6,8 +6,9 @@ does the rest for all of its bound sockets:
 
 * the allow-list is checked before a byte is read (peers outside it are
   closed and counted as ``denied``);
-* ``max_connections`` counts from accept, TLS handshakes included; over it the
-  peer gets the front's busy reply at once;
+* ``max_connections`` counts from accept, TLS handshakes included, per listener
+  (a flood of silent TLS or TCP peers cannot starve the MTA's Unix socket of the
+  same front); over it the peer gets the front's busy reply at once;
 * a TLS handshake runs under a deadline and holds a fixed estimate of the
   daemon-wide :class:`~scand.fronts.budget.MemoryBudget` while it runs;
 * accept errors that mean "out of capacity" (EMFILE, ENFILE, ENOBUFS, ENOMEM)
@@ -156,6 +157,7 @@ class FrontServer:
                        for b in bound if b.network and proxy_from}
         self.sessions: set[Session] = set()
         self.active = 0  # accepted and not yet closed, TLS handshakes included
+        self.per_listener: dict[str, int] = {b.name: 0 for b in bound}  # the same, each
         self._listeners = [trio.socket.from_stdlib_socket(b.sock) for b in bound]
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
@@ -208,10 +210,11 @@ class FrontServer:
                             peer=str(peer[0]) if isinstance(peer, tuple) else str(peer))
                 sock.close()  # before reading a byte
                 continue
-            if self.active >= self.max_connections:
+            if self.per_listener[bound.name] >= self.max_connections:
                 await self._refuse(sock, bound, f"over {self.max_connections} connections")
                 continue
             self.active += 1
+            self.per_listener[bound.name] += 1
             if self._idle.is_set():
                 self._idle = trio.Event()
             self.counters.accepted += 1
@@ -295,6 +298,7 @@ class FrontServer:
         finally:
             held.release()
             self.active -= 1
+            self.per_listener[bound.name] -= 1
             if self.active == 0:
                 self._idle.set()
 

@@ -141,6 +141,25 @@ async def test_busy_over_max_connections_then_room_again(sock_path: str,
     await server.drain(1.0)
 
 
+async def test_max_connections_counts_per_listener(tmp_path: Path,
+                                                   nursery: trio.Nursery) -> None:
+    """Peers filling one listener (silent TLS or TCP peers) leave another listener of
+    the same front (the MTA's Unix socket) its own room."""
+    flood, mta = str(tmp_path / "flood"), str(tmp_path / "mta")
+    server = FrontServer(EchoFront(), [listen.bind_unix(flood, 0o600),
+                                       listen.bind_unix(mta, 0o600)], max_connections=2)
+    await nursery.start(server.run)
+    held = [await connect(flood) for _ in range(2)]
+    for stream in held:
+        assert await ask(stream, b"x") == b"echo x"
+    over = await connect(flood)
+    with trio.fail_after(5):
+        assert await over.receive_some(100) == b"-1:busy\n"
+    own = await connect(mta)
+    assert await ask(own, b"m") == b"echo m"
+    await server.drain(1.0)
+
+
 async def test_allow_list_is_checked_before_a_byte(nursery: trio.Nursery) -> None:
     nowhere = listen.parse_allow(["192.0.2.0/24"])
     server = FrontServer(EchoFront(), [listen.bind_tcp("127.0.0.1:0", nowhere)],
