@@ -60,9 +60,10 @@ def _handed(part: Part) -> bool:
 
 
 def _mbox(data: bytes) -> bool:
-    """Several messages in an mbox ("From " lines): libclamav's mail parser reads each
-    (mbox.c starts one at every "From " line after an empty one); the walker reads
-    the first only, so such bytes keep the mail parser."""
+    """Several messages in an mbox ("From " lines): libclamav's mail parser splits
+    them by its own rule (mbox.c starts one at every "From " line after an empty
+    one); the walker reads the whole and each later message that looks like one
+    (walker.mbox). Such bytes keep the mail parser too: both splits are read."""
     return data.startswith(b"From ") and (b"\nFrom " in data or b"\rFrom " in data)
 
 
