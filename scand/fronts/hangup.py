@@ -18,6 +18,8 @@ import select
 
 import trio
 
+from scand.fronts.timers import per_run
+
 _WATCH: trio.lowlevel.RunVar[HangupWatch] = trio.lowlevel.RunVar("scand_hangup_watch")
 
 
@@ -93,10 +95,4 @@ class HangupWatch:
 
 def current() -> HangupWatch:
     """This trio run's watch (started on first use, ended with the run)."""
-    try:
-        return _WATCH.get()
-    except LookupError:
-        watch = HangupWatch()
-        _WATCH.set(watch)
-        trio.lowlevel.spawn_system_task(watch.run, name="scand.fronts.hangup")
-        return watch
+    return per_run(_WATCH, HangupWatch, "scand.fronts.hangup")

@@ -17,6 +17,8 @@ wakes it to plan again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -89,12 +91,25 @@ class DeadlineWatch:
             self._timers.clear()
 
 
+class _Task(Protocol):
+    async def run(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=_Task)
+
+
+def per_run(var: trio.lowlevel.RunVar[_T], make: Callable[[], _T], name: str) -> _T:
+    """The one ``var`` of this trio run: made, and its ``run`` started as a system
+    task, on first use; it ends with the run."""
+    try:
+        return var.get()
+    except LookupError:
+        made = make()
+        var.set(made)
+        trio.lowlevel.spawn_system_task(made.run, name=name)
+        return made
+
+
 def current() -> DeadlineWatch:
     """This trio run's watch (started on first use, ended with the run)."""
-    try:
-        return _WATCH.get()
-    except LookupError:
-        watch = DeadlineWatch()
-        _WATCH.set(watch)
-        trio.lowlevel.spawn_system_task(watch.run, name="scand.fronts.timers")
-        return watch
+    return per_run(_WATCH, DeadlineWatch, "scand.fronts.timers")
