@@ -148,9 +148,8 @@ class ClamdEngine(Engine):
         """clamd's VERSION (``ClamAV 1.4.6/27000/<date>``: the database version) looked
         at once every :data:`VERSION_CHECK` seconds, on the first socket that
         answers; a new one is a new generation. clamd with only private
-        signatures names no database version: then a change is seen only when
-        ``engine.signatures`` is clamd's database directory (the daemon reloads
-        on a change there)."""
+        signatures names no database version: a reload of its own is not seen
+        (README: keep the cache's TTL short there)."""
         now = time.monotonic()
         if now - self._checked < VERSION_CHECK:
             return False
