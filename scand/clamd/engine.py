@@ -157,7 +157,7 @@ class ClamdEngine(Engine):
         version = ""
         for address in self.addresses:
             with contextlib.suppress(Unreachable, SessionTimeout, OSError):
-                version = one_command(address, "VERSION", min(self.cfg.timeout, 2.0))
+                version = one_command(address, "VERSION", min(self.cfg.timeout, 1.0))
                 break
         if (not version.startswith("ClamAV ") or version == self._version
                 or not self.generation_id):
@@ -168,8 +168,8 @@ class ClamdEngine(Engine):
         return True
 
     def forked(self) -> None:
-        self._checked = float("-inf")  # a worker looks at its first request: the zygote
-        # may have loaded long before
+        self._checked = float("-inf")  # a worker looks after its first request: the
+        # zygote may have loaded long before
         self.next = random.randrange(len(self.sessions))  # each worker starts elsewhere
         for session in self.sessions:
             session.close()  # none is open in the zygote; never share one across a fork

@@ -87,7 +87,6 @@ class Scanner:
 
     def scan_path(self, path: str) -> Outcome:
         """Scan a file or a directory tree named by an absolute path."""
-        self._refresh()
         found = paths.resolve(path, self.roots)
         if isinstance(found, Unchecked):
             return Outcome(found)
@@ -100,7 +99,6 @@ class Scanner:
 
     def scan_stream(self, data: bytes) -> Outcome:
         """Scan bytes a client sent with ``STREAM <n>``."""
-        self._refresh()
         if self.engine.wants_parts:
             verdict = self._scan_content(data, "")
         elif self.engine.takes_walked:
@@ -115,9 +113,10 @@ class Scanner:
                 self.cache.learn_bodies(data, self.engine.scan_bytes)  # the engine's own 1:
         return Outcome(verdict, bytes=len(data), files=1)
 
-    def _refresh(self) -> None:
-        """The engine's signatures changed under it (a clamd that reloaded its own
-        database): entries cached under the old generation are not read again."""
+    def refresh(self) -> None:
+        """Between requests: if the engine's signatures changed under it (a clamd that
+        reloaded its own database), entries cached under the old generation are not
+        read again."""
         if self.engine.refreshed():
             self.cache = open_cache(self.config, self.engine.generation_id, _cache_error)
 

@@ -281,12 +281,15 @@ def test_a_clamd_that_reloaded_its_database_is_a_new_cache_generation(
     assert scans() == 1  # the second answer came from the cache
     fake.version = "ClamAV 1.4.6/27002/Mon Dec  7 13:00:00 2026"  # clamd reloaded
     now[0] += enginemod.VERSION_CHECK - 1
+    scanner.refresh()  # the worker does this after each reply
     assert scanner.scan_path(str(target)).verdict == CLEAN and scans() == 1  # not yet due
     now[0] += 2
+    scanner.refresh()
     assert scanner.scan_path(str(target)).verdict == CLEAN
     assert scans() == 2 and engine.generation_id not in ("", first)
     assert engine.info().signatures == "db=27002"
     now[0] += enginemod.VERSION_CHECK + 1  # the same database: the cache stays
+    scanner.refresh()
     assert scanner.scan_path(str(target)).verdict == CLEAN and scans() == 2
     fake.version = "COMMAND READ TIMED OUT"  # no version: the generation stays
     now[0] += enginemod.VERSION_CHECK + 1
