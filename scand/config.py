@@ -104,9 +104,6 @@ class PoolConfig:
     max_jobs_jitter: int = 500
     min_lifetime: float = 10.0
     cancel_grace: float = 0.5
-    # Workers (and the managed clamd) run under SCHED_BATCH: one woken by a job does
-    # not preempt the daemon, which finishes its round of events first.
-    batch_scheduling: bool = True
 
 
 @dataclass(frozen=True)

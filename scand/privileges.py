@@ -1,12 +1,10 @@
-"""Dropping root: resolve ``server.user``/``server.group`` and switch identity; and
-the scheduling class of the processes that scan (:func:`batch_scheduling`).
+"""Dropping root: resolve ``server.user``/``server.group`` and switch identity.
 
 Stdlib only: the daemon and the worker zygote both use it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
@@ -58,13 +56,3 @@ def become(who: Identity | None) -> None:
         raise PrivilegeError(f"cannot switch to {who.name}: {exc.strerror}") from exc
     if os.getuid() == 0 or os.geteuid() == 0:  # pragma: no cover - defensive
         raise PrivilegeError("still root after setuid")
-
-
-def batch_scheduling(pid: int = 0) -> None:
-    """Run ``pid`` (0: this process) under ``SCHED_BATCH``: woken by a job, it does not
-    preempt the running process (the daemon), so the daemon ends its round of events
-    (more replies written, more jobs sent) before a worker takes the CPU: fewer
-    context switches per message (figures in bench/README.md). Threads the
-    process starts later inherit it."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: as it is
-        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))

@@ -40,7 +40,7 @@ from scand import safedir
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.engines.clamav import tmpdir
-from scand.privileges import Identity, batch_scheduling
+from scand.privileges import Identity
 from scand.proc import retry, terminate
 
 log = structlog.get_logger("scand.clamd")
@@ -260,8 +260,6 @@ class ManagedClamd:
             [self.binary, "--foreground", f"--config-file={conf}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        if config.pool.batch_scheduling:  # before clamd starts its threads: they inherit it
-            batch_scheduling(proc.pid)
         started = ClamdProcess(proc, gen, sock)
         try:
             with trio.fail_after(config.clamd.start_timeout):

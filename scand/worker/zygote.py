@@ -97,8 +97,6 @@ def fork_worker(config: Config, engine: Engine, control: socket.socket) -> None:
             os.read(go_r, 1)  # wait until the zygote holds our pidfd (see below)
             os.close(go_r)
             random.seed()  # forks must not share one random stream
-            if config.pool.batch_scheduling:
-                privileges.batch_scheduling()
             engine.forked()
             code = child.serve(config, job_r, res_w, engine)
         finally:
