@@ -139,10 +139,13 @@ def start(side: str, workdir: Path, sigdir: Path, args: argparse.Namespace,
           concurrent_reload: bool = False) -> Managed:
     if side == "scand":
         config = None
-        if not args.scand_cache:  # replayed in a loop, the corpus would be a cache test
+        # Replayed in a loop, the corpus would be a cache test: the cache is off.
+        text = "" if args.scand_cache else '[cache]\nbackend = "none"\n'
+        text += args.toml.replace("\\n", "\n")
+        if text:
             workdir.mkdir(parents=True, exist_ok=True)
             config = workdir / "scand.toml"
-            config.write_text('[cache]\nbackend = "none"\n')
+            config.write_text(text + "\n")
         return start_scand(workdir, args.engine, args.workers, sigdir, config,
                            ready_timeout=600.0)
     return start_clamd(workdir, sigdir, concurrent_reload, args.clamd_cache, args.clamd_tmp)
@@ -324,6 +327,8 @@ def main() -> int:
     ap.add_argument("--scand-cache", action="store_true",
                     help="leave scand's verdict cache on (default: off; the corpus is "
                          "replayed in a loop, so the cache would answer the repeats)")
+    ap.add_argument("--toml", default="", help="more scand config (TOML; \\n for new "
+                    "lines), e.g. '[clamd]\\ntransfer = \"stream\"'")
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="load the machine with N busy processes (a Python busy loop "
                          "each, started here and stopped by pid) for the whole run")

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from scand.cache.keys import directory_fingerprint, generation_id
 from scand.clamd.session import Session, SessionTimeout, Unreachable
 from scand.engines.base import Engine, EngineInfo, Target, read_fd
 from scand.events import CLEAN, Infected, Reason, Unchecked, Verdict
@@ -83,6 +84,12 @@ def verdict_from_reply(reply: str) -> Verdict:
     return Unchecked(Reason.ENGINE_UNAVAILABLE, f"clamd: unexpected reply {line[:80]!r}")
 
 
+# Seconds between two looks at clamd's VERSION for a database it reloaded by itself
+# (freshclam, then clamd's SelfCheck or RELOAD): the verdict cache is keyed by the
+# database version, so a clean verdict from the old one is not answered after it.
+VERSION_CHECK = 30.0
+
+
 def parse_address(spec: str) -> str | tuple[str, int]:
     """``/path`` (a Unix socket) or ``host:port`` / ``[v6]:port`` (TCP)."""
     if spec.startswith("/"):
@@ -125,6 +132,8 @@ class ClamdEngine(Engine):
         # memfd. clamd scans a descriptor in place; INSTREAM makes it write a temp file.
         self.fildes = self.all_unix and cfg.transfer in ("auto", "fildes")
         self._version = ""
+        self._signatures = config.engine.signatures  # for the generation id
+        self._checked = time.monotonic()
 
     @classmethod
     def from_config(cls, config: Config) -> ClamdEngine:
@@ -135,7 +144,32 @@ class ClamdEngine(Engine):
                 break
         return engine
 
+    def refreshed(self) -> bool:
+        """clamd's VERSION (``ClamAV 1.4.6/27000/<date>``: the database version) looked
+        at once every :data:`VERSION_CHECK` seconds, on the first socket that
+        answers; a new one is a new generation. clamd with only private
+        signatures names no database version: a reload of its own is not seen
+        (README: keep the cache's TTL short there)."""
+        now = time.monotonic()
+        if now - self._checked < VERSION_CHECK:
+            return False
+        self._checked = now
+        version = ""
+        for address in self.addresses:
+            with contextlib.suppress(Unreachable, SessionTimeout, OSError):
+                version = one_command(address, "VERSION", min(self.cfg.timeout, 1.0))
+                break
+        if (not version.startswith("ClamAV ") or version == self._version
+                or not self.generation_id):
+            return False  # unreachable or garbled (scans will say so), unchanged, uncached
+        self._version = version
+        fingerprint = directory_fingerprint(self._signatures)
+        self.generation_id = generation_id(fingerprint, fingerprint, self.info())
+        return True
+
     def forked(self) -> None:
+        self._checked = float("-inf")  # a worker looks after its first request: the
+        # zygote may have loaded long before
         self.next = random.randrange(len(self.sessions))  # each worker starts elsewhere
         for session in self.sessions:
             session.close()  # none is open in the zygote; never share one across a fork

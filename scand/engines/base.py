@@ -169,6 +169,14 @@ class Engine(abc.ABC):
     def forked(self) -> None:  # noqa: B027 - optional hook
         """Called in each worker right after it was forked from the loaded engine."""
 
+    def refreshed(self) -> bool:
+        """True when the signatures behind the engine changed since it was loaded
+        or last asked, without scand reloading it (a clamd that reloaded its own
+        database): :attr:`generation_id` is then the new set's, and the caller
+        drops what it cached under the old one. Asked before each request, so
+        it must be cheap when nothing is due."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called when the worker exits."""
 

@@ -191,6 +191,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
         outcome = run_job(scanner, job, cap)
         write_message(out, Done(job.id, dataclasses.replace(
             outcome, worker=os.getpid(), rss=meter.private(), cache=scanner.cache.take_counts())))
+        scanner.refresh()  # after the reply: its look at the engine delays no request
     engine.close()
     return 0
 

@@ -113,6 +113,13 @@ class Scanner:
                 self.cache.learn_bodies(data, self.engine.scan_bytes)  # the engine's own 1:
         return Outcome(verdict, bytes=len(data), files=1)
 
+    def refresh(self) -> None:
+        """Between requests: if the engine's signatures changed under it (a clamd that
+        reloaded its own database), entries cached under the old generation are not
+        read again."""
+        if self.engine.refreshed():
+            self.cache = open_cache(self.config, self.engine.generation_id, _cache_error)
+
     def _scan_content(self, data: bytes, name: str) -> Verdict:
         """Walk the object; every part gets the signatures (through the verdict cache),
         then the policy."""

@@ -44,6 +44,7 @@ class FakeClamd:
         self.close_after = close_after
         self.silent = False
         self.wrong_id = False
+        self.version = "ClamAV 1.4.6/27001/Mon Dec  7 09:00:00 2026"
         self.conns: list[Conn] = []
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
@@ -83,6 +84,11 @@ class FakeClamd:
                 conn.commands.append(command)
                 if command == "IDSESSION":
                     session = True
+                    continue
+                if command == "VERSION":
+                    n += 1
+                    sock.sendall(f"{n}: {self.version}\n".encode() if session
+                                 else f"{self.version}\n".encode())
                     continue
                 if command == "FILDES":
                     buf = buf[1:]  # the dummy byte
@@ -249,3 +255,42 @@ def test_no_session_crosses_a_fork(fake: FakeClamd, files: tuple[Path, Path]) ->
     assert os.waitstatus_to_exitcode(status) == 0
     assert scan(engine, files[0]) == CLEAN  # the parent's session still works
     assert sorted(len(c.contents) for c in fake.conns) == [1, 2]
+
+
+def test_a_clamd_that_reloaded_its_database_is_a_new_cache_generation(
+        fake: FakeClamd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """clamd reloads by itself (freshclam, SelfCheck): its VERSION names the new
+    database, and entries cached under the old one are not answered again."""
+    from scand.clamd import engine as enginemod
+    from scand.engines.base import load_engine
+    from scand.worker.scanner import Scanner
+
+    now = [1000.0]
+    monkeypatch.setattr(enginemod.time, "monotonic", lambda: now[0])
+    cfg = configmod.override(Config(), "clamd", sockets=(fake.path,), timeout=5.0)
+    cfg = configmod.override(cfg, "engine", name="clamd")
+    engine = load_engine(cfg)
+    first = engine.generation_id
+    assert first and engine.info().signatures == "db=27001"
+    scanner = Scanner(engine, cfg)
+    target = tmp_path / "mail.txt"
+    target.write_bytes(b"Subject: hi\n\nnothing here, " + b"x" * 4096)
+    scans = lambda: sum(len(c.contents) for c in fake.conns)  # noqa: E731
+    assert scanner.scan_path(str(target)).verdict == CLEAN
+    assert scanner.scan_path(str(target)).verdict == CLEAN
+    assert scans() == 1  # the second answer came from the cache
+    fake.version = "ClamAV 1.4.6/27002/Mon Dec  7 13:00:00 2026"  # clamd reloaded
+    now[0] += enginemod.VERSION_CHECK - 1
+    scanner.refresh()  # the worker does this after each reply
+    assert scanner.scan_path(str(target)).verdict == CLEAN and scans() == 1  # not yet due
+    now[0] += 2
+    scanner.refresh()
+    assert scanner.scan_path(str(target)).verdict == CLEAN
+    assert scans() == 2 and engine.generation_id not in ("", first)
+    assert engine.info().signatures == "db=27002"
+    now[0] += enginemod.VERSION_CHECK + 1  # the same database: the cache stays
+    scanner.refresh()
+    assert scanner.scan_path(str(target)).verdict == CLEAN and scans() == 2
+    fake.version = "COMMAND READ TIMED OUT"  # no version: the generation stays
+    now[0] += enginemod.VERSION_CHECK + 1
+    assert not engine.refreshed() and engine.info().signatures == "db=27002"
