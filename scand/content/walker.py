@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from scand.config import ContentConfig
-from scand.content import archives, headers, mime, params, textblocks
+from scand.content import archives, embedded, headers, mime, params, textblocks
 from scand.content.parts import Budget, Context, Encrypted, Item, LimitHit, Slice
 from scand.events import Reason, Unchecked
 
@@ -187,6 +187,8 @@ class _Walker:
             yield from self.message(data, ctx)
         else:
             yield from self.text_blocks(data, ctx, is_html(data, ctx.names, ctx.mime))
+            if ctx.sniff_message and b"\x00" not in data[:TEXT_SNIFF]:
+                yield from self.inline_message(data, ctx)
 
     def message(self, data: bytes, ctx: Context) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
@@ -209,13 +211,28 @@ class _Walker:
             at = data.find(b"\nFrom ", at + 1)
         for k, start in enumerate(starts):
             end = starts[k + 1] if k + 1 < len(starts) else len(data)
-            if not looks_like_message(data[start:end]):
-                continue  # a "From " line inside a text
-            self.budget.part()
-            here = replace(ctx, where=ctx.label(f"mbox:{k + 2}"))
-            for i, reading in enumerate(headers.readings(data, start, end)):
-                yield from self.entity(reading.headers, reading.body,
-                                       here.reading(reading.headers.odd), tail=i > 0)
+            if looks_like_message(data[start:end]):  # else a "From " line inside a text
+                yield from self.message_at(data, start, end,
+                                           replace(ctx, where=ctx.label(f"mbox:{k + 2}")))
+
+    def inline_message(self, data: bytes, ctx: Context) -> Iterator[Item]:
+        """A message inside a text after a preamble (embedded.find), read from its
+        first header line to the end of the text as libclamav's mail parser reads
+        it: a non-standard reading. One per text: a message further on is in a text
+        part of this one, and found there."""
+        start = embedded.find(data)
+        if start is not None:
+            self.budget.depth(ctx.depth + 1, ctx.where)
+            yield from self.message_at(data, start, len(data), replace(
+                ctx, where=ctx.label(f"message@{start}"), alt=True))
+
+    def message_at(self, data: bytes, start: int, end: int, here: Context
+                   ) -> Iterator[Item]:
+        """The message ``data[start:end]`` (offsets, no copy), one part, at ``here``."""
+        self.budget.part()
+        for i, reading in enumerate(headers.readings(data, start, end)):
+            yield from self.entity(reading.headers, reading.body,
+                                   here.reading(reading.headers.odd), tail=i > 0)
 
     def entity(self, h: headers.Headers, body: Slice, ctx: Context, tail: bool = False
                ) -> Iterator[Item]:
@@ -337,7 +354,8 @@ class _Walker:
             # Blocks inside encoded text are seen only decoded: read such text whole.
             if _is_text(head, ctype):
                 return False
-        elif textblocks.has_blocks(body.tobytes()) or is_html(head, (), ""):
+        elif (textblocks.has_blocks(whole := body.tobytes()) or is_html(head, (), "")
+              or (b"\x00" not in head[:TEXT_SNIFF] and embedded.find(whole) is not None)):
             return False
         # Last (it reads the whole body): malformed anywhere, the engine may read
         # it otherwise.
