@@ -85,6 +85,9 @@ class Context:
     # False: the body of a header block cut short (its message was read in full
     # already), never a message of its own.
     sniff_message: bool = True
+    # False: a multipart body read as a leaf too, whose parts were walked already:
+    # no message is looked for inside it (walker.inline_message).
+    inline: bool = True
 
     @classmethod
     def root(cls, name: str) -> Context:
@@ -97,10 +100,10 @@ class Context:
 
     def child(self, where: str, names: tuple[str, ...] = (), mime: str = "", *,
               in_archive: bool = False, alt: bool | None = None,
-              sniff_message: bool = True) -> Context:
+              sniff_message: bool = True, inline: bool = True) -> Context:
         """A part one level down, at trail ``where``; ``alt`` defaults to this one's."""
         return Context(self.depth + 1, where, names, mime, in_archive,
-                       self.alt if alt is None else alt, sniff_message)
+                       self.alt if alt is None else alt, sniff_message, inline)
 
     def reading(self, odd: bool) -> Context:
         """This place in a reading that is non-standard if ``odd``."""

@@ -23,7 +23,9 @@ class Layout:
     description: str
     data: bytes
     clamscan: bool  # clamscan --scan-mail=yes finds EICAR
-    message: bool = True  # the text carries a message (False: no part may come of it)
+    # The text carries a message scand reads (where clamscan does not, scand reads
+    # more: it finds EICAR too). False: no part may come of it.
+    message: bool = True
 
 
 def inner(payload: bytes = EICAR, received: bool = True, name: str = "a.bin") -> bytes:
@@ -48,6 +50,18 @@ def in_text_part(text: bytes, cte: str = "") -> bytes:
     if cte:
         return mixed(head + f"\nContent-Transfer-Encoding: {cte}", b64(text))
     return mixed(head, text)
+
+
+def _mime_head(between: bytes) -> bytes:
+    """A message whose header block has ``between`` before its Content-Type."""
+    return (b"From: a@example.com\nMIME-Version: 1.0\n" + between
+            + b'Content-Type: multipart/mixed; boundary="XX"\n\n'
+            + inner().split(b"\n\n", 1)[1])
+
+
+def non_mime(body: bytes) -> bytes:
+    """A mail without MIME headers whose body is ``body``."""
+    return top("notes") + b"\n" + body
 
 
 def layouts() -> list[Layout]:
@@ -81,6 +95,21 @@ def layouts() -> list[Layout]:
         Layout("second-message", "a clean message, text, then the infected one",
                PREAMBLE + inner(b"clean " * 10) + b"\nAnd another:\n" + PROSE * 40
                + b"\n" + inner(), True),
+        Layout("junk-in-header", "a line that is no header inside the message's header",
+               PREAMBLE + _mime_head(b"this line is no header\n"), True),
+        Layout("blank-in-header", "an empty line between MIME-Version and Content-Type",
+               PROSE * 40 + b"\n" + _mime_head(b"\n"), True),
+        Layout("bounce-cte", "a mail without MIME: prose, then a base64 body's header",
+               non_mime(PREAMBLE + b"Content-Transfer-Encoding: base64\n\n" + b64(EICAR)),
+               True),
+        Layout("bounce-part", "a mail without MIME: prose, then a whole attachment part",
+               non_mime(PREAMBLE + b"Content-Type: application/octet-stream\n"
+                        b"Content-Transfer-Encoding: base64\n\n" + b64(EICAR)), True),
+        Layout("decoy-first", "a base64 header over no base64, then the message",
+               PREAMBLE + b"Content-Transfer-Encoding: base64\n\nthis is no base64.\n\n"
+               + PROSE * 20 + b"\n" + inner(), True),
+        Layout("cte-in-text", "a text (no mail) with a base64 body's header and body",
+               PREAMBLE + b"Content-Transfer-Encoding: base64\n\n" + b64(EICAR), False),
         Layout("quoted", "the message quoted with '> ' (read by no one)",
                PREAMBLE + quoted, False, message=False),
         Layout("reply-headers", "a reply quoting forwarded From/Sent/To/Subject lines",

@@ -23,7 +23,7 @@ from scand.content import Part, embedded, walk
 from scand.engines.base import load_engine
 from scand.events import Clean, Infected, Reason, Unchecked
 from scand.worker.scanner import Scanner
-from tests.content.evasion_cases import EICAR
+from tests.content.evasion_cases import EICAR, b64
 from tests.content.inline_cases import PREAMBLE, Layout, inner, layouts
 
 LAYOUTS = layouts()
@@ -91,7 +91,7 @@ def scanner(request: pytest.FixtureRequest, sigdir: Path) -> Iterator[Scanner]:
 def test_scand_finds_it_wherever_clamscan_does(scanner: Scanner, clamscan: dict[str, bool],
                                                layout: Layout) -> None:
     verdict = scanner.scan_stream(layout.data).verdict
-    if clamscan[layout.id]:
+    if clamscan[layout.id] or layout.message:
         assert isinstance(verdict, Infected) and "Eicar" in verdict.name, verdict
     else:
         assert isinstance(verdict, Clean), verdict
@@ -115,32 +115,46 @@ def test_the_reading_is_alternative_and_reaches_a_names_only_walk() -> None:
         assert hits and all(p.alt and "message@" in p.where for p in hits), hits
 
 
+def _first(data: bytes) -> int | None:
+    return next(embedded.starts(data), None)
+
+
 def test_where_a_message_starts() -> None:
     message = inner()
-    assert embedded.find(PREAMBLE + message) == len(PREAMBLE)
-    assert embedded.find(message) == message.index(b"\nFrom:") + 1  # never offset 0
+    assert _first(PREAMBLE + message) == len(PREAMBLE)
+    assert _first(message) == message.index(b"\nFrom:") + 1  # never offset 0
     crlf = (PREAMBLE + message).replace(b"\n", b"\r\n")
-    assert embedded.find(crlf) == len(PREAMBLE) + PREAMBLE.count(b"\n")
+    assert _first(crlf) == len(PREAMBLE) + PREAMBLE.count(b"\n")
     cr = (PREAMBLE + message).replace(b"\n", b"\r")
-    assert cr[embedded.find(cr) or 0:].startswith(b"Received:")
+    assert cr[_first(cr) or 0:].startswith(b"Received:")
     # A header block without a content header that decodes is no start; the next is.
     plain = b"From: a\nSubject: b\nContent-Type: text/plain\n\nhi\n"
-    assert embedded.find(b"x\n" + plain) is None
-    assert embedded.find(b"x\n" + plain + b"\n" + message) == 2 + len(plain) + 1
+    assert _first(b"x\n" + plain) is None
+    assert _first(b"x\n" + plain + b"\n" + message) == 2 + len(plain) + 1
     # Content-Type first, the mail header after it: one block, read from its start.
     moved = b"x\nContent-Type: multipart/mixed; boundary=Q\nFrom: a\n\n--Q\n"
-    assert embedded.find(moved) == 2
-    assert embedded.find(b"x\nFrom: a\nContent-Transfer-Encoding: base64") is None  # no EOL
-    assert embedded.find(b"x\nFrom: a\nContent-Transfer-Encoding: 7bit\n\nhi\n") is None
-    assert embedded.find(b"x\n> From: a\n> Content-Type: multipart/mixed\n\n") is None
+    assert _first(moved) == 2
+    assert _first(b"x\nFrom: a\nContent-Transfer-Encoding: base64") is None  # no EOL
+    assert _first(b"x\nFrom: a\nContent-Transfer-Encoding: 7bit\n\nhi\n") is None
+    assert _first(b"x\n> From: a\n> Content-Type: multipart/mixed\n\n") is None
 
 
-def test_a_chain_of_inline_messages_is_bounded_by_the_depth_limit() -> None:
-    """Each message in the text part of the one before: a reading per text, nested; the
-    depth limit answers -1 past it, never 0."""
-    link = b"see below\n\nFrom: a\nContent-Transfer-Encoding: base64\n\n"
+def test_a_chain_of_inline_messages_is_read_flat() -> None:
+    """Each message in the text part of the one before, as it is: every start of the
+    text is read where it is (a decoy cannot hide the ones after it), no deeper."""
+    link = b"see below\n\nFrom: a\nContent-Transfer-Encoding: quoted-printable\n\n"
+    chain = b"-\n" + link * 30 + inner()
+    items = list(walk(chain, "", Config().content))
+    hits = [i for i in items if isinstance(i, Part) and EICAR in i.data]
+    assert hits and max(i.depth for i in items if isinstance(i, Part)) <= 3, hits
+    assert not [i for i in items if isinstance(i, Unchecked)]
+
+
+def test_messages_nested_in_encoded_texts_meet_the_depth_limit() -> None:
+    """Each in a base64 text part of the one before: a reading per level, and past
+    the depth limit -1, never 0."""
     chain = inner()
-    for _ in range(30):
-        chain = b"-\n" + link.replace(b"base64", b"quoted-printable") + chain
-    last = list(walk(chain, "", Config().content))[-1]
+    for _ in range(20):
+        chain = b"see below\n\nFrom: a\nContent-Transfer-Encoding: base64\n\n" + b64(chain)
+    last = list(walk(b"-\n" + chain, "", Config().content))[-1]
     assert isinstance(last, Unchecked) and last.reason is Reason.TOO_DEEP, last
