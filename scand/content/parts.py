@@ -85,8 +85,9 @@ class Context:
     # False: the body of a header block cut short (its message was read in full
     # already), never a message of its own.
     sniff_message: bool = True
-    # False: a multipart body read as a leaf too, whose parts were walked already:
-    # no message is looked for inside it (walker.inline_message).
+    # False: what is here was read by another reading already (a text's messages,
+    # walker.inline_message; a multipart's parts): no message is looked for in a
+    # text here, and a multipart with parts is not read as one leaf too.
     inline: bool = True
 
     @classmethod

@@ -192,7 +192,7 @@ class _Walker:
         if first is None:
             return
         self.budget.depth(ctx.depth + 1, ctx.where)
-        here = replace(ctx, alt=True)
+        here = replace(ctx, alt=True, inline=False)  # its multiparts: not one leaf too
         self.inlined.add(id(data))  # its pieces as they are hold no start not found here
         try:
             yield from self.message_at(data, first, len(data),
@@ -245,7 +245,7 @@ class _Walker:
                 yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {ctx.where}")
             elif names:
                 yield ctx.child(label, names, ctype).part(b"")
-            if not parts or ctx.alt or odd:
+            if not parts or (ctx.alt and ctx.inline) or odd:
                 yield from self.leaf(h, body, ctx.child(label, names, ctype, alt=True,
                                                         inline=not parts))
             return
@@ -312,11 +312,14 @@ class _Walker:
             return
         readings, odd = mime.leaf_readings(h, body)
         inner = ctx.reading(odd)
-        piece = id(body.buf) in self.inlined  # of a text whose messages are being read
+        # A piece as it is of a text whose messages are being read: no start in it
+        # was missed, and an engine that decodes by itself read it in the text.
+        piece = id(body.buf) in self.inlined
         for decoded in readings:
             self.budget.grow(len(decoded))
             as_is = piece and len(decoded) == len(body) and decoded == body.view()
-            yield from self.bytes_(decoded, replace(inner, inline=False) if as_is else inner)
+            yield from self.bytes_(decoded, replace(inner, inline=False, alt=False)
+                                   if as_is else inner)
 
     def _names_only_leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...],
                          ctype: str) -> bool:
