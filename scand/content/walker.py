@@ -312,12 +312,13 @@ class _Walker:
             return
         readings, odd = mime.leaf_readings(h, body)
         inner = ctx.reading(odd)
-        # A piece as it is of a text whose messages are being read: no start in it
-        # was missed, and an engine that decodes by itself read it in the text.
+        # A text piece as it is of a text whose messages are being read: no start in
+        # it was missed, and an engine that decodes by itself read it in the text.
         piece = id(body.buf) in self.inlined
         for decoded in readings:
             self.budget.grow(len(decoded))
-            as_is = piece and len(decoded) == len(body) and decoded == body.view()
+            as_is = (piece and len(decoded) == len(body) and b"\x00" not in decoded[:TEXT_SNIFF]
+                     and decoded == body.view())
             yield from self.bytes_(decoded, replace(inner, inline=False, alt=False)
                                    if as_is else inner)
 

@@ -24,7 +24,7 @@ from scand.engines.base import load_engine
 from scand.events import Clean, Infected, Reason, Unchecked
 from scand.worker.scanner import Scanner
 from tests.content.evasion_cases import EICAR, b64
-from tests.content.inline_cases import PREAMBLE, Layout, inner, layouts
+from tests.content.inline_cases import PREAMBLE, PROSE, Layout, inner, layouts
 
 LAYOUTS = layouts()
 IDS = [layout.id for layout in LAYOUTS]
@@ -158,3 +158,19 @@ def test_messages_nested_in_encoded_texts_meet_the_depth_limit() -> None:
         chain = b"see below\n\nFrom: a\nContent-Transfer-Encoding: base64\n\n" + b64(chain)
     last = list(walk(b"-\n" + chain, "", Config().content))[-1]
     assert isinstance(last, Unchecked) and last.reason is Reason.TOO_DEEP, last
+
+
+def test_pieces_of_the_text_as_they_are_are_not_handed_again_but_binary_ones_are() -> None:
+    """A 7bit text part of an inline message is a piece of the text the engine read:
+    a names-only walk (beside clamd) hands it no more; a binary part as it is (an
+    engine reads it only if it reads the message) is handed."""
+    stub = b"MZ\x90\x00\x03\x00\x00\x00" + bytes(64) + b"stub"
+    msg = (b"From: a@example.com\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/mixed; boundary="Q"\n\n--Q\nContent-Type: text/plain\n\n'
+           b"see the tool\n--Q\nContent-Type: application/octet-stream; name=\"t.exe\"\n"
+           b"Content-Transfer-Encoding: binary\n\n" + stub + b"\n--Q--\n")
+    text = PREAMBLE + PROSE * 20 + b"\n" + msg  # no NUL in the first KiB: a text
+    handed = [item for item in walk(text, "", Config().content, keep_data=False)
+              if isinstance(item, Part) and item.alt and item.data and item.depth]
+    assert [p.data for p in handed] == [stub], handed
+    assert any(p.names == ("t.exe",) for p in handed)
