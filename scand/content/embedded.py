@@ -61,8 +61,13 @@ _BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:[^\r\n]*+" + _EOL
                     + rb"(?:[ \t][^\r\n]*+" + _EOL + rb")*+)++")
 _MAIL = rb"from|to|subject|date|received|return-path|message-id|mime-version|delivered-to"
 _CONTENT = rb"content-type|content-transfer-encoding"
-# A line a message may start at (found after its line end: a literal first class).
-_START = re.compile(rb"(?i)[\r\n](?=(?:" + _MAIL + rb"|" + _CONTENT + rb")[ \t]*:)")
+# A line a message may start at, found after its line end: a literal LF first lets
+# the regex skip to each LF at C speed (3-4 times faster than a class); texts with a
+# bare CR line end are searched with the class.
+_NAMES_COLON = rb"(?=(?:" + _MAIL + rb"|" + _CONTENT + rb")[ \t]*:)"
+_START_LF = re.compile(rb"(?i)\n" + _NAMES_COLON)
+_START_ANY = re.compile(rb"(?i)[\r\n]" + _NAMES_COLON)
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _MAIL_LINE = re.compile(rb"(?i)[\r\n](?:" + _MAIL + rb")[ \t]*:")
 # A multipart or message type: a mail header must come with it.
 _CONTAINER = re.compile(rb"(?i)[\r\n]content-type[ \t]*:[ \t]*\"?(?:multipart|message)/")
@@ -100,9 +105,10 @@ def starts(data: bytes) -> Iterator[int]:
     """Each line start after offset 0 where a message begins in ``data``, in order;
     see the module docstring. Each byte is looked at a bounded number of times
     however many header-looking lines the text has."""
+    start_at = _START_ANY if _BARE_CR.search(data) else _START_LF
     pos = 0
     while True:
-        found = _START.search(data, pos)
+        found = start_at.search(data, pos)
         if found is None:
             return
         start = found.end()
