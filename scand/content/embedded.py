@@ -23,7 +23,7 @@ scanned. A quoted message (lines starting ``> ``) is not read (clamscan 1.4.6
 does not).
 
 :func:`starts` gives each line start after offset 0 where such a message
-begins (:func:`segment_end`: where one that is not the first ends): a header
+begins (:func:`segment_end`: where one ends if it runs to the next): a header
 block with a ``Content-Transfer-Encoding`` that decodes, or with a mail header
 (``From``, ``To``, ``Subject``, ``Date``, ``Received``, ``Return-Path``,
 ``Message-ID``, ``MIME-Version``, ``Delivered-To``) and a multipart or message
@@ -101,10 +101,12 @@ def _known_header(data: bytes, end: int) -> bool:
             or _KNOWN_LATER.search(data, 0, end) is not None)
 
 
-def starts(data: bytes) -> Iterator[int]:
-    """Each line start after offset 0 where a message begins in ``data``, in order;
-    see the module docstring. Each byte is looked at a bounded number of times
-    however many header-looking lines the text has."""
+def starts(data: bytes) -> Iterator[tuple[int, bool]]:
+    """Each line start after offset 0 where a message begins in ``data``, in order,
+    and whether a mail header and a multipart or message type begin it (a
+    message whose parts may run past the next start); see the module docstring.
+    Each byte is looked at a bounded number of times however many header-looking
+    lines the text has."""
     start_at = _START_ANY if _BARE_CR.search(data) else _START_LF
     pos = 0
     while True:
@@ -116,10 +118,10 @@ def starts(data: bytes) -> Iterator[int]:
         if block is None:  # a last line without a line end: no body follows
             return
         end = block.end()
-        if _DECODES.search(data, start - 1, end) is not None or (
-                _MAIL_LINE.search(data, start - 1, end) is not None
-                and _CONTAINER.search(data, start - 1, end) is not None):
-            yield start
+        container = (_MAIL_LINE.search(data, start - 1, end) is not None
+                     and _CONTAINER.search(data, start - 1, end) is not None)
+        if container or _DECODES.search(data, start - 1, end) is not None:
+            yield start, container
         pos = end - 1  # the block's last line end: the next start is after it
 
 

@@ -183,27 +183,29 @@ class _Walker:
                                            replace(ctx, where=ctx.label(f"mbox:{k + 2}")))
 
     def inline_message(self, data: bytes, ctx: Context) -> Iterator[Item]:
-        """Messages inside a text after a preamble (:mod:`embedded`): the first read
-        to the end of the text, as libclamav's mail parser reads it, and each later
-        one up to the next (a decoy start cannot hide the ones after it). Non-standard
-        readings; each byte is in at most two of them."""
+        """Messages inside a text after a preamble (:mod:`embedded`): the first with
+        a multipart or message type read to the end of the text, as libclamav's mail
+        parser reads it; each other one up to the next start (a decoy start cannot
+        hide the ones after it, a base64 body is not read through the messages
+        after it). Non-standard readings; each byte is in at most two of them."""
         starts = embedded.starts(data)
-        first = next(starts, None)
-        if first is None:
+        found = next(starts, None)
+        if found is None:
             return
         self.budget.depth(ctx.depth + 1, ctx.where)
         here = replace(ctx, alt=True, inline=False)  # its multiparts: not one leaf too
         self.inlined.add(id(data))  # its pieces as they are hold no start not found here
+        whole = True  # the first container start is still to come
         try:
-            yield from self.message_at(data, first, len(data),
-                                       replace(here, where=ctx.label(f"message@{first}")))
-            later = next(starts, None)
-            while later is not None:
-                after = next(starts, None)
-                end = embedded.segment_end(data, later, len(data) if after is None else after)
-                yield from self.message_at(data, later, end,
-                                           replace(here, where=ctx.label(f"message@{later}")))
-                later = after
+            while found is not None:
+                (start, container), found = found, next(starts, None)
+                end = len(data) if found is None else found[0]
+                if container and whole:
+                    whole = False
+                else:
+                    end = embedded.segment_end(data, start, end)
+                yield from self.message_at(data, start, end,
+                                           replace(here, where=ctx.label(f"message@{start}")))
         finally:
             self.inlined.discard(id(data))
 

@@ -116,7 +116,8 @@ def test_the_reading_is_alternative_and_reaches_a_names_only_walk() -> None:
 
 
 def _first(data: bytes) -> int | None:
-    return next(embedded.starts(data), None)
+    found = next(embedded.starts(data), None)
+    return None if found is None else found[0]
 
 
 def test_where_a_message_starts() -> None:
