@@ -87,7 +87,8 @@ class Context:
     sniff_message: bool = True
     # False: what is here was read by another reading already (a text's messages,
     # walker.inline_message; a multipart's parts): no message is looked for in a
-    # text here, and a multipart with parts is not read as one leaf too.
+    # text here, a multipart with parts is not read as one leaf too, and one
+    # without parts is no -1:unreadable (a bounce quoting a message's headers).
     inline: bool = True
 
     @classmethod

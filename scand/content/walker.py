@@ -243,7 +243,7 @@ class _Walker:
             # checked with the first; the shown name may exempt a type)
             yield ctx.child(label, names[:1], extra, alt=True).part(b"")
         if multipart:
-            if not parts:
+            if not parts and ctx.inline:  # (else its bytes were read another way)
                 yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {ctx.where}")
             elif names:
                 yield ctx.child(label, names, ctype).part(b"")

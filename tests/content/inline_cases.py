@@ -64,6 +64,12 @@ def non_mime(body: bytes) -> bytes:
     return top("notes") + b"\n" + body
 
 
+QMAIL = (b"Hi. This is the qmail-send program at example.com.\n"
+         b"I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+         b"<b@example.net>:\nSorry, no mailbox here by that name.\n\n"
+         b"--- Below this line is a copy of the message.\n\n")
+
+
 def layouts() -> list[Layout]:
     forwarded = b"-----Original Message-----\n" + inner(received=False)
     quoted = b"".join(b"> " + line + b"\n" for line in inner().split(b"\n"))
@@ -110,6 +116,8 @@ def layouts() -> list[Layout]:
                + PROSE * 20 + b"\n" + inner(), True),
         Layout("cte-in-text", "a text (no mail) with a base64 body's header and body",
                PREAMBLE + b"Content-Transfer-Encoding: base64\n\n" + b64(EICAR), False),
+        Layout("qmail-bounce", "a qmail bounce: the message copied below its text",
+               QMAIL + b"Return-Path: <a@example.com>\n" + inner(), True),
         Layout("quoted", "the message quoted with '> ' (read by no one)",
                PREAMBLE + quoted, False, message=False),
         Layout("reply-headers", "a reply quoting forwarded From/Sent/To/Subject lines",

@@ -24,7 +24,7 @@ from scand.engines.base import load_engine
 from scand.events import Clean, Infected, Reason, Unchecked
 from scand.worker.scanner import Scanner
 from tests.content.evasion_cases import EICAR, b64
-from tests.content.inline_cases import PREAMBLE, PROSE, Layout, inner, layouts
+from tests.content.inline_cases import PREAMBLE, PROSE, QMAIL, Layout, inner, layouts
 
 LAYOUTS = layouts()
 IDS = [layout.id for layout in LAYOUTS]
@@ -95,6 +95,16 @@ def test_scand_finds_it_wherever_clamscan_does(scanner: Scanner, clamscan: dict[
         assert isinstance(verdict, Infected) and "Eicar" in verdict.name, verdict
     else:
         assert isinstance(verdict, Clean), verdict
+
+
+def test_a_bounce_with_the_headers_only_is_clean(scanner: Scanner) -> None:
+    """A bounce that copies only the header block of a multipart message: the inline
+    reading finds no part, which is no -1:unreadable (the text was read as it is)."""
+    headers_only = QMAIL + inner().split(b"\n\n", 1)[0] + b"\n\n"
+    assert _first(headers_only) is not None
+    assert isinstance(scanner.scan_stream(headers_only).verdict, Clean)
+    cut = headers_only + b"This is a multi-part message in MIME format.\n"  # bounce_size
+    assert isinstance(scanner.scan_stream(cut).verdict, Clean)
 
 
 @pytest.mark.parametrize("layout", [x for x in LAYOUTS if not x.message],
