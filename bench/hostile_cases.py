@@ -345,6 +345,44 @@ def gen_begin_base64(k: int) -> bytes:
     return _mail(b"text/plain", b"begin-base64 644 a.bin\naGVsbG8=\n====\n" * (6_000 * k))
 
 
+# -- messages inside a text (scand.content.embedded) ---------------------------------------
+
+_SEE_BELOW = b"Hello, see the message below.\n\n"
+
+
+@family("text")
+def gen_inline_header_blocks(k: int) -> bytes:
+    """A text of header blocks that are no message (no content header): every one a
+    candidate start, none read."""
+    block = b"From: x%d@example.com\nTo: y@example.com\nSubject: re %d\nDate: today\n\nok\n"
+    return _SEE_BELOW + b"".join(block % (i, i) for i in range(3_000 * k))
+
+
+@family("text")
+def gen_inline_candidate_lines(k: int) -> bytes:
+    """Mail header lines each followed by a line that is not a header: a candidate
+    per two lines, each block one line long."""
+    return _SEE_BELOW + b"Subject: x\nnot a header line\n" * (10_000 * k)
+
+
+@family("text")
+def gen_inline_many_starts(k: int) -> bytes:
+    """Many messages inside a text, each a base64 body: every one is a start."""
+    one = (b"Forwarded:\n\nFrom: a@example.com\nMIME-Version: 1.0\n"
+           b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(_filler(3000)))
+    return _SEE_BELOW + one * (60 * k)
+
+
+@family("text")
+def gen_inline_chain(k: int) -> bytes:
+    """Each message in the text part of the one before, long texts between (the
+    depth limit ends the chain)."""
+    link = (b"%s\nFrom: a@example.com\nMIME-Version: 1.0\n"
+            b"Content-Type: multipart/mixed; boundary=\"L%d\"\n\n--L%d\n"
+            b"Content-Type: text/plain\n\n")
+    return b"".join(link % (_filler(8_000 * k), i, i) for i in range(30))
+
+
 # -- archives ----------------------------------------------------------------------------------
 
 def _zip(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_STORED) -> bytes:

@@ -5,7 +5,8 @@ Lives here: ``walker`` (the union of readings, docs/WALKER.md; one frozen
 ``params`` (parameters, names, boundaries, RFC 2047/2231), ``mime``
 (boundaries, and the table of transfer encodings), ``transfer`` (base64 and
 quoted-printable, strict and lenient), ``textblocks`` (the table of files
-encoded in text: uuencode, yEnc, BinHex, data: URIs), ``archives`` (the table
+encoded in text: uuencode, yEnc, BinHex, data: URIs), ``embedded`` (where a
+message begins: at offset 0, or inside a text), ``archives`` (the table
 of container formats, zip and tar), ``streams`` (gzip, bzip2, xz), ``zipscan``
 and ``formats`` (zip local headers, ISO 9660, TNEF, BinHex), ``parts`` (what a
 walk yields, its context and its budget).

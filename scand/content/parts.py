@@ -85,6 +85,11 @@ class Context:
     # False: the body of a header block cut short (its message was read in full
     # already), never a message of its own.
     sniff_message: bool = True
+    # False: what is here was read by another reading already (a text's messages,
+    # walker.inline_message; a multipart's parts): no message is looked for in a
+    # text here, a multipart with parts is not read as one leaf too, and one
+    # without parts is no -1:unreadable (a bounce quoting a message's headers).
+    inline: bool = True
 
     @classmethod
     def root(cls, name: str) -> Context:
@@ -97,10 +102,10 @@ class Context:
 
     def child(self, where: str, names: tuple[str, ...] = (), mime: str = "", *,
               in_archive: bool = False, alt: bool | None = None,
-              sniff_message: bool = True) -> Context:
+              sniff_message: bool = True, inline: bool = True) -> Context:
         """A part one level down, at trail ``where``; ``alt`` defaults to this one's."""
         return Context(self.depth + 1, where, names, mime, in_archive,
-                       self.alt if alt is None else alt, sniff_message)
+                       self.alt if alt is None else alt, sniff_message, inline)
 
     def reading(self, odd: bool) -> Context:
         """This place in a reading that is non-standard if ``odd``."""

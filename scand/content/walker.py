@@ -37,7 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from scand.config import ContentConfig
-from scand.content import archives, headers, mime, params, textblocks
+from scand.content import archives, embedded, headers, mime, params, textblocks
+from scand.content.embedded import looks_like_message
 from scand.content.parts import Budget, Context, Encrypted, Item, LimitHit, Slice
 from scand.events import Reason, Unchecked
 
@@ -46,16 +47,6 @@ from scand.events import Reason, Unchecked
 # enough for an ISO 9660 volume descriptor at 32 KiB.
 SNIFF_ENCODED = 1024
 SNIFF_IMAGE = 48 * 1024
-# Leading bytes of an RFC 5322 message (after an optional mbox "From " line).
-_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
-_KNOWN_NAMES = (rb"(?:from|to|subject|date|received|return-path|message-id|mime-version|"
-                rb"content-type|content-transfer-encoding|content-disposition|delivered-to|"
-                rb"x-[\w-]+)[ \t]*:")
-# A known header at the start, or at a line start: searched as "\n" + name (a
-# literal first byte: the regex skips to each line end at C speed; "^" in
-# MULTILINE mode would try every byte of a long text without line ends).
-_KNOWN_FIRST = re.compile(rb"(?i)" + _KNOWN_NAMES)
-_KNOWN_LATER = re.compile(rb"(?i)\n" + _KNOWN_NAMES)
 MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
 # Names of one part checked before each further name counts as a part (a header
 # with thousands of names costs a policy check per name).
@@ -86,31 +77,6 @@ def is_html(data: bytes, names: tuple[str, ...], mime_type: str) -> bool:
     return (mime_type in HTML_TYPES
             or _named(names, HTML_SUFFIXES)
             or _HTML_SNIFF.search(data, 0, 1024) is not None)
-
-
-def looks_like_message(data: bytes) -> bool:
-    """An RFC 5322 message (or one mbox entry): header lines first, known names."""
-    head = data[:8192].replace(b"\r", b"\n")  # bare CR line ends count as line ends
-    if head.startswith(b"From "):
-        eol = head.find(b"\n")  # the mbox line's end; CRLF (two line ends here) is one
-        head = b"" if eol < 0 else head[eol + 1 + (data[eol:eol + 2] == b"\r\n"):]
-    if not _HEADER_LINE.match(head):
-        return False
-    if _known_header(head, len(head)):
-        return True
-    # A long first header line (mail servers accept lines of a megabyte): the
-    # known names may come later in the header block, read to its end.
-    blank = head.find(b"\n\n")
-    if blank >= 0:
-        return False
-    end = headers.blank_line(data, 0, len(data))
-    return _known_header(data, len(data) if end is None else end[0])
-
-
-def _known_header(data: bytes, end: int) -> bool:
-    """A known header name at a line start of ``data[:end]``."""
-    return (_KNOWN_FIRST.match(data, 0, end) is not None
-            or _KNOWN_LATER.search(data, 0, end) is not None)
 
 
 def walk(data: bytes, name: str, limits: ContentConfig, *, keep_data: bool = True,
@@ -153,6 +119,7 @@ class _Walker:
         # message/partial fragments by id: number -> body, plus "total" and "where".
         self.partials: dict[str, _Fragments] = {}
         self.entities: set[tuple[int, int]] = set()  # raw MIME entities already parsed
+        self.inlined: set[int] = set()  # texts whose messages inline_message is reading
 
     def _first(self, seen: set[tuple[int, int]], data: bytes | memoryview) -> bool:
         key = (len(data), hash(data))  # a read-only memoryview hashes as its bytes
@@ -187,6 +154,8 @@ class _Walker:
             yield from self.message(data, ctx)
         else:
             yield from self.text_blocks(data, ctx, is_html(data, ctx.names, ctx.mime))
+            if ctx.sniff_message and ctx.inline and b"\x00" not in data[:TEXT_SNIFF]:
+                yield from self.inline_message(data, ctx)
 
     def message(self, data: bytes, ctx: Context) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
@@ -209,13 +178,44 @@ class _Walker:
             at = data.find(b"\nFrom ", at + 1)
         for k, start in enumerate(starts):
             end = starts[k + 1] if k + 1 < len(starts) else len(data)
-            if not looks_like_message(data[start:end]):
-                continue  # a "From " line inside a text
-            self.budget.part()
-            here = replace(ctx, where=ctx.label(f"mbox:{k + 2}"))
-            for i, reading in enumerate(headers.readings(data, start, end)):
-                yield from self.entity(reading.headers, reading.body,
-                                       here.reading(reading.headers.odd), tail=i > 0)
+            if looks_like_message(data[start:end]):  # else a "From " line inside a text
+                yield from self.message_at(data, start, end,
+                                           replace(ctx, where=ctx.label(f"mbox:{k + 2}")))
+
+    def inline_message(self, data: bytes, ctx: Context) -> Iterator[Item]:
+        """Messages inside a text after a preamble (:mod:`embedded`): the first with
+        a multipart or message type read to the end of the text, as libclamav's mail
+        parser reads it; each other one up to the next start (a decoy start cannot
+        hide the ones after it, a base64 body is not read through the messages
+        after it). Non-standard readings; each byte is in at most two of them."""
+        starts = embedded.starts(data)
+        found = next(starts, None)
+        if found is None:
+            return
+        self.budget.depth(ctx.depth + 1, ctx.where)
+        here = replace(ctx, alt=True, inline=False)  # its multiparts: not one leaf too
+        self.inlined.add(id(data))  # its pieces as they are hold no start not found here
+        whole = True  # the first container start is still to come
+        try:
+            while found is not None:
+                (start, container), found = found, next(starts, None)
+                end = len(data) if found is None else found[0]
+                if container and whole:
+                    whole = False
+                else:
+                    end = embedded.segment_end(data, start, end)
+                yield from self.message_at(data, start, end,
+                                           replace(here, where=ctx.label(f"message@{start}")))
+        finally:
+            self.inlined.discard(id(data))
+
+    def message_at(self, data: bytes, start: int, end: int, here: Context
+                   ) -> Iterator[Item]:
+        """The message ``data[start:end]`` (offsets, no copy), one part, at ``here``."""
+        self.budget.part()
+        for i, reading in enumerate(headers.readings(data, start, end)):
+            yield from self.entity(reading.headers, reading.body,
+                                   here.reading(reading.headers.odd), tail=i > 0)
 
     def entity(self, h: headers.Headers, body: Slice, ctx: Context, tail: bool = False
                ) -> Iterator[Item]:
@@ -243,12 +243,13 @@ class _Walker:
             # checked with the first; the shown name may exempt a type)
             yield ctx.child(label, names[:1], extra, alt=True).part(b"")
         if multipart:
-            if not parts:
+            if not parts and ctx.inline:  # (else its bytes were read another way)
                 yield Unchecked(Reason.UNREADABLE, f"{ctype} without parts at {ctx.where}")
             elif names:
                 yield ctx.child(label, names, ctype).part(b"")
-            if not parts or ctx.alt or odd:
-                yield from self.leaf(h, body, ctx.child(label, names, ctype, alt=True))
+            if not parts or (ctx.alt and ctx.inline) or odd:
+                yield from self.leaf(h, body, ctx.child(label, names, ctype, alt=True,
+                                                        inline=not parts))
             return
         if "message/partial" in types:
             yield ctx.child(label, names, "message/partial").part(b"")
@@ -313,9 +314,15 @@ class _Walker:
             return
         readings, odd = mime.leaf_readings(h, body)
         inner = ctx.reading(odd)
+        # A text piece as it is of a text whose messages are being read: no start in
+        # it was missed, and an engine that decodes by itself read it in the text.
+        piece = id(body.buf) in self.inlined
         for decoded in readings:
             self.budget.grow(len(decoded))
-            yield from self.bytes_(decoded, inner)
+            as_is = (piece and len(decoded) == len(body) and b"\x00" not in decoded[:TEXT_SNIFF]
+                     and decoded == body.view())
+            yield from self.bytes_(decoded, replace(inner, inline=False, alt=False)
+                                   if as_is else inner)
 
     def _names_only_leaf(self, h: headers.Headers, body: Slice, names: tuple[str, ...],
                          ctype: str) -> bool:
@@ -337,7 +344,8 @@ class _Walker:
             # Blocks inside encoded text are seen only decoded: read such text whole.
             if _is_text(head, ctype):
                 return False
-        elif textblocks.has_blocks(body.tobytes()) or is_html(head, (), ""):
+        elif (textblocks.has_blocks(whole := body.tobytes()) or is_html(head, (), "")
+              or (b"\x00" not in head[:TEXT_SNIFF] and embedded.any_start(whole))):
             return False
         # Last (it reads the whole body): malformed anywhere, the engine may read
         # it otherwise.

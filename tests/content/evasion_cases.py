@@ -723,6 +723,20 @@ def text_encodings() -> list[Case]:
              mixed(txt, prose + uu(EICAR, "a.bin", mode="7")), E, "eicar"),
         Case("txt-uu-crlf-indented", fam, "uuencode with CRLF lines in an LF message",
              mixed(txt, prose + uu(EICAR, "a.bin").replace(b"\n", b"\r\n")), E, "eicar"),
+        # A message inside a text, after a preamble (libclamav's mail parser reads it:
+        # scand.content.embedded; tests/content/test_inline_message.py has more).
+        Case("txt-inline-message", fam, "a text part: prose, then a whole message",
+             mixed(txt, prose + _inner_eicar_message()), E, "eicar"),
+        Case("txt-inline-forwarded", fam, "a text part: '-----Original Message-----', "
+             "then the message", mixed(txt, b"-----Original Message-----\n"
+                                       + _inner_eicar_message()), E, "eicar"),
+        Case("txt-inline-no-mime", fam, "a mail without MIME: prose, then a base64 "
+             "body's header and body", top("fwd", "") + b"\n" + prose
+             + b"Content-Transfer-Encoding: base64\n\n" + b64(EICAR), E, "eicar"),
+        Case("txt-inline-in-zip", fam, "a zipped .txt holding prose, then a message",
+             mixed('Content-Type: application/zip; name="notes.zip"\n'
+                   "Content-Transfer-Encoding: base64",
+                   b64(zipped({"notes.txt": prose + _inner_eicar_message()}))), E, "eicar"),
     ]
     return out
 
@@ -1136,6 +1150,10 @@ def look_alikes() -> list[Case]:
              + bytes(range(7, 90)) + b"\nendstream endobj\n%%EOF\n")),
         ("long-header", "a 3000-byte X- header", top("x", "X-Pad: " + "b" * 3000 + "\n")
          + b"\nhello\n"),
+        ("reply-quotes-headers", "a reply quoting a forwarded message's header lines",
+         mixed("Content-Type: text/plain", b"Thanks!\n\n-----Original Message-----\n"
+               b"From: Bob\nSent: Monday\nTo: Alice\nSubject: RE: lunch\n"
+               b"Content-Type: text/plain\n\nNoon?\n")),
     ]
     return [Case(f"ok-{key}", fam, desc, msg, c, "none") for key, desc, msg in rows]
 
