@@ -419,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
     for db in args.dbs.split(",") if rows else []:  # --rounds 0: reloads only
         s = [r for r in rows if r["db"] == db and r["side"] == "scand"]
         c = [r for r in rows if r["db"] == db and r["side"] == "clamd"]
-        m = {
+        m: dict[str, Any] = {
             "scand_msgs_per_s": median(s, "msgs_per_s"),
             "clamd_msgs_per_s": median(c, "msgs_per_s"),
             "scand_p99_ms": median(s, "p99_ms"), "clamd_p99_ms": median(c, "p99_ms"),
@@ -431,6 +431,18 @@ def run(args: argparse.Namespace) -> int:
         }
         m["throughput_ratio"] = round(m["scand_msgs_per_s"] / m["clamd_msgs_per_s"], 2)
         m["p99_ratio"] = round(m["scand_p99_ms"] / m["clamd_p99_ms"], 2)
+        # The same ratios within each round (its two sides ran back to back), and
+        # their median: a host that slows down over the run (this one did, by a
+        # third over 3 rounds of the large set, on both sides) moves the medians of
+        # the sides apart, not the ratio of a round.
+        by_round = {r["round"]: r for r in c}
+        pairs = [(r, by_round[r["round"]]) for r in s if r["round"] in by_round]
+        for key, label in (("msgs_per_s", "throughput"), ("p99_ms", "p99"),
+                           ("server_cpu_ms_per_msg", "cpu")):
+            ratios = [round(a[key] / b[key], 2) for a, b in pairs if b[key]]
+            m[f"{label}_ratio_rounds"] = ratios
+            m[f"{label}_ratio_paired"] = (round(statistics.median(ratios), 2) if ratios
+                                          else None)
         # CPU outside the engine, each side against one reference: libclamav alone on
         # every corpus message (engine_alone: warm, after each round, the median). Not
         # scand minus clamd: that difference of two loaded runs swung by +-1 ms.
