@@ -13,7 +13,8 @@
   same switch, so a broken signature set never replaces a working one.
 * A clamd that is replaced (switched, or restarted after it died) leaves no
   files: its ``clamd-<n>.sock``, ``.conf`` and ``.log`` are removed; at start,
-  those a killed daemon left are removed too (only names scand gives).
+  a clamd a killed daemon left running is stopped, and its files are removed
+  (only names scand gives: :mod:`scand.clamd.rundir`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -37,6 +37,7 @@ import trio
 
 from scand import config as configmod
 from scand import safedir
+from scand.clamd.rundir import GENERATION_FILES, stop_orphans, sweep_run_dir
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.engines.clamav import tmpdir
@@ -53,8 +54,6 @@ TERM_GRACE = 5.0
 # Signature files counted for VERSION (one signature per non-comment line).
 SIG_SUFFIXES = (".hdb", ".hsb", ".ndb", ".ldb", ".mdb", ".msb", ".db", ".ign2", ".fp", ".sfp")
 # The files scand names in the run directory for generation <n>; nothing else is removed.
-GENERATION_FILES = (".sock", ".conf", ".log")
-_GENERATION_NAME = re.compile(r"clamd-\d+\.(sock|conf|log)")
 
 
 @dataclass(eq=False)
@@ -156,6 +155,9 @@ class ManagedClamd:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.prepare(None)
+        stopped = await trio.to_thread.run_sync(stop_orphans, self.run_dir, TERM_GRACE)
+        if stopped:  # a clamd that outlived a killed daemon (scand.clamd.rundir)
+            log.warning("clamd_orphans_stopped", pids=stopped)
         swept = sweep_run_dir(self.run_dir)
         if swept:
             log.info("clamd_run_dir_swept", removed=swept)  # left by a killed daemon
@@ -311,26 +313,6 @@ class ManagedClamd:
             "switches": {k.removeprefix("switch_"): v for k, v in self.events.items()
                          if k.startswith("switch_")},
         }
-
-
-def sweep_run_dir(run_dir: Path) -> list[str]:
-    """Remove what a killed daemon left in the run directory: ``clamd-<n>.sock``,
-    ``.conf`` and ``.log``, and the half-made link ``clamd.sock.new``. Called before
-    the first clamd starts; nothing else in the directory is touched."""
-    removed: list[str] = []
-    try:
-        entries = list(os.scandir(run_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not (_GENERATION_NAME.fullmatch(entry.name) or entry.name == "clamd.sock.new"):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed.append(entry.name)
-    return sorted(removed)
 
 
 def _idle(stats: str) -> bool:
