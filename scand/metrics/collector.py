@@ -28,7 +28,7 @@ import scand
 from scand.fronts.accept import Counters
 from scand.fronts.budget import MemoryBudget
 from scand.metrics.memory import private_bytes
-from scand.pool.pool import RECYCLE_REASONS
+from scand.pool.report import RECYCLE_REASONS
 from scand.service import Service
 from scand.stats import LATENCY_BUCKETS
 

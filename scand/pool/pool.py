@@ -3,22 +3,21 @@
 Controls, combined from the best servers (DESIGN.md §2):
 
 * hard per-request memory cap (RLIMIT_AS in the worker) -> ``-1:memory``;
-* soft recycle after a job when its *current private memory* (USS, from
-  /proc/<pid>/smaps_rollup; see :mod:`scand.worker.memory`) grew past
-  ``recycle_rss_mb`` above the worker's start-up baseline, or after ``max_jobs`` (+ jitter); never
-  before ``min_lifetime`` unless a hard limit (``hard_rss_mb``, the memory cap)
-  was hit;
-* a warm replacement: the new worker is started and has loaded its engine
-  before the old one leaves, and only one soft retirement runs at a time;
+* soft recycle after a job when its *current private memory* (USS: see
+  :mod:`scand.worker.memory`) grew past ``recycle_rss_mb`` above its start-up
+  baseline, or after ``max_jobs`` (+ jitter); never before ``min_lifetime``
+  unless a hard limit (``hard_rss_mb``, the memory cap) was hit;
+* a warm replacement: the new worker has loaded its engine before the old one
+  leaves, and only one soft retirement runs at a time;
 * a wall-clock deadline per scan: past it the worker is killed and replaced
-  (one watch task for the pool, not a cancel scope per scan: see
-  :meth:`Pool._deadline_watch`);
+  (one watch task for the pool: :meth:`Pool._deadline_watch`);
 * a dead worker costs exactly its own request (``-1:worker-crashed``);
 * a cancelled scan (client gone) gets ``cancel_grace`` to finish, then its
   worker is killed and replaced.
 
-trio-parallel was considered (DESIGN.md §2) but it has no prewarming, no warm
-replacement and no per-worker statistics, so this is the same shape by hand.
+What it reports (STATS, metrics) is :mod:`scand.pool.report`. trio-parallel was
+considered (DESIGN.md §2), but it has no prewarming, no warm replacement and no
+per-worker statistics, so this is the same shape by hand.
 """
 
 from __future__ import annotations
@@ -36,20 +35,14 @@ import trio
 from scand.config import Config
 from scand.engines.base import EngineError
 from scand.events import Reason, Unchecked
+from scand.pool import report
 from scand.pool.process import WorkerFactory, WorkerGone, WorkerProcess
 from scand.pool.state import WorkerState
 from scand.proc import retry
-from scand.worker import memory
 from scand.worker.wire import Done, Job, Outcome, Ready
 
 log = structlog.get_logger("scand.pool")
 
-RECYCLE_REASONS = ("rss", "jobs", "memory", "timeout", "crash", "cancel", "reload")
-# STATS reads each worker's smaps_rollup at most this often (seconds). Reading it
-# walks the worker's page tables: with STATS 4 times a second (the bomber's
-# sampler) and a 2 s refresh, a STATS cost the daemon 2.25 ms of CPU (4 clamav
-# workers), 0.4-0.8 ms per scanned message at 11-25 msgs/s. PSS moves slowly.
-USAGE_MAX_AGE = 10.0
 # After a failed replacement spawn, wait this long before the next try.
 RESPAWN_BACKOFF = 1.0
 
@@ -64,7 +57,7 @@ class Pool:
         self.workers: list[WorkerProcess] = []
         self._idle: collections.deque[WorkerProcess] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()
-        self._waiting = 0
+        self.waiting = 0  # requests queued for a worker right now
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self.recycles: collections.Counter[str] = collections.Counter()
@@ -72,7 +65,7 @@ class Pool:
         self.last_spawn_ms = 0.0
         self.jobs_done = 0  # over the pool's life, retired workers included
         self._drop_pending = False  # a reload happened: free old sets when their workers leave
-        self._usage_cache: dict[int, tuple[float, memory.Usage]] = {}
+        self._usage = report.WorkerUsage()
         self.spawned = 0
         # Scans in progress and their deadlines (the deadline watch's view), when the
         # watch wakes next, and the event that wakes it sooner.
@@ -138,9 +131,9 @@ class Pool:
     async def _queued(self, path: str | None, data: bytes | None) -> Outcome:
         """No worker free: wait in the queue (bounded in size and time), then run."""
         pool = self.config.pool
-        if self._waiting >= pool.queue_size:
+        if self.waiting >= pool.queue_size:
             return Outcome(Unchecked(Reason.BUSY, f"queue full ({pool.queue_size})"))
-        self._waiting += 1
+        self.waiting += 1
         try:
             with trio.move_on_after(pool.queue_wait):
                 while not self._idle:
@@ -149,7 +142,7 @@ class Pool:
                 return Outcome(Unchecked(Reason.BUSY, f"no worker within {pool.queue_wait:g}s"))
             worker = self._take_idle()
         finally:
-            self._waiting -= 1
+            self.waiting -= 1
         return await self._run_on(worker, path, data)
 
     def _take_idle(self) -> WorkerProcess:
@@ -398,48 +391,10 @@ class Pool:
     # -- introspection -------------------------------------------------------------------
 
     @property
-    def waiting(self) -> int:
-        """Requests queued for a worker right now."""
-        return self._waiting
-    def _usage(self, pid: int) -> memory.Usage:
-        """A worker's smaps_rollup, at most every USAGE_MAX_AGE seconds: reading it walks
-        the page tables (1-2 ms with a large set), and STATS may come 4 times a second."""
-        now = trio.current_time()
-        cached = self._usage_cache.get(pid)
-        if cached is None or now - cached[0] > USAGE_MAX_AGE:
-            cached = (now, memory.usage(pid))
-            self._usage_cache[pid] = cached
-        return cached[1]
+    def idle_count(self) -> int:
+        """Workers waiting for a job right now."""
+        return len(self._idle)
 
     def stats(self) -> dict[str, Any]:
-        live = {w.pid for w in self.workers}
-        for pid in [p for p in self._usage_cache if p not in live]:
-            del self._usage_cache[pid]
-        workers = []
-        for w in self.workers:
-            try:  # private (USS) and PSS: RSS counts the zygote's shared engine per worker
-                mem = self._usage(w.pid)
-                rss, pss, private = mem.rss, mem.pss, mem.private
-            except OSError:
-                rss = pss = private = w.rss
-            state = "busy" if w.busy else "idle"
-            workers.append({"pid": w.pid, "rss": rss, "pss": pss, "private": private,
-                            "jobs": w.jobs, "age": round(w.age, 1),
-                            "state": state, "lifecycle": w.state.value,
-                            "retiring": w.recycle_reason or None,
-                            "generation": w.generation})
-        return {
-            "size": self.config.worker_count,
-            "live": len(self.workers),
-            "idle": len(self._idle),
-            "busy": sum(1 for w in self.workers if w.busy),
-            "queue": self._waiting,
-            "rss_total": sum(w["rss"] for w in workers),
-            "pss_total": sum(w["pss"] for w in workers),
-            "private_total": sum(w["private"] for w in workers),
-            "jobs_total": self.jobs_done,
-            "spawned_total": self.spawned,
-            "recycles": {r: self.recycles.get(r, 0) for r in RECYCLE_REASONS},
-            "last_spawn_ms": round(self.last_spawn_ms, 1),
-            "workers": workers,
-        }
+        """The pool for STATS and the metrics (:func:`scand.pool.report.pool_stats`)."""
+        return report.pool_stats(self, self._usage)

@@ -190,7 +190,7 @@ def test_every_row_names_modules_that_exist() -> None:
 @pytest.mark.parametrize(("table_line", "expected"), [
     ("| `service` | daemon | x | `trio`, `structlog` |", "scand.service imports scand.pool"),
     ("| `pool/` | daemon | x | `trio`, `structlog`, `config`, `events`, `engines/base`, `proc`, "
-     "`pool/`, `worker/wire` |", "scand.pool.pool imports scand.worker.memory"),
+     "`pool/`, `worker/wire` |", "scand.pool.report imports scand.worker.memory"),
     ("| `worker/` | daemon | x | `*` |",
      "scand.worker.scanner (daemon) imports scand.cache (worker)"),
 ])
