@@ -90,6 +90,10 @@ class Context:
     # text here, a multipart with parts is not read as one leaf too, and one
     # without parts is no -1:unreadable (a bounce quoting a message's headers).
     inline: bool = True
+    # Inside a message found in a text (walker.inline_message), at any depth: what a
+    # mail client shows as text. A message/partial here is no fragment a client would
+    # put together (so neither banned nor kept for reassembly): its body is read.
+    quoted: bool = False
 
     @classmethod
     def root(cls, name: str) -> Context:
@@ -105,7 +109,7 @@ class Context:
               sniff_message: bool = True, inline: bool = True) -> Context:
         """A part one level down, at trail ``where``; ``alt`` defaults to this one's."""
         return Context(self.depth + 1, where, names, mime, in_archive,
-                       self.alt if alt is None else alt, sniff_message, inline)
+                       self.alt if alt is None else alt, sniff_message, inline, self.quoted)
 
     def reading(self, odd: bool) -> Context:
         """This place in a reading that is non-standard if ``odd``."""

@@ -193,7 +193,8 @@ class _Walker:
         if found is None:
             return
         self.budget.depth(ctx.depth + 1, ctx.where)
-        here = replace(ctx, alt=True, inline=False)  # its multiparts: not one leaf too
+        # Its multiparts: not one leaf too; what is in it: quoted text (Context.quoted).
+        here = replace(ctx, alt=True, inline=False, quoted=True)
         self.inlined.add(id(data))  # its pieces as they are hold no start not found here
         whole = True  # the first container start is still to come
         try:
@@ -252,6 +253,9 @@ class _Walker:
                                                         inline=not parts))
             return
         if "message/partial" in types:
+            if ctx.quoted:  # quoted in a text: its body is read, as text
+                yield from self.leaf(h, body, ctx.child(label, names, "text/plain"))
+                return
             yield ctx.child(label, names, "message/partial").part(b"")
             self.partial(h, body, ctx.where)
             return

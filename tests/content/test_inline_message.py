@@ -185,3 +185,30 @@ def test_pieces_of_the_text_as_they_are_are_not_handed_again_but_binary_ones_are
               if isinstance(item, Part) and item.alt and item.data and item.depth]
     assert [p.data for p in handed] == [stub], handed
     assert any(p.names == ("t.exe",) for p in handed)
+
+
+_QUOTED_PARTIAL = (b"From: x@example.org\r\nTo: y@example.org\r\nSubject: fwd\r\n"
+                   b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+                   b"Hello, this is what I got:\r\n\r\n"
+                   b"From: a@example.org\r\nSubject: part 1 of 2\r\n"
+                   b"Content-Type: message/partial; id=\"abc@example.org\"; number=1; total=2\r\n"
+                   b"\r\nBODY\r\n")
+
+
+def test_a_quoted_message_partial_is_text_not_a_fragment(scanner: Scanner) -> None:
+    """message/partial is banned because clients put fragments together silently; one
+    quoted in a text is no fragment a client would use: no ban, no -1:unreadable
+    for an incomplete set. Its body is still read: a base64 body decodes."""
+    clean = _QUOTED_PARTIAL.replace(b"BODY", b"the first half of a report")
+    assert isinstance(scanner.scan_stream(clean).verdict, Clean)
+    encoded = _QUOTED_PARTIAL.replace(b"Content-Type: message/partial",
+                                      b"Content-Transfer-Encoding: base64\r\n"
+                                      b"Content-Type: message/partial")
+    verdict = scanner.scan_stream(encoded.replace(b"BODY", b64(EICAR))).verdict
+    assert isinstance(verdict, Infected) and "Eicar" in verdict.name, verdict
+
+
+def test_a_real_message_partial_is_still_banned(scanner: Scanner) -> None:
+    fragment = _QUOTED_PARTIAL.split(b"Hello, this is what I got:\r\n\r\n")[1]
+    verdict = scanner.scan_stream(fragment.replace(b"BODY", b"half")).verdict
+    assert verdict == Infected("Banned.MimeType.message/partial"), verdict
