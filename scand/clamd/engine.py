@@ -146,8 +146,8 @@ class ClamdEngine(Engine):
 
     def refreshed(self) -> bool:
         """clamd's VERSION (``ClamAV 1.4.6/27000/<date>``: the database version) looked
-        at once every :data:`VERSION_CHECK` seconds, on the first socket that
-        answers; a new one is a new generation. clamd with only private
+        at once every :data:`VERSION_CHECK` seconds, on the first socket; a new one
+        is a new generation. clamd with only private
         signatures names no database version: a reload of its own is not seen
         (README: keep the cache's TTL short there)."""
         now = time.monotonic()
@@ -155,10 +155,11 @@ class ClamdEngine(Engine):
             return False
         self._checked = now
         version = ""
-        for address in self.addresses:
-            with contextlib.suppress(Unreachable, SessionTimeout, OSError):
-                version = one_command(address, "VERSION", min(self.cfg.timeout, 1.0))
-                break
+        with contextlib.suppress(Unreachable, SessionTimeout, OSError):
+            # The first socket only: several clamds on different versions would make
+            # the generation flip with whichever answered, and each socket that does
+            # not answer would cost up to a second here.
+            version = one_command(self.addresses[0], "VERSION", min(self.cfg.timeout, 1.0))
         if (not version.startswith("ClamAV ") or version == self._version
                 or not self.generation_id):
             return False  # unreachable or garbled (scans will say so), unchanged, uncached

@@ -5,11 +5,11 @@ clamd: the clamd is re-parented to init and keeps its signature set in memory
 (hundreds of MiB with a full database) and its socket in the run directory. The
 next start must not add a second one beside it:
 
-* :func:`stop_orphans`: a clamd whose command line names a configuration file
-  in this run directory (``--config-file=<run_dir>/clamd-<n>.conf``, a name only
-  scand gives, in a directory only scand's user may write) is one of ours that
-  outlived its daemon: it gets SIGTERM, then SIGKILL after a grace period,
-  always by pid;
+* :func:`stop_orphans`: a clamd of this user whose command line names a
+  configuration file in this run directory (``--config-file=<run_dir>/clamd-<n>.conf``,
+  a name only scand gives, in a directory only scand's user may write) is one of
+  ours that outlived its daemon: it gets SIGTERM, then SIGKILL after a grace
+  period, always by pid;
 * :func:`sweep_run_dir`: then the files such a clamd used are removed.
 """
 
@@ -28,22 +28,33 @@ _GENERATION_NAME = re.compile(r"clamd-\d+\.(sock|conf|log)")
 _CONF_NAME = re.compile(r"clamd-\d+\.conf")
 
 
-def orphans(run_dir: Path) -> list[psutil.Process]:
-    """Live clamd processes started on a configuration file of this run directory."""
-    prefix = f"--config-file={os.path.realpath(run_dir)}{os.sep}"
+def orphans(run_dir: Path, binary: str = "clamd") -> list[psutil.Process]:
+    """Live ``binary`` processes of this user (any, for root) started on a
+    configuration file of this run directory (the path compared resolved: the run
+    directory may be named through a symlink, /var/run -> /run)."""
+    here = os.path.realpath(run_dir)
+    me = os.getuid()
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "uids"]):
         cmdline = proc.info.get("cmdline") or []
-        if any(arg.startswith(prefix) and _CONF_NAME.fullmatch(arg[len(prefix):])
-               for arg in cmdline[1:]):
-            found.append(proc)
+        uids = proc.info.get("uids")
+        if not cmdline or os.path.basename(cmdline[0]) != os.path.basename(binary):
+            continue
+        if me != 0 and (uids is None or uids.real != me):
+            continue
+        for arg in cmdline[1:]:
+            path = arg.removeprefix("--config-file=")
+            if (path != arg and _CONF_NAME.fullmatch(os.path.basename(path))
+                    and os.path.realpath(os.path.dirname(path)) == here):
+                found.append(proc)
+                break
     return found
 
 
-def stop_orphans(run_dir: Path, grace: float) -> list[int]:
+def stop_orphans(run_dir: Path, grace: float, binary: str = "clamd") -> list[int]:
     """Stop every clamd :func:`orphans` finds: SIGTERM, SIGKILL after ``grace``
     seconds; the pids signalled. Called before the first clamd starts."""
-    found = orphans(run_dir)
+    found = orphans(run_dir, binary)
     for proc in found:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGTERM)

@@ -155,7 +155,8 @@ class ManagedClamd:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.prepare(None)
-        stopped = await trio.to_thread.run_sync(stop_orphans, self.run_dir, TERM_GRACE)
+        stopped = await trio.to_thread.run_sync(stop_orphans, self.run_dir, TERM_GRACE,
+                                                self.binary)
         if stopped:  # a clamd that outlived a killed daemon (scand.clamd.rundir)
             log.warning("clamd_orphans_stopped", pids=stopped)
         swept = sweep_run_dir(self.run_dir)

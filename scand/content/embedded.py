@@ -69,11 +69,14 @@ _START_LF = re.compile(rb"(?i)\n" + _NAMES_COLON)
 _START_ANY = re.compile(rb"(?i)[\r\n]" + _NAMES_COLON)
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _MAIL_LINE = re.compile(rb"(?i)[\r\n](?:" + _MAIL + rb")[ \t]*:")
+# White space in a header value, folded lines included ("Content-Type:\n\tmultipart/").
+_WS = rb"(?:[ \t]|\r?\n[ \t]|\r[ \t])*"
 # A multipart or message type: a mail header must come with it.
-_CONTAINER = re.compile(rb"(?i)[\r\n]content-type[ \t]*:[ \t]*\"?(?:multipart|message)/")
+_CONTAINER = re.compile(rb"(?i)[\r\n]content-type[ \t]*:" + _WS + rb"\"?(?:multipart|message)/")
 # A transfer encoding that decodes (not 7bit, 8bit or binary): a start by itself.
 _DECODES = re.compile(rb"(?i)[\r\n]content-transfer-encoding[ \t]*:"
-                      rb"(?![ \t]*(?:[78]bit|binary)?[ \t]*" + _EOL + rb")")
+                      rb"(?!" + _WS + rb"(?:[78]bit|binary)?[ \t]*"
+                      rb"(?:\r\n|\r(?!\n)|\n)(?![ \t]))")  # the value's end, not a fold
 
 
 def looks_like_message(data: bytes) -> bool:

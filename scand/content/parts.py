@@ -69,6 +69,9 @@ class Part:
     # The walker read these bytes as an RFC 5322 message (and walked its parts):
     # an engine handed the walker's parts need not parse it as mail again.
     message: bool = False
+    # Inside a message quoted in a text (Context.quoted): scanned, but its names and
+    # types are text to a mail client, offered as no attachment: no policy check.
+    quoted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,7 @@ class Context:
     def part(self, data: bytes, message: bool = False) -> Part:
         """A part found here (``message``: read as an RFC 5322 message)."""
         return Part(data, self.names, self.mime, self.depth, self.where, self.in_archive,
-                    self.alt, message)
+                    self.alt, message, self.quoted)
 
 
 @dataclass(frozen=True, slots=True)

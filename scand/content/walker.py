@@ -116,9 +116,13 @@ class _Walker:
         self.keep = keep_data
         self.members = member_data
         self.seen: set[tuple[int, int]] = set()  # decoded parts already walked
+        # The same for what was walked inside a message quoted in a text: read there
+        # as quoted text (Context.quoted), it still gets its own reading elsewhere.
+        self.seen_quoted: set[tuple[int, int]] = set()
         # message/partial fragments by id: number -> body, plus "total" and "where".
         self.partials: dict[str, _Fragments] = {}
         self.entities: set[tuple[int, int]] = set()  # raw MIME entities already parsed
+        self.entities_quoted: set[tuple[int, int]] = set()
         self.inlined: set[int] = set()  # texts whose messages inline_message is reading
 
     def _first(self, seen: set[tuple[int, int]], data: bytes | memoryview) -> bool:
@@ -132,7 +136,7 @@ class _Walker:
         """A part given as bytes: yield it, then whatever it contains."""
         self.budget.depth(ctx.depth, ctx.where)
         self.budget.part()
-        if ctx.depth and not self._first(self.seen, data):
+        if ctx.depth and not self._first(self.seen_quoted if ctx.quoted else self.seen, data):
             if self.keep and not self.members and _may_be_read_as_text(ctx):
                 # Handed again (scanner._scan_walked): the engine may read a text part
                 # in a form its first sight did not get (libclamav's phishing check
@@ -200,11 +204,11 @@ class _Walker:
         try:
             while found is not None:
                 (start, container), found = found, next(starts, None)
-                end = len(data) if found is None else found[0]
-                if container and whole:
-                    whole = False
+                if container and whole:  # to the end of the text, as libclamav reads it
+                    whole, end = False, len(data)
                 else:
-                    end = embedded.segment_end(data, start, end)
+                    end = embedded.segment_end(data, start,
+                                               len(data) if found is None else found[0])
                 yield from self.message_at(data, start, end,
                                            replace(here, where=ctx.label(f"message@{start}")))
         finally:
@@ -235,7 +239,8 @@ class _Walker:
         parts, odd = mime.split(h, body, multipart, self.budget.part,  # charged as found
                                 self.budget.parts_left())
         for raw in parts:
-            if (ctx.alt or odd) and not self._first(self.entities, raw.view()):
+            entities = self.entities_quoted if ctx.quoted else self.entities
+            if (ctx.alt or odd) and not self._first(entities, raw.view()):
                 continue  # the same raw part from another reading: parsed already
             for i, reading in enumerate(headers.readings(raw.buf, raw.start, raw.end)):
                 yield from self.entity(reading.headers, reading.body,

@@ -168,6 +168,7 @@ def serve(config: Config, inp: int, out: int, engine: Engine | None = None) -> i
             return 1
     info = engine.info()
     scanner = Scanner(engine, config)
+    scanner.refresh()  # the zygote may have loaded long ago: look before the first job
     cap = config.pool.memory_cap_mb * 1024 * 1024
     meter = PrivateMeter()  # Ready.rss and Done.rss carry private memory (USS), not RSS
     write_message(

@@ -236,6 +236,8 @@ class Scanner:
             raw_hit = self.policy.check_raw(raw)
             if raw_hit is not None:
                 return raw_hit
+        if part.quoted:  # a name in a message quoted in a text is no attachment
+            return None
         return self.policy.check_part(part.names, part.mime, part.in_archive)
 
     def _finding(self, item: Encrypted | Unchecked) -> Infected | Unchecked:

@@ -96,22 +96,26 @@ def test_a_clamd_left_running_by_a_killed_daemon_is_stopped_at_start(
 
 
 def test_only_a_configuration_of_this_run_dir_makes_a_process_ours(tmp_path: Path) -> None:
-    """A command line naming ``clamd-<n>.conf`` in this run directory is ours; one in
-    another directory, or a name scand never gives, is not."""
+    """A command line naming ``clamd-<n>.conf`` in this run directory (also through a
+    symlink: /var/run -> /run) is ours; one in another directory, a name scand never
+    gives, or another program, is not."""
     from scand.clamd.rundir import orphans
 
     mine, other = tmp_path / "run", tmp_path / "run2"
     mine.mkdir()
     other.mkdir()
+    (tmp_path / "link").symlink_to(mine)
     procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                                f"--config-file={d}/{name}"])
              for d, name in ((other, "clamd-1.conf"), (mine, "clamd-x.conf"),
-                             (mine, "clamd-3.conf"))]
+                             (mine, "clamd-3.conf"), (tmp_path / "link", "clamd-4.conf"))]
     try:
         wait_for(lambda: all(psutil.Process(p.pid).cmdline()[-1].startswith("--config")
                              for p in procs))
-        assert [p.pid for p in orphans(mine)] == [procs[2].pid]
-        assert [p.pid for p in orphans(other)] == [procs[0].pid]
+        assert sorted(p.pid for p in orphans(mine, sys.executable)) == sorted(
+            [procs[2].pid, procs[3].pid])
+        assert [p.pid for p in orphans(other, sys.executable)] == [procs[0].pid]
+        assert orphans(mine) == []  # not a clamd
     finally:
         for p in procs:
             p.kill()
