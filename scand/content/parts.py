@@ -72,6 +72,9 @@ class Part:
     # Inside a message quoted in a text (Context.quoted): scanned, but its names and
     # types are text to a mail client, offered as no attachment: no policy check.
     quoted: bool = False
+    # A text holding messages the walker read (walker.inline_message): an engine
+    # handed the walker's parts need not parse it as mail again.
+    inline_read: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +121,11 @@ class Context:
         """This place in a reading that is non-standard if ``odd``."""
         return replace(self, alt=True) if odd and not self.alt else self
 
-    def part(self, data: bytes, message: bool = False) -> Part:
-        """A part found here (``message``: read as an RFC 5322 message)."""
+    def part(self, data: bytes, message: bool = False, inline_read: bool = False) -> Part:
+        """A part found here (``message``: read as an RFC 5322 message; ``inline_read``:
+        a text whose messages the walker reads)."""
         return Part(data, self.names, self.mime, self.depth, self.where, self.in_archive,
-                    self.alt, message, self.quoted)
+                    self.alt, message, self.quoted, inline_read)
 
 
 @dataclass(frozen=True, slots=True)

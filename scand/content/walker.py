@@ -24,10 +24,9 @@ were already yielded are yielded again without data (their names still
 count), so the union costs little on ordinary mail.
 
 It never raises for bad input. Pure Python (stdlib), trio-free: it runs in
-the worker, under the memory cap. With ``keep_data=False`` leaves are
-yielded without their bytes and archive members are only read when they look
-like containers: the policy walk beside engines that decode content
-themselves.
+the worker, under the memory cap. With ``keep_data=False`` leaves come without
+their bytes and archive members are read only when they look like containers:
+the policy walk beside engines that decode content themselves.
 """
 
 from __future__ import annotations
@@ -146,19 +145,21 @@ class _Walker:
                 yield ctx.part(b"")
             return
         keep = self.keep or ctx.depth == 0 or ctx.alt
-        # A zip behind a stub (self-extractor, polyglot) is looked for in binary parts
-        # and in parts named like archives: a text named .txt opens in an editor.
+        # A zip behind a stub is looked for in binary parts and in parts named like archives.
         behind = b"\x00" in data[:TEXT_SNIFF] or _named(ctx.names, archives.STUB_SUFFIXES)
         kind = archives.sniff(data, behind)
         is_message = kind is None and ctx.sniff_message and looks_like_message(data)
-        yield ctx.part(data if keep else b"", is_message)
+        text = kind is None and not is_message and b"\x00" not in data[:TEXT_SNIFF]
+        inline = text and ctx.sniff_message and ctx.inline and embedded.any_start(data)
+        yield ctx.part(data if keep else b"", is_message,  # its messages: read here, or
+                       inline or (text and not ctx.inline))  # by the reading it is a piece of
         if kind is not None:
             yield from self.archive(kind, data, ctx)
         elif is_message:
             yield from self.message(data, ctx)
         else:
             yield from self.text_blocks(data, ctx, is_html(data, ctx.names, ctx.mime))
-            if ctx.sniff_message and ctx.inline and b"\x00" not in data[:TEXT_SNIFF]:
+            if inline:
                 yield from self.inline_message(data, ctx)
 
     def message(self, data: bytes, ctx: Context) -> Iterator[Item]:

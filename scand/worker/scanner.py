@@ -145,13 +145,16 @@ class Scanner:
         their verdict is not the one a whole-file scan of the same bytes stores. A
         part of a message the engine scans in another form (``walked_form``:
         libclamav's phishing check on a text part) is cached under that form's
-        bytes, never its own."""
+        bytes, never its own. A text whose messages the walker read (``inline_read``)
+        is scanned like a message: without the engine's mail parser, uncached."""
         if part.message and not _mbox(part.data):
             return self.engine.scan_walked(part.data, part.where, True)
         if part.depth and not part.in_archive:
             form = self.engine.walked_form(part.data, part.mime, part.alt)
             if form is not None:
                 return self.cache.scan_part(self._scan_whole, replace(part, data=form))
+        if part.inline_read and not _mbox(part.data):  # its messages are handed already
+            return self.engine.scan_walked(part.data, part.where, True)
         return self.cache.scan_part(self._scan_whole, part)
 
     def _scan_whole(self, data: bytes, where: str) -> Verdict:
