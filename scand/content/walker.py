@@ -150,17 +150,19 @@ class _Walker:
         kind = archives.sniff(data, behind)
         is_message = kind is None and ctx.sniff_message and looks_like_message(data)
         text = kind is None and not is_message and b"\x00" not in data[:TEXT_SNIFF]
-        inline = text and ctx.sniff_message and ctx.inline and embedded.any_start(data)
-        yield ctx.part(data if keep else b"", is_message,  # its messages: read here, or
-                       inline or (text and not ctx.inline))  # by the reading it is a piece of
+        starts = embedded.starts(data) if text and ctx.sniff_message and ctx.inline else None
+        first = next(starts, None) if starts is not None else None  # searched once
+        # inline_read: its messages are read here, or by the reading it is a piece of.
+        yield ctx.part(data if keep else b"", is_message, first is not None or (
+            text and not ctx.inline))
         if kind is not None:
             yield from self.archive(kind, data, ctx)
         elif is_message:
             yield from self.message(data, ctx)
         else:
             yield from self.text_blocks(data, ctx, is_html(data, ctx.names, ctx.mime))
-            if inline:
-                yield from self.inline_message(data, ctx)
+            if first is not None and starts is not None:
+                yield from self.inline_message(data, ctx, first, starts)
 
     def message(self, data: bytes, ctx: Context) -> Iterator[Item]:
         """The parts of an RFC 5322 message in every reading of its header block."""
@@ -187,16 +189,14 @@ class _Walker:
                 yield from self.message_at(data, start, end,
                                            replace(ctx, where=ctx.label(f"mbox:{k + 2}")))
 
-    def inline_message(self, data: bytes, ctx: Context) -> Iterator[Item]:
+    def inline_message(self, data: bytes, ctx: Context, found: tuple[int, bool] | None,
+                       starts: Iterator[tuple[int, bool]]) -> Iterator[Item]:
         """Messages inside a text after a preamble (:mod:`embedded`): the first with
         a multipart or message type read to the end of the text, as libclamav's mail
         parser reads it; each other one up to the next start (a decoy start cannot
         hide the ones after it, a base64 body is not read through the messages
-        after it). Non-standard readings; each byte is in at most two of them."""
-        starts = embedded.starts(data)
-        found = next(starts, None)
-        if found is None:
-            return
+        after it). Non-standard readings; each byte is in at most two of them.
+        ``found``: the first of ``starts`` (embedded.starts), already taken."""
         self.budget.depth(ctx.depth + 1, ctx.where)
         # Its multiparts: not one leaf too; what is in it: quoted text (Context.quoted).
         here = replace(ctx, alt=True, inline=False, quoted=True)
